@@ -1,0 +1,107 @@
+"""Full-resolution strategies: which square windows of an image the 256² model sees.
+
+- `resize`: one window, the whole image (squashed to 256², as the paper's evaluation does).
+- `crop`: one square context window per group of nearby hole regions, a few times the group's
+  size (at least `min_side` px), clamped to the image; windows that cannot be square because the
+  image is too narrow are padded by reflection.
+Only hole pixels of a window's own group are pasted back, so overlapping windows never fight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .masks import dilate
+
+
+@dataclass(frozen=True)
+class Window:
+    """A region of an image to inpaint: `box` = (x0, y0, x1, y1), exclusive ends."""
+
+    box: tuple[int, int, int, int]
+    paste: np.ndarray  # bool, box-sized: the hole pixels this window fills
+
+    @property
+    def side(self) -> int:
+        x0, y0, x1, y1 = self.box
+        return max(x1 - x0, y1 - y0)
+
+
+def plan_windows(
+    hole: np.ndarray,
+    strategy: str = "crop",
+    context: float = 3.0,
+    min_side: int = 256,
+    merge_gap: int = 32,
+) -> list[Window]:
+    """Windows covering every hole pixel exactly once."""
+    height, width = hole.shape
+    if not hole.any():
+        return []
+    if strategy == "resize":
+        return [Window((0, 0, width, height), hole)]
+    if strategy != "crop":
+        raise ValueError(f"unknown strategy {strategy!r}; choose crop or resize")
+    # Regions closer than `merge_gap` share a window: group by components of the grown mask.
+    count, groups = cv2.connectedComponents(
+        dilate(hole, merge_gap).astype(np.uint8), connectivity=8
+    )
+    windows = []
+    for label in range(1, count):
+        member = hole & (groups == label)
+        ys, xs = np.nonzero(member)
+        if len(xs) == 0:
+            continue
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        side = max(math.ceil(context * max(x1 - x0, y1 - y0)), min_side)
+        bx0, bx1 = _span(x0, x1, side, width)
+        by0, by1 = _span(y0, y1, side, height)
+        windows.append(Window((bx0, by0, bx1, by1), member[by0:by1, bx0:bx1]))
+    return windows
+
+
+def _span(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
+    """A `side`-long interval centred on [lo, hi), shifted inside [0, limit), clamped to it."""
+    if side >= limit:
+        return 0, limit
+    start = (lo + hi) // 2 - side // 2
+    start = min(max(start, 0), limit - side)
+    return int(start), int(start + side)
+
+
+def square_pad(crop: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad an H×W(×C) crop to a square by reflection; returns it and the (top, left) offset."""
+    height, width = crop.shape[:2]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    if side == height and side == width:
+        return crop, (0, 0)
+    pad = [(top, side - height - top), (left, side - width - left)] + [(0, 0)] * (crop.ndim - 2)
+    return np.pad(crop, pad, mode="symmetric"), (top, left)
+
+
+def to_model_size(crop: np.ndarray, hole: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a square image crop and its hole map to size², never shrinking a hole away."""
+    side = crop.shape[0]
+    if side == size:
+        return crop, hole
+    if side > size:
+        image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        cover = cv2.resize(hole.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        return image, cover > 0  # any hole pixel under a model pixel makes it a hole
+    image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
+    grown = cv2.resize(hole.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    return image, grown > 0
+
+
+def from_model_size(prediction: np.ndarray, side: int) -> np.ndarray:
+    """Resize a float [0,1] size²×3 prediction back to side² and round it to uint8."""
+    if prediction.shape[0] != side:
+        shrink = side < prediction.shape[0]
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+        prediction = cv2.resize(prediction, (side, side), interpolation=interp)
+    return np.clip(np.rint(prediction * 255.0), 0, 255).astype(np.uint8)

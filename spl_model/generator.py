@@ -1,0 +1,186 @@
+"""The SPL generator (Zhang et al., "Context-Aware Image Inpainting with Learned Semantic Priors").
+
+Two branches:
+- the image branch encodes the masked 256² image with RN-B (region normalisation that knows the
+  hole), runs SPADE residual blocks conditioned on the semantic layout, and decodes with pixel
+  shuffle and RN-L;
+- the semantic branch reads the masked 512² image + mask, runs residual dense blocks with global
+  feature fusion and residual blocks into a layout (B×4w×64×64), and maps it with a 1×1 conv onto
+  the pretext teacher's channels: the learned semantic prior.
+
+`forward(image, mask, masked_512, mask_512) -> (prediction, prior)` keeps the official signature,
+and parameter names equal the official generator's, so the released checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from .layers import (
+    BasicRegionNorm,
+    LearnableRegionNorm,
+    ResidualDenseBlock,
+    ResnetBlock,
+    SpadeResnetBlock,
+)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Shape of an SPL generator. `spl` is the paper's; `spl-small` is for CPU demos and tests."""
+
+    width: int = 64  # image-encoder stem channels; the bottleneck and layout use 4 × width
+    middle_blocks: int = 8  # SPADE residual blocks
+    dense_blocks: int = 16  # residual dense blocks in the semantic branch
+    dense_layers: int = 6  # layers per residual dense block
+    growth: int = 32  # growth rate of a dense layer
+    recon_blocks: int = 4  # residual blocks that turn fused features into the layout
+    spade_hidden: int = 128
+    teacher_channels: int = 152  # TResNet-L layer2 for the paper's weights
+    rn_threshold: float = 0.8
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "rn_threshold" and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"GeneratorConfig.{f.name} must be a positive int, got {value!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GeneratorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown generator config fields {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+CONFIGS: dict[str, GeneratorConfig] = {
+    "spl": GeneratorConfig(),
+    "spl-small": GeneratorConfig(
+        width=32,
+        middle_blocks=4,
+        dense_blocks=4,
+        dense_layers=4,
+        growth=16,
+        recon_blocks=2,
+        spade_hidden=32,
+        teacher_channels=40,  # EfficientNet-Lite0 at stride 8
+    ),
+}
+
+
+class SPLGenerator(nn.Module):
+    """Image branch + semantic-prior branch; see the module docstring."""
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or GeneratorConfig()
+        w, deep = cfg.width, 4 * cfg.width
+
+        # Image encoder on the masked 256² image: 256 → 64.
+        self.encoder_prePad = nn.ReflectionPad2d(3)
+        self.encoder_conv1 = nn.Conv2d(3, w, kernel_size=7)
+        self.encoder_in1 = BasicRegionNorm(w)
+        self.encoder_conv2 = nn.Conv2d(w, 2 * w, kernel_size=4, stride=2, padding=1)
+        self.encoder_in2 = BasicRegionNorm(2 * w)
+        self.encoder_conv3 = nn.Conv2d(2 * w, deep, kernel_size=4, stride=2, padding=1)
+        self.encoder_in3 = BasicRegionNorm(deep)
+
+        # Layout-conditioned middle.
+        self.middle = nn.Sequential(
+            *[
+                SpadeResnetBlock(deep, deep, dilation=2, hidden=cfg.spade_hidden)
+                for _ in range(cfg.middle_blocks)
+            ]
+        )
+
+        # Semantic encoder on the masked 512² image + mask: 512 → 64.
+        self.encoder_prePad_sm = nn.ReflectionPad2d(3)
+        self.encoder_conv1_sm = nn.Conv2d(4, w, kernel_size=7)
+        self.encoder_conv2_sm = nn.Conv2d(w, 2 * w, kernel_size=4, stride=2, padding=1)
+        self.encoder_conv3_sm = nn.Conv2d(2 * w, deep, kernel_size=4, stride=2, padding=1)
+        self.encoder_conv4_sm = nn.Conv2d(deep, deep, kernel_size=4, stride=2, padding=1)
+        self.encoder_sm_out = nn.Conv2d(deep, deep, kernel_size=3, padding=1)
+
+        # Residual dense blocks, global feature fusion, layout reconstruction, prior head.
+        self.rdbs = nn.ModuleList(
+            [
+                ResidualDenseBlock(deep, cfg.growth, cfg.dense_layers)
+                for _ in range(cfg.dense_blocks)
+            ]
+        )
+        self.gff = nn.Sequential(
+            nn.Conv2d(deep * cfg.dense_blocks, deep, kernel_size=1),
+            nn.Conv2d(deep, deep, kernel_size=3, padding=1),
+        )
+        self.feature_recon = nn.Sequential(*[ResnetBlock(deep) for _ in range(cfg.recon_blocks)])
+        self.feature_mapping = nn.Conv2d(deep, cfg.teacher_channels, kernel_size=1)
+
+        # Decoder: 64 → 256 by pixel shuffle, RN-L after each upsampling.
+        self.decoder = nn.Sequential(
+            nn.Conv2d(deep, 2 * w * 4, kernel_size=3, padding=1),
+            nn.PixelShuffle(2),
+            LearnableRegionNorm(2 * w, cfg.rn_threshold),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, w * 4, kernel_size=3, padding=1),
+            nn.PixelShuffle(2),
+            LearnableRegionNorm(w, cfg.rn_threshold),
+            nn.ReLU(),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(w, 3, kernel_size=7),
+        )
+
+    def encode_image(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.encoder_in1(self.encoder_conv1(self.encoder_prePad(x)), mask))
+        x = torch.relu(self.encoder_in2(self.encoder_conv2(x), mask))
+        return torch.relu(self.encoder_in3(self.encoder_conv3(x), mask))
+
+    def encode_semantics(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.encoder_conv1_sm(self.encoder_prePad_sm(x))
+        for conv in (self.encoder_conv2_sm, self.encoder_conv3_sm, self.encoder_conv4_sm):
+            x = conv(nn.functional.leaky_relu(x, 0.1))
+        return nn.functional.leaky_relu(x, 0.1)
+
+    def semantic_layout(self, masked_512: torch.Tensor, mask_512: torch.Tensor) -> torch.Tensor:
+        """The B×4w×64×64 layout that conditions the image branch."""
+        features = self.encode_semantics(torch.cat([masked_512, mask_512], dim=1))
+        skip = self.encoder_sm_out(features)
+        local = []
+        for block in self.rdbs:
+            skip = block(skip)
+            local.append(skip)
+        fused = self.gff(torch.cat(local, dim=1)) + features
+        return self.feature_recon(fused)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        masked_512: torch.Tensor,
+        mask_512: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """image B×3×256² in [0,1], mask B×1×256² (1 = hole) → (prediction in [0,1], prior)."""
+        x = self.encode_image(image * (1 - mask) + mask, mask)
+        layout = self.semantic_layout(masked_512, mask_512)
+        prior = self.feature_mapping(layout)
+        for block in self.middle:
+            x = block(x, layout)
+        prediction = (torch.tanh(self.decoder(x)) + 1) / 2
+        return prediction, prior
+
+
+def build_generator(config: str | GeneratorConfig | dict = "spl") -> SPLGenerator:
+    """A freshly initialised generator from a named, explicit or dict configuration."""
+    if isinstance(config, str):
+        if config not in CONFIGS:
+            raise ValueError(f"unknown generator config {config!r}; choose from {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    elif isinstance(config, dict):
+        config = GeneratorConfig.from_dict(config)
+    return SPLGenerator(config)

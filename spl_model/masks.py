@@ -1,0 +1,153 @@
+"""Masks: any user format in, a boolean hole map out; dilation; hole regions; random masks.
+
+Convention: True / 1 = hole (to be filled), as in the SPL release.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+THRESHOLD = 127
+ASPECT_TOLERANCE = 0.01
+
+
+class MaskError(ValueError):
+    """A mask that cannot be used for its image."""
+
+
+def prepare_mask(mask: Image.Image | np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean H×W hole map from a user mask, resized to `shape` = (H, W) when needed.
+
+    Accepts PIL images (modes 1, L, LA, P, RGB, RGBA, I;16, I, F) and arrays (H×W, H×W×1/3/4,
+    bool or integer). Colour masks use their brightest channel; RGBA/LA masks use alpha when the
+    alpha varies (an all-opaque alpha carries no shape); palette masks are expanded first.
+    A mask whose aspect ratio differs from the image's by more than 1% is refused rather than
+    stretched. Values are thresholded at > 127 (on a 0-255 scale) after any resize; boolean and
+    0/1 masks count 1 as hole.
+    """
+    gray = _to_gray(mask)
+    height, width = shape
+    if gray.shape != (height, width):
+        mh, mw = gray.shape
+        if mh == 0 or mw == 0 or abs((mw / mh) / (width / height) - 1) > ASPECT_TOLERANCE:
+            raise MaskError(
+                f"mask is {mw}x{mh} but the image is {width}x{height}: aspect ratios differ, "
+                "so the mask cannot be scaled onto the image"
+            )
+        gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_LINEAR)
+    return gray > THRESHOLD
+
+
+def _to_gray(mask: Image.Image | np.ndarray) -> np.ndarray:
+    """uint8 H×W on a 0-255 scale."""
+    if isinstance(mask, Image.Image):
+        mask = _pil_to_array(mask)
+    arr = np.asarray(mask)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        alpha = arr[..., -1]
+        if alpha.min() != alpha.max():
+            arr = alpha
+        else:
+            arr = arr[..., :-1]
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    if arr.ndim != 2:
+        raise MaskError(f"mask must be 2-D or H×W×C, got shape {arr.shape}")
+    if arr.dtype == bool or (arr.dtype.kind in "iu" and arr.size and arr.max() == 1):
+        return (arr > 0).astype(np.uint8) * 255  # boolean or 0/1 masks
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        return np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+    top = 65535 if arr.max(initial=0) > 255 else 255
+    return (arr.astype(np.float64) * (255.0 / top)).round().astype(np.uint8)
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img).astype(np.uint16)
+    elif img.mode == "I":
+        return np.asarray(img).astype(np.int64).clip(0, 65535).astype(np.uint16)
+    elif img.mode == "F":
+        return np.asarray(img)
+    elif img.mode not in ("L", "LA", "RGB", "RGBA"):
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow a boolean hole map by `pixels` with a disc; 0 returns it unchanged."""
+    if pixels <= 0 or not mask.any():
+        return mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def hole_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (x0, y0, x1, y1; exclusive ends) of the 8-connected hole regions."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return [
+        (int(x), int(y), int(x + w), int(y + h))
+        for x, y, w, h, _area in stats[1:count]  # row 0 is the background
+    ]
+
+
+def region_areas(mask: np.ndarray) -> np.ndarray:
+    """Pixel counts of the 8-connected hole regions."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return stats[1:count, cv2.CC_STAT_AREA].astype(np.int64)
+
+
+def random_mask(
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    ratio: tuple[float, float] = (0.1, 0.6),
+    max_tries: int = 50,
+) -> np.ndarray:
+    """A free-form hole map (brush strokes and boxes) whose hole ratio falls within `ratio`.
+
+    Strokes are added until the ratio reaches a target drawn uniformly from `ratio`; the result
+    is returned once it lands inside the range (the closest attempt after `max_tries`).
+    """
+    low, high = ratio
+    best, best_gap = np.zeros((height, width), bool), float("inf")
+    for _ in range(max_tries):
+        target = rng.uniform(low, high)
+        canvas = np.zeros((height, width), np.uint8)
+        while canvas.mean() / 255 < target:
+            _draw_shape(canvas, rng)
+        hole = canvas > 0
+        got = hole.mean()
+        if low <= got <= high:
+            return hole
+        gap = min(abs(got - low), abs(got - high))
+        if gap < best_gap:
+            best, best_gap = hole, gap
+    return best
+
+
+def _draw_shape(canvas: np.ndarray, rng: np.random.Generator) -> None:
+    height, width = canvas.shape
+    size = min(height, width)
+    if rng.random() < 0.25:  # a box
+        bw, bh = (int(rng.uniform(0.05, 0.3) * size) + 1 for _ in range(2))
+        x, y = int(rng.integers(0, max(1, width - bw))), int(rng.integers(0, max(1, height - bh)))
+        canvas[y : y + bh, x : x + bw] = 255
+        return
+    x, y = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+    thickness = max(1, int(rng.uniform(0.02, 0.08) * size))
+    for _ in range(int(rng.integers(2, 7))):  # a free-form stroke of a few segments
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.25) * size
+        nx = float(np.clip(x + length * np.cos(angle), 0, width - 1))
+        ny = float(np.clip(y + length * np.sin(angle), 0, height - 1))
+        cv2.line(canvas, (int(x), int(y)), (int(nx), int(ny)), 255, thickness)
+        cv2.circle(canvas, (int(nx), int(ny)), thickness // 2, 255, -1)
+        x, y = nx, ny
