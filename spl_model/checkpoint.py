@@ -184,13 +184,16 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, str]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})")
         raise CheckpointError(
-            f"{path}: refused to load: the file holds Python objects other than tensors, and "
+            f"{path}: refused to load: the file references Python code ({found.group(1)}), and "
             "checkpoints are never allowed to run code (weights_only=True). Re-save the state "
-            f"dict alone. Detail: {str(exc).splitlines()[0]}"
+            "dict of tensors alone."
         ) from exc
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})")
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model", "generator"):
             inner = obj.get(wrapper)
@@ -243,6 +246,11 @@ def _check_keys(
         f"{_redact(source)} does not fit the SPL generator with config {cfg.to_dict()}: "
         + "; ".join(parts)
     )
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
 
 
 def _preview(items: list[str], limit: int = 8) -> str:

@@ -151,7 +151,7 @@ class Inpainter:
         [0, 1] (raw predictions, not composited).
         """
         assert self.model is not None
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().contiguous() / 255
         m = torch.from_numpy(holes).to(self.device)[:, None].float()
         masked = x * (1.0 - m) + m
         masked_512 = F.interpolate(masked, size=2 * MODEL_SIZE, mode="nearest")
