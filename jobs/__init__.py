@@ -1,0 +1,1 @@
+"""Entry points a Ray cluster runs (`python -m jobs.restore ...`) and the `spl` CLI."""

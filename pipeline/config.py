@@ -1,0 +1,316 @@
+"""The one job config of a restore run: built from a dict or YAML, validated once.
+
+Keys are the long flags of `spl restore` with underscores (`--mask-template` is
+`mask_template`), plus a few job options that have no flag yet (see `docs/PIPELINE.md`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FORMATS = ("auto", "pairs", "webdataset", "parquet")
+ENGINES = ("spl", "opencv-telea", "opencv-ns")
+STRATEGIES = ("crop", "resize")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
+ANCHORS = (
+    "fill",
+    "center",
+    "top-left",
+    "top",
+    "top-right",
+    "left",
+    "right",
+    "bottom-left",
+    "bottom",
+    "bottom-right",
+)
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
+SECRET_WORDS = ("secret", "password", "token", "credential", "passphrase", "private")
+SECRET_KEYS = {"key", "access_key", "aws_access_key_id", "account_key", "sas_token"}
+
+
+class ConfigError(ValueError):
+    """A job config that cannot run; the message names the field and the allowed values."""
+
+
+@dataclass
+class RestoreConfig:
+    """Everything a restore run needs. Build with `from_dict` / `from_yaml`, never half-filled."""
+
+    images: str
+    output: str
+    masks: str | None = None
+    mask_template: str | None = None
+    mask_anchor: str = "fill"
+    mask_offset: tuple[str, str] = ("0", "0")
+    mask_scale: float | None = None
+    format: str = "auto"
+    checkpoint: str | None = None
+    engine: str | None = None
+    strategy: str = "crop"
+    dilate: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 8
+    actors: str | None = None
+    gpus_per_actor: float | None = None
+    cpus_per_actor: float = 1.0
+    threads_per_actor: int | None = None
+    retry_failed: bool = False
+    overwrite: bool = False
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    output_format: str = "same"
+    output_quality: int = 95
+    max_image_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS
+    run_id: str | None = None
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    io_retries: int = 5
+    io_timeout_s: float = 60.0
+    stats_flush_rows: int = 1000
+    stats_flush_s: float = 30.0
+    progress_s: float = 10.0
+    progress_bars: bool = True
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RestoreConfig:
+        """Build and validate; unknown keys and bad values raise `ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a job spec must be a mapping of keys to values, got {type(data)}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        normalized = {str(k).replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(normalized) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown job key(s) {unknown}; allowed keys: {', '.join(sorted(names))}"
+            )
+        for required in ("images", "output"):
+            if not normalized.get(required):
+                raise ConfigError(f"`{required}` is required (a local path or fsspec URL)")
+        config = cls(**normalized)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RestoreConfig:
+        """Load a YAML job spec; `overrides` (e.g. CLI flags) win over the file."""
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read job spec {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"job spec {path} must be a YAML mapping, got {type(data).__name__}")
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        data.update({k.replace("-", "_"): v for k, v in (overrides or {}).items()})
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check every field once; coerce YAML-ish values (\"8\", \"1:4\") to their types."""
+        _choice("format", self.format, FORMATS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("mask_anchor", self.mask_anchor, ANCHORS)
+        if self.output_format == "jpeg":
+            self.output_format = "jpg"
+        _choice("output_format", self.output_format, OUTPUT_FORMATS)
+        if self.engine is not None:
+            _choice("engine", self.engine, ENGINES)
+        if self.engine in ("opencv-telea", "opencv-ns") and self.checkpoint:
+            raise ConfigError(
+                f"`checkpoint` is set but `engine` is {self.engine!r}, which uses no weights; "
+                "drop one of them (engine `spl` uses the checkpoint)"
+            )
+        for name in ("images", "output"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ConfigError(f"`{name}` must be a path or URL string, got {value!r}")
+        if self.masks and self.mask_template:
+            raise ConfigError(
+                "give either `masks` (a prefix) or `mask_template` (one file), not both"
+            )
+        if self.format == "pairs" and not (self.masks or self.mask_template):
+            raise ConfigError(
+                "format `pairs` needs `masks` (a prefix) or `mask_template` (one file)"
+            )
+        if self.masks and self.format in ("webdataset", "parquet"):
+            raise ConfigError(
+                f"`masks` is only for format `pairs`; {self.format} inputs carry their masks "
+                "(or use `mask_template`)"
+            )
+        self.dilate = _int("dilate", self.dilate, low=0)
+        self.batch_size = _int("batch_size", self.batch_size, low=1)
+        self.output_quality = _int("output_quality", self.output_quality, low=1, high=100)
+        self.io_retries = _int("io_retries", self.io_retries, low=0)
+        self.stats_flush_rows = _int("stats_flush_rows", self.stats_flush_rows, low=1)
+        if self.max_image_pixels is not None:
+            self.max_image_pixels = _int("max_image_pixels", self.max_image_pixels, low=1)
+        if self.num_cpus is not None:
+            self.num_cpus = _int("num_cpus", self.num_cpus, low=1)
+        if self.threads_per_actor is not None:
+            self.threads_per_actor = _int("threads_per_actor", self.threads_per_actor, low=1)
+        self.cpus_per_actor = _float("cpus_per_actor", self.cpus_per_actor, low=0.0)
+        self.io_timeout_s = _float("io_timeout_s", self.io_timeout_s, low=0.1)
+        self.stats_flush_s = _float("stats_flush_s", self.stats_flush_s, low=0.0)
+        self.progress_s = _float("progress_s", self.progress_s, low=0.1)
+        if self.gpus_per_actor is not None:
+            self.gpus_per_actor = _float("gpus_per_actor", self.gpus_per_actor, low=0.0)
+            if self.gpus_per_actor > 0 and self.device == "cpu":
+                raise ConfigError("`gpus_per_actor` > 0 needs `device` auto or cuda, not cpu")
+        if self.mask_scale is not None:
+            self.mask_scale = _float("mask_scale", self.mask_scale, low=1e-6)
+            if self.mask_scale > 1:
+                raise ConfigError(
+                    f"`mask_scale` is the template width as a fraction of the image width, "
+                    f"in (0, 1]; got {self.mask_scale}"
+                )
+        self.mask_offset = _offset(self.mask_offset)
+        if self.actors is not None:
+            self.actors = str(self.actors)
+            self.actor_range()  # raises on a bad value
+        for name in ("retry_failed", "overwrite", "progress_bars"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
+        if self.retry_failed and self.overwrite:
+            raise ConfigError(
+                "`retry_failed` and `overwrite` exclude each other: overwrite redoes all"
+            )
+        if self.storage_options is None:
+            self.storage_options = {}
+        if not isinstance(self.storage_options, dict):
+            raise ConfigError("`storage_options` must be a mapping (e.g. {endpoint_url: ...})")
+        if self.run_id is not None and not RUN_ID_RE.match(str(self.run_id)):
+            raise ConfigError(
+                f"`run_id` {self.run_id!r} must be 1-128 characters of letters, digits, . _ - "
+                "(it names files under OUT/runs/)"
+            )
+
+    def actor_range(self) -> tuple[int, int] | None:
+        """`actors` as (min, max); None means: size the pool from the cluster's resources."""
+        if self.actors is None:
+            return None
+        match = re.fullmatch(r"\s*(\d+)\s*(?::\s*(\d+)\s*)?", self.actors)
+        if not match:
+            raise ConfigError(
+                f"`actors` must be MIN or MIN:MAX (e.g. 4 or 2:8), got {self.actors!r}"
+            )
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) else low
+        if low < 1 or high < low:
+            raise ConfigError(f"`actors` needs 1 <= MIN <= MAX, got {self.actors!r}")
+        return low, high
+
+    # ---- derived values -----------------------------------------------------------------
+    def settings_id(self, model_id: str, engine: str) -> str:
+        """Fingerprint of everything that changes an output image; the ledger keys on it.
+
+        Batch size, actors and device are left out on purpose: they change speed, not results.
+        """
+        settings = {
+            "model_id": model_id,
+            "engine": engine,
+            "strategy": self.strategy,
+            "dilate": self.dilate,
+            "precision": self.precision,
+            "masks": self.masks,
+            "mask_template": self.mask_template,
+            "mask_anchor": self.mask_anchor if self.mask_template else None,
+            "mask_offset": list(self.mask_offset) if self.mask_template else None,
+            "mask_scale": self.mask_scale if self.mask_template else None,
+            "output_format": self.output_format,
+            "output_quality": self.output_quality,
+        }
+        blob = json.dumps(settings, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as a dict with credentials replaced by `***` (safe to write to OUT)."""
+        data = self.to_dict()
+        data["storage_options"] = redact(data.get("storage_options") or {})
+        for name in ("images", "masks", "mask_template", "output", "checkpoint", "ray_address"):
+            if isinstance(data.get(name), str):
+                data[name] = redact_url(data[name])
+        data["mask_offset"] = list(self.mask_offset)
+        return data
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Replace values under secret-looking keys (secret, token, password, key...) with `***`."""
+    lowered = key.lower()
+    if lowered and (lowered in SECRET_KEYS or any(w in lowered for w in SECRET_WORDS)):
+        return "***" if value not in (None, "") else value
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_url(value)
+    return value
+
+
+def redact_url(url: str) -> str:
+    """Hide `user:password@` in URLs."""
+    return re.sub(r"(^[a-zA-Z][\w+.-]*://)[^/@\s]+@", r"\1***@", url)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"`{name}` must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"`{name}` must be an integer, got {value!r}") from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"`{name}` must be {bounds}, got {number}")
+    return number
+
+
+def _float(name: str, value: Any, low: float | None = None) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"`{name}` must be a number, got {value!r}") from None
+    if low is not None and number < low:
+        raise ConfigError(f"`{name}` must be >= {low}, got {number}")
+    return number
+
+
+def _offset(value: Any) -> tuple[str, str]:
+    """`mask_offset` as two strings, each pixels (`12`) or a percentage of the image (`2%`)."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, list | tuple) or len(parts) != 2:
+        raise ConfigError(f"`mask_offset` must be X,Y (pixels or percentages), got {value!r}")
+    out = []
+    for part in parts:
+        text = str(part).strip()
+        if not re.fullmatch(r"-?\d+(\.\d+)?%?", text) or (not text.endswith("%") and "." in text):
+            raise ConfigError(
+                f"`mask_offset` parts must be integer pixels (12) or percentages (2.5%), "
+                f"got {part!r}"
+            )
+        out.append(text)
+    return out[0], out[1]

@@ -1,0 +1,182 @@
+"""Decode + validate stage: encoded bytes in, RGB pixels + a hole map out (CPU tasks).
+
+EXIF orientation is applied. The model sees RGB; the input's mode is remembered so that
+the encode stage can write the result back in it (grayscale stays grayscale, alpha and CMYK
+and 16-bit data are kept outside the hole). Problems become `error` rows with a reason a
+user can act on; an empty mask becomes a `skipped` row.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from spl_model.masks import MaskError, prepare_mask
+from spl_model.metrics import mask_stats
+
+from .schema import ERROR, SKIPPED, WORK_SCHEMA, table
+from .template import place_template
+
+# input mode -> the mode we write back (None: RGB, and no original pixels need carrying)
+OUTPUT_MODES = {
+    "RGB": "RGB",
+    "L": "L",
+    "1": "L",
+    "RGBA": "RGBA",
+    "RGBa": "RGBA",
+    "LA": "LA",
+    "La": "LA",
+    "PA": "RGBA",
+    "CMYK": "CMYK",
+    "I;16": "I;16",
+    "I;16L": "I;16",
+    "I;16B": "I;16",
+    "I;16N": "I;16",
+    "I": "I;16",
+    "F": "L",
+}
+NEEDS_ORIGINAL = ("RGBA", "LA", "CMYK", "I;16")  # RGB cannot round-trip these exactly
+
+
+class ItemError(Exception):
+    """An item-level problem with a message meant for the user."""
+
+
+def decode_batch(
+    batch: pa.Table,
+    *,
+    template: bytes | None = None,
+    anchor: str = "fill",
+    offset: tuple[str, str] = ("0", "0"),
+    scale: float | None = None,
+    max_image_pixels: int | None = None,
+) -> pa.Table:
+    out = []
+    for row in batch.to_pylist():
+        if row.get("status"):
+            out.append(row)
+            continue
+        try:
+            out.append(decode_row(row, template, anchor, offset, scale, max_image_pixels))
+        except ItemError as exc:
+            out.append(_fail(row, str(exc)))
+        except Exception as exc:  # never let one item take its neighbours down
+            out.append(_fail(row, f"unexpected decode failure: {type(exc).__name__}: {exc}"))
+    return table(out, WORK_SCHEMA)
+
+
+def decode_row(
+    row: dict[str, Any],
+    template: bytes | None,
+    anchor: str,
+    offset: tuple[str, str],
+    scale: float | None,
+    max_image_pixels: int | None,
+) -> dict[str, Any]:
+    img, fmt = open_image(row["image_bytes"], "image", max_image_pixels)
+    input_mode = img.mode
+    icc, exif = img.info.get("icc_profile"), img.info.get("exif")
+    rgb, out_mode, orig = to_rgb(img)
+    height, width = rgb.shape[:2]
+    if template is not None:
+        try:
+            hole = place_template(template, (height, width), anchor, offset, scale)
+        except MaskError as exc:
+            raise ItemError(f"mask template does not fit this image: {exc}") from None
+    else:
+        mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
+        try:
+            hole = prepare_mask(mask_img, (height, width))
+        except MaskError as exc:
+            raise ItemError(f"mask does not fit the image: {exc}") from None
+    stats = mask_stats(hole)
+    row.update(
+        image_bytes=None,
+        mask_bytes=None,
+        width=width,
+        height=height,
+        input_mode=input_mode,
+        input_format=fmt,
+        input_ext=row.get("input_ext") or _ext_of(fmt),
+        icc=icc,
+        exif=exif if isinstance(exif, bytes) else None,
+        hole_pixels=int(stats["hole_pixels"]),
+        hole_ratio=float(stats["hole_ratio"]),
+        regions=int(stats["regions"]),
+        largest_region=int(stats["largest_region"]),
+        orig_mode=out_mode,
+    )
+    if not hole.any():
+        row.update(status=SKIPPED, error="mask has no hole pixels: nothing to restore")
+        return row
+    row["pixels"] = np.ascontiguousarray(rgb).tobytes()
+    row["hole"] = np.packbits(hole.ravel()).tobytes()
+    row["orig"] = orig
+    return row
+
+
+def open_image(data: bytes | None, what: str, max_pixels: int | None) -> tuple[Image.Image, str]:
+    """Open, size-check and fully decode; EXIF orientation applied. Returns (image, format)."""
+    if not data:
+        raise ItemError(f"the {what} is empty (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding pixels
+    try:
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format or "unknown"
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise ItemError(
+                f"the {what} has {img.width}x{img.height} pixels, more than max_image_pixels="
+                f"{max_pixels}; raise `max_image_pixels` in the job if you trust this input"
+            )
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except UnidentifiedImageError:
+        raise ItemError(
+            f"the {what} is not an image Pillow can read (supported: JPEG, PNG, WebP, TIFF); "
+            "the file may be corrupt or of another type"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ItemError(f"the {what} is corrupt or truncated: {exc}") from None
+    if img.width == 0 or img.height == 0:
+        raise ItemError(f"the {what} has no pixels ({img.width}x{img.height})")
+    return img, fmt
+
+
+def to_rgb(img: Image.Image) -> tuple[np.ndarray, str, bytes | None]:
+    """(RGB uint8 array for the model, mode to write back, raw original pixels if needed)."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    out_mode = OUTPUT_MODES.get(mode, "RGB")
+    if mode in ("RGBa", "La", "PA"):
+        img = img.convert("RGBA" if mode != "La" else "LA")
+    if mode.startswith("I"):
+        wide = np.asarray(img).astype(np.int64).clip(0, 65535).astype(np.uint16)
+        gray = (wide >> 8).astype(np.uint8)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+        return rgb, out_mode, wide.tobytes()
+    if mode == "F":
+        gray = np.asarray(img).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), out_mode, None
+    orig = img.tobytes() if out_mode in NEEDS_ORIGINAL else None
+    if out_mode in NEEDS_ORIGINAL and img.mode != out_mode:
+        orig = img.convert(out_mode).tobytes()
+    return np.asarray(img.convert("RGB")), out_mode, orig
+
+
+def _ext_of(fmt: str) -> str:
+    return {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tiff", "BMP": "bmp"}.get(
+        fmt, "png"
+    )
+
+
+def _fail(row: dict[str, Any], message: str) -> dict[str, Any]:
+    row.update(status=ERROR, error=message, image_bytes=None, mask_bytes=None, ref_bytes=None)
+    row.setdefault("t_start", time.time())
+    return row

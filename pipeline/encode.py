@@ -1,0 +1,98 @@
+"""Encode stage: the model's RGB back into the input's mode, then into bytes of a format.
+
+Pixels the model did not change are taken from the original (so alpha, CMYK and 16-bit data
+survive exactly outside the hole); changed pixels are converted from RGB.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+# output format -> (Pillow format, modes it can store)
+FORMATS = {
+    "jpg": ("JPEG", ("L", "RGB", "CMYK")),
+    "png": ("PNG", ("L", "LA", "RGB", "RGBA", "I;16")),
+    "webp": ("WEBP", ("RGB", "RGBA")),
+    "tiff": ("TIFF", ("L", "LA", "RGB", "RGBA", "CMYK", "I;16")),
+}
+EXT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
+FALLBACK_MODE = {"LA": "RGBA", "I;16": "L", "CMYK": "RGB"}
+
+
+def output_ext(output_format: str, input_ext: str | None) -> tuple[str, str]:
+    """(file extension to write, key of FORMATS). `same` keeps the input's spelling (.jpeg)."""
+    if output_format != "same":
+        return output_format, output_format
+    ext = (input_ext or "png").lower()
+    kind = EXT_ALIASES.get(ext, ext)
+    if kind not in FORMATS:  # e.g. bmp: written as PNG
+        return "png", "png"
+    return ext, kind
+
+
+def compose(
+    restored: np.ndarray,
+    changed: np.ndarray,
+    mode: str,
+    orig: bytes | None,
+) -> Image.Image:
+    """The restored image in `mode`; unchanged pixels come from `orig` when it is given."""
+    height, width = restored.shape[:2]
+    rgb = Image.fromarray(restored, "RGB")
+    if mode == "RGB":
+        return rgb
+    if mode == "L":
+        return rgb.convert("L")  # exact where R=G=B, i.e. wherever the model kept the gray input
+    if mode == "I;16":
+        wide = np.frombuffer(orig, np.uint16).reshape(height, width).copy()
+        gray = np.asarray(rgb.convert("L")).astype(np.uint16) * 257
+        wide[changed] = gray[changed]
+        return Image.fromarray(wide, "I;16")
+    base = Image.frombytes(mode, (width, height), orig)
+    if mode in ("RGBA", "LA"):  # colour from the model, alpha always from the original
+        color = rgb if mode == "RGBA" else rgb.convert("L")
+        bands = [*color.split(), base.getchannel("A")]
+        merged = Image.merge(mode, bands)
+        base.paste(merged, mask=Image.fromarray(changed.astype(np.uint8) * 255, "L"))
+        return base
+    base.paste(rgb.convert(mode), mask=Image.fromarray(changed.astype(np.uint8) * 255, "L"))
+    return base
+
+
+def encode(
+    img: Image.Image,
+    kind: str,
+    quality: int,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+) -> tuple[bytes, str]:
+    """(file bytes, mode written). Modes a format cannot hold fall back (CMYK->RGB in PNG)."""
+    pil_format, modes = FORMATS[kind]
+    if img.mode not in modes:
+        fallback = FALLBACK_MODE.get(img.mode, "RGB")
+        if fallback not in modes:
+            fallback = "RGBA" if "A" in img.mode and "RGBA" in modes else "RGB"
+        if img.mode == "I;16" and fallback in ("L", "RGB"):
+            img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8), "L")
+        img = img.convert(fallback)
+    options: dict = {}
+    if kind in ("jpg", "webp"):
+        options["quality"] = quality
+    if kind == "tiff":
+        options["compression"] = "tiff_lzw"
+    if icc and img.mode != "I;16":
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    buffer = io.BytesIO()
+    try:
+        img.save(buffer, format=pil_format, **options)
+    except (OSError, ValueError, TypeError):  # e.g. an ICC profile this mode cannot carry
+        buffer = io.BytesIO()
+        options.pop("icc_profile", None)
+        options.pop("exif", None)
+        img.save(buffer, format=pil_format, **options)
+    return buffer.getvalue(), img.mode

@@ -1,0 +1,81 @@
+"""The run ledger: which items are already done, read from the stats Parquet files of OUT.
+
+The stats rows are the ledger; there is no second bookkeeping store that could disagree
+with them. A stats row is written (atomically, by the driver) only after its image is in
+place, so "has a row" implies "its output exists". An item is done for this run when a row
+with the same `settings_id` (model id + every setting that changes the output) says:
+- `ok` or `skipped`;
+- `error`, unless `retry_failed` (then only error items and new items run again).
+`overwrite` ignores the ledger. Why not `ray.data.checkpoint`: see docs/PIPELINE.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+from .schema import ERROR, OK, SKIPPED, STATS_SCHEMA
+from .storage import filesystem, with_retries
+
+log = logging.getLogger(__name__)
+LEDGER_COLUMNS = ["run_id", "key", "status", "settings_id", "finished_at"]
+
+
+def stats_files(output: str, storage_options: dict[str, Any], retries: int = 5) -> list[str]:
+    fs, root = filesystem(output, storage_options, retries)
+    folder = f"{root}/stats"
+    if not fs.exists(folder):
+        return []
+    found = with_retries(lambda: fs.find(folder), f"list {folder}", retries)
+    return sorted(
+        p for p in found if p.endswith(".parquet") and not posixpath.basename(p).startswith(".")
+    )
+
+
+def load_history(
+    output: str,
+    storage_options: dict[str, Any],
+    retries: int = 5,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """All stats rows of OUT (the given columns); files written by older versions may lack
+    newer columns, which read as null."""
+    columns = columns or LEDGER_COLUMNS
+    files = stats_files(output, storage_options, retries)
+    schema = pa.schema([STATS_SCHEMA.field(c) for c in columns])
+    if not files:
+        return schema.empty_table()
+    fs, _ = filesystem(output, storage_options, retries)
+    dataset = pads.dataset(
+        files, schema=STATS_SCHEMA, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs))
+    )
+    return with_retries(lambda: dataset.to_table(columns=columns), "read stats", retries)
+
+
+def done_keys(
+    history: pa.Table, settings_id: str, retry_failed: bool = False, overwrite: bool = False
+) -> frozenset[str]:
+    """Keys this run must not redo (see the module docstring)."""
+    if overwrite or history.num_rows == 0:
+        return frozenset()
+    same = history.filter(pc.equal(history["settings_id"], settings_id))
+    statuses = [OK, SKIPPED] if retry_failed else [OK, SKIPPED, ERROR]
+    done = same.filter(pc.is_in(same["status"], pa.array(statuses)))
+    return frozenset(pc.unique(done["key"]).to_pylist())
+
+
+def latest_rows(output: str, storage_options: dict[str, Any] | None = None) -> pa.Table:
+    """The current state of every key: its most recent stats row (all columns)."""
+    history = load_history(output, storage_options or {}, columns=list(STATS_SCHEMA.names))
+    if history.num_rows == 0:
+        return history
+    order = history.sort_by([("key", "ascending"), ("finished_at", "descending")])
+    keys = order["key"].to_pylist()
+    keep = [i for i, key in enumerate(keys) if i == 0 or keys[i - 1] != key]
+    return order.take(pa.array(keep, pa.int64()))

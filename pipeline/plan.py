@@ -1,0 +1,148 @@
+"""The plan builder: units -> read -> decode -> inpaint (actor pool) -> encode+write -> stats.
+
+Blocks stay small: units are spread over many blocks, shards are cut into blocks of
+`batch_size` items, and pixels exist only between decode and encode.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy
+
+from .config import ConfigError, RestoreConfig
+from .decode import decode_batch
+from .inference import InpaintActor
+from .model import ModelChoice
+from .read import read_units
+from .sinks import write_images
+
+log = logging.getLogger(__name__)
+# Memory reserved per item for a read+decode task (encoded bytes, RGB, original-mode pixels,
+# hole map of a ~4 MP image). Declaring it also keeps Ray Data from fusing decode into the
+# actor (it fuses only ops with equal resources): decoding runs in CPU tasks, in parallel,
+# while the actors only infer.
+DECODE_MEMORY_PER_ITEM = 32 * 2**20
+
+
+def read_and_decode(
+    units: pa.Table, read_kwargs: dict[str, Any], decode_kwargs: dict[str, Any]
+) -> Iterator[pa.Table]:
+    """The read stage then the decode stage, one block of `batch_size` items at a time."""
+    for block in read_units(units, **read_kwargs):
+        yield decode_batch(block, **decode_kwargs)
+
+
+@dataclass(frozen=True)
+class Resources:
+    device: str  # cpu | cuda
+    actors: tuple[int, int]
+    gpus_per_actor: float
+    cpus_per_actor: float
+
+
+def resources(config: RestoreConfig) -> Resources:
+    """Device and actor pool size from the config and the cluster (fixed pool by default)."""
+    cluster = ray.cluster_resources()
+    gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
+    if config.device == "cuda" and gpus == 0:
+        raise ConfigError("`device` is cuda but the Ray cluster has no GPUs")
+    gpu_wanted = config.device == "cuda" or (
+        config.device == "auto" and gpus > 0 and config.gpus_per_actor != 0
+    )
+    per_gpu = (config.gpus_per_actor or 1.0) if gpu_wanted else 0.0
+    pool = config.actor_range()
+    if pool is None:
+        if gpu_wanted:
+            size = max(1, int(gpus // per_gpu))
+        else:  # leave about half of the CPUs to the decode and encode tasks
+            size = max(1, int(cpus * 0.5 // max(config.cpus_per_actor, 0.5)))
+        pool = (size, size)
+    return Resources(
+        device="cuda" if gpu_wanted else "cpu",
+        actors=pool,
+        gpus_per_actor=per_gpu,
+        cpus_per_actor=config.cpus_per_actor,
+    )
+
+
+def build_dataset(
+    config: RestoreConfig,
+    units: list[dict[str, Any]],
+    layout: str,
+    model: ModelChoice,
+    res: Resources,
+    *,
+    run_id: str,
+    settings_id: str,
+    done_ref: Any = None,
+    template: bytes | None = None,
+) -> ray.data.Dataset:
+    batch = config.batch_size
+    per_unit = layout in ("webdataset", "parquet")  # one shard per block: streamed inside
+    blocks = len(units) if per_unit else max(1, math.ceil(len(units) / batch))
+    ds = ray.data.from_items(units, override_num_blocks=max(1, min(blocks, len(units))))
+    read_kwargs = {
+        "storage_options": config.storage_options,
+        "io_retries": config.io_retries,
+        "batch_size": batch,
+        "done": done_ref,
+        "has_template": template is not None,
+    }
+    decode_kwargs = {
+        "template": template,
+        "anchor": config.mask_anchor,
+        "offset": config.mask_offset,
+        "scale": config.mask_scale,
+        "max_image_pixels": config.max_image_pixels,
+    }
+    ds = ds.map_batches(
+        read_and_decode,
+        batch_size=1 if per_unit else batch,
+        batch_format="pyarrow",
+        fn_args=(read_kwargs, decode_kwargs),
+        memory=DECODE_MEMORY_PER_ITEM * batch,
+    )
+    low, high = res.actors
+    ds = ds.map_batches(
+        InpaintActor,
+        batch_size=batch,
+        batch_format="pyarrow",
+        compute=ActorPoolStrategy(min_size=low, max_size=high),
+        num_cpus=res.cpus_per_actor,
+        num_gpus=res.gpus_per_actor,
+        fn_constructor_kwargs={
+            "model": model.source,
+            "expected_model_id": model.model_id,
+            "threads": config.threads_per_actor,
+            "device": res.device,
+            "precision": config.precision,
+            "strategy": config.strategy,
+            "dilate": config.dilate,
+            "batch_size": batch,
+            "storage_options": config.storage_options,
+        },
+    )
+    return ds.map_batches(
+        write_images,
+        batch_size=batch,
+        batch_format="pyarrow",
+        fn_kwargs={
+            "output": config.output,
+            "storage_options": config.storage_options,
+            "io_retries": config.io_retries,
+            "output_format": config.output_format,
+            "output_quality": config.output_quality,
+            "run_id": run_id,
+            "settings_id": settings_id,
+            "strategy": config.strategy,
+            "max_image_pixels": config.max_image_pixels,
+        },
+    )

@@ -1,0 +1,241 @@
+"""`run_restore(config) -> summary`: list, consult the ledger, stream the plan, write stats and
+the run summary (OUT/runs/<run_id>.json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import secrets
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import pyarrow.compute as pc
+
+from . import ledger
+from .config import RestoreConfig
+from .model import choose_model
+from .plan import build_dataset, resources
+from .progress import Progress
+from .schema import ALREADY_DONE
+from .sources import list_units
+from .stats import StatsSink
+from .storage import atomic_write, filesystem, full_url, read_bytes
+
+log = logging.getLogger(__name__)
+VERSIONED = (
+    "spl-restore",
+    "ray",
+    "torch",
+    "numpy",
+    "pillow",
+    "pyarrow",
+    "fsspec",
+    "s3fs",
+    "opencv-python-headless",
+)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def run_restore(config: RestoreConfig) -> dict[str, Any]:
+    """Run one restore job to the end and return its summary (also written under OUT/runs)."""
+    import ray
+
+    started_at, t0 = datetime.now(UTC), time.monotonic()
+    run_id = config.run_id or new_run_id()
+    started_ray = _ensure_ray(config)
+    try:
+        model = choose_model(config)
+        settings_id = config.settings_id(model.model_id, model.engine)
+        listing = list_units(config)
+        history = ledger.load_history(config.output, config.storage_options, config.io_retries)
+        done = ledger.done_keys(history, settings_id, config.retry_failed, config.overwrite)
+        units, already = listing.units, 0
+        if listing.layout == "pairs":  # keys are known: skip done items before reading them
+            units = [u for u in units if u["key"] not in done]
+            already = len(listing.units) - len(units)
+        template = None
+        if listing.template_url:
+            fs, path = filesystem(listing.template_url, config.storage_options, config.io_retries)
+            template = read_bytes(fs, path, config.io_retries)
+        res = resources(config)
+        summary = _summary(config, run_id, model, settings_id, listing, started_at)
+        summary["resources"] = {
+            "device": res.device,
+            "actors": list(res.actors),
+            "gpus_per_actor": res.gpus_per_actor,
+            "cpus_per_actor": res.cpus_per_actor,
+        }
+        _write_summary(config, run_id, summary)
+        log.info(
+            "run %s: %s layout, %s items listed, %d already done, engine %s (%s), "
+            "%d-%d actors on %s",
+            run_id,
+            listing.layout,
+            listing.items if listing.items is not None else "?",
+            already,
+            model.engine,
+            model.model_id[:12],
+            *res.actors,
+            res.device,
+        )
+        progress = Progress(listing.items, config.progress_s, already_done=already)
+        sink = StatsSink(
+            config.output,
+            run_id,
+            config.storage_options,
+            config.io_retries,
+            config.stats_flush_rows,
+            config.stats_flush_s,
+        )
+        try:
+            if units:
+                _ray_data_options(config)
+                done_ref = ray.put(done) if listing.layout != "pairs" and done else None
+                ds = build_dataset(
+                    config,
+                    units,
+                    listing.layout,
+                    model,
+                    res,
+                    run_id=run_id,
+                    settings_id=settings_id,
+                    done_ref=done_ref,
+                    template=template,
+                )
+                _consume(ds, sink, progress)
+            sink.flush()
+        except BaseException as exc:
+            _flush_quietly(sink)
+            summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            _finish(summary, progress, sink, t0)
+            _write_summary(config, run_id, summary)
+            raise
+        summary["status"] = "finished"
+        _finish(summary, progress, sink, t0)
+        _write_summary(config, run_id, summary)
+        log.info("run %s finished: %s", run_id, progress.line())
+        return summary
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _consume(ds: Any, sink: StatsSink, progress: Progress) -> None:
+    """Stream stats rows to the sink; rows of items found done only count."""
+    seen: set[str] = set()
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        statuses = batch["status"].to_pylist()
+        keys = batch["key"].to_pylist()
+        keep = []
+        for i, (key, status) in enumerate(zip(keys, statuses, strict=True)):
+            if key in seen:  # never two rows for one item in one run
+                log.warning("dropping a second row for key %r in this run", key)
+                continue
+            seen.add(key)
+            progress.add(status)
+            if status != ALREADY_DONE:
+                keep.append(i)
+        if keep:
+            sink.add(batch.take(keep) if len(keep) < batch.num_rows else batch)
+        progress.maybe_log()
+    progress.maybe_log(force=True)
+
+
+def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:
+    wall = time.monotonic() - t0
+    counts = Counter({"ok": 0, "error": 0, "skipped": 0, "already_done": 0})
+    counts.update(progress.counts)
+    summary["counts"] = {"listed": sum(counts.values()), **dict(counts)}
+    summary["finished_at"] = datetime.now(UTC).isoformat()
+    summary["wall_s"] = round(wall, 3)
+    summary["images_per_s"] = round(counts["ok"] / wall, 4) if wall > 0 else 0.0
+    summary["items_per_s"] = round(progress.processed / wall, 4) if wall > 0 else 0.0
+    summary["stats_files"] = sink.files
+    summary["stats_rows"] = sink.rows_written
+
+
+def _summary(
+    config: RestoreConfig,
+    run_id: str,
+    model: Any,
+    settings_id: str,
+    listing: Any,
+    started_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "status": "running",
+        "started_at": started_at.isoformat(),
+        "layout": listing.layout,
+        "engine": model.engine,
+        "model_id": model.model_id,
+        "settings_id": settings_id,
+        "items_listed_up_front": listing.items,
+        "orphan_masks": listing.orphan_masks,
+        "config": config.redacted(),
+        "versions": versions(),
+        "host": platform.node(),
+    }
+
+
+def _write_summary(config: RestoreConfig, run_id: str, summary: dict[str, Any]) -> str:
+    fs, root = filesystem(config.output, config.storage_options, config.io_retries)
+    path = f"{root}/runs/{run_id}.json"
+    data = json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
+    atomic_write(fs, path, data, attempts=max(1, config.io_retries))
+    summary["summary_uri"] = full_url(fs, path)
+    return path
+
+
+def _flush_quietly(sink: StatsSink) -> None:
+    try:
+        sink.flush()
+    except Exception:
+        log.exception("could not write the last stats rows")
+
+
+def _ensure_ray(config: RestoreConfig) -> bool:
+    """Connect to `ray_address` / RAY_ADDRESS, else start a private local Ray; True when this
+    call initialised Ray (and so shuts it down at the end)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if config.ray_address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=config.ray_address)
+        return True
+    ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False)
+    return True
+
+
+def _ray_data_options(config: RestoreConfig) -> None:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = config.progress_bars
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def count_statuses(stats: Any) -> dict[str, int]:
+    """Counts by status of a stats table (for reports and tests)."""
+    if stats.num_rows == 0:
+        return {}
+    counts = pc.value_counts(stats["status"]).to_pylist()
+    return {entry["values"]: entry["counts"] for entry in counts}

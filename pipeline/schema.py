@@ -1,0 +1,110 @@
+"""Arrow schemas of the rows flowing between stages, and of the stats Parquet files.
+
+Every stage takes and returns a `pyarrow.Table` with a fixed schema, so blocks from
+different tasks always concatenate. A row that already has a `status` (error, skipped,
+already_done) passes through later stages untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+OK, ERROR, SKIPPED, ALREADY_DONE = "ok", "error", "skipped", "already_done"
+STATUSES = (OK, ERROR, SKIPPED)
+
+# Rows between read -> decode -> inpaint -> encode. Payload columns are large_binary (a block
+# of a few big images can pass 2 GiB) and are nulled by the stage that consumes them.
+WORK_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("image_uri", pa.string()),
+        ("mask_uri", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("t_start", pa.float64()),
+        ("image_bytes", pa.large_binary()),  # encoded, as read
+        ("mask_bytes", pa.large_binary()),
+        ("ref_bytes", pa.large_binary()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("input_mode", pa.string()),
+        ("input_format", pa.string()),
+        ("input_ext", pa.string()),
+        ("icc", pa.large_binary()),
+        ("exif", pa.large_binary()),
+        ("pixels", pa.large_binary()),  # RGB uint8 H*W*3, for the model
+        ("hole", pa.large_binary()),  # np.packbits of the H*W bool hole map
+        ("orig", pa.large_binary()),  # raw pixels in orig_mode, when RGB cannot round-trip
+        ("orig_mode", pa.string()),
+        ("restored", pa.large_binary()),  # RGB uint8 H*W*3 from the model
+        ("changed", pa.large_binary()),  # np.packbits of pixels the model changed
+        ("hole_pixels", pa.int64()),
+        ("hole_ratio", pa.float64()),
+        ("regions", pa.int32()),
+        ("largest_region", pa.int64()),
+        ("infer_ms", pa.float64()),
+        ("engine", pa.string()),
+        ("model_id", pa.string()),
+        ("node", pa.string()),
+    ]
+)
+
+# One row per input item per run; DESIGN.md's columns first (extend, don't rename).
+STATS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("key", pa.string()),
+        ("image_uri", pa.string()),
+        ("mask_uri", pa.string()),
+        ("output_uri", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("hole_pixels", pa.int64()),
+        ("hole_ratio", pa.float64()),
+        ("regions", pa.int32()),
+        ("strategy", pa.string()),
+        ("engine", pa.string()),
+        ("model_id", pa.string()),
+        ("infer_ms", pa.float64()),
+        ("total_ms", pa.float64()),
+        # no-reference quality, always present for ok rows
+        ("largest_region", pa.int64()),
+        ("seam_l1", pa.float64()),
+        ("seam_ratio", pa.float64()),
+        # reference quality, when a reference image is known
+        ("psnr", pa.float64()),
+        ("ssim", pa.float64()),
+        ("l1", pa.float64()),
+        ("node", pa.string()),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+        # extensions
+        ("settings_id", pa.string()),
+        ("input_mode", pa.string()),
+        ("input_format", pa.string()),
+        ("output_mode", pa.string()),
+        ("output_bytes", pa.int64()),
+    ]
+)
+
+
+def table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows (missing keys are null) as a table of exactly `schema`."""
+    names = schema.names
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    return pa.table(columns, schema=schema)
+
+
+def rows(batch: pa.Table) -> list[dict[str, Any]]:
+    return batch.to_pylist()
+
+
+def work_row(**values: Any) -> dict[str, Any]:
+    """A work row with only the given fields set; unknown names are a bug, so they raise."""
+    unknown = set(values) - set(WORK_SCHEMA.names)
+    if unknown:
+        raise KeyError(f"not work-row columns: {sorted(unknown)}")
+    return values

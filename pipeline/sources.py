@@ -1,0 +1,224 @@
+"""Sources: list the work of a run on the driver, as small unit rows (no image bytes).
+
+Layouts:
+- `pairs`: images under one prefix, masks under another, matched by relative key (the path
+  without extension: `a/b/photo.jpg` <-> `a/b/photo.png`); or one `mask_template` for all.
+- `webdataset`: tar shards of `key.jpg|png|webp|tif` + `key.mask.png` (+ optional `key.gt.*`).
+- `parquet`: shards with `key`, `image` (bytes), `mask` (bytes) and optional `reference`.
+
+Item keys: pairs use the relative path without extension; shard items use
+`<shard relative path without extension>/<key inside the shard>`, so keys stay unique.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from dataclasses import dataclass, field
+
+import fsspec
+import pyarrow as pa
+
+from .config import ConfigError, RestoreConfig
+from .storage import (
+    UnsafeKeyError,
+    filesystem,
+    full_url,
+    protocol_of,
+    sanitize_key,
+    strip_ext,
+)
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
+MASK_PREFERENCE = ("png", "webp", "bmp", "tif", "tiff", "jpg", "jpeg")
+UNIT_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),  # pair | tar | parquet | invalid
+        ("key", pa.string()),  # item key (pair) or key prefix (shards)
+        ("image", pa.string()),  # URL of the image, or of the shard
+        ("mask", pa.string()),
+        ("ref", pa.string()),
+        ("error", pa.string()),  # for `invalid` units: why the item cannot run
+    ]
+)
+
+
+@dataclass
+class Listing:
+    """What a run will work on: unit rows, the layout, and the known item count."""
+
+    layout: str
+    units: list[dict] = field(default_factory=list)
+    items: int | None = None  # None when only reading the shards tells (tar)
+    orphan_masks: int = 0
+    template_url: str | None = None
+
+
+def list_units(config: RestoreConfig) -> Listing:
+    """Resolve the layout and list units; raises ConfigError for unusable inputs."""
+    fs, root = filesystem(config.images, config.storage_options, config.io_retries)
+    if not fs.exists(root):
+        raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
+    single = fs.isfile(root)
+    files = [root] if single else _find(fs, root, exclude=_excluded(config))
+    layout = config.format if config.format != "auto" else _detect(files, config.images)
+    template = config.mask_template
+    if config.masks:
+        mfs, mroot = filesystem(config.masks, config.storage_options, config.io_retries)
+        if not mfs.exists(mroot):
+            raise ConfigError(f"`masks` {config.masks!r} does not exist (or is not readable)")
+        if mfs.isfile(mroot):  # one mask file for every image: the template case
+            template = config.masks
+    base = posixpath.dirname(root) if single else root
+    if layout == "pairs":
+        listing = _pairs(config, fs, files, base, template)
+    elif layout == "webdataset":
+        listing = _shards(fs, files, base, "tar", ".tar")
+    else:
+        listing = _shards(fs, files, base, "parquet", ".parquet")
+        listing.items = _parquet_rows(fs, files)
+    listing.template_url = template
+    if listing.orphan_masks:
+        log.warning("%d mask(s) have no image with the same key; ignored", listing.orphan_masks)
+    return listing
+
+
+def _excluded(config: RestoreConfig) -> list[str]:
+    """Prefixes inside `images` that are not inputs: the output and the masks."""
+    out = []
+    for url in (config.output, config.masks):
+        if url and protocol_of(url) == protocol_of(config.images):
+            path = filesystem(url, config.storage_options)[1]
+            out.append(path.rstrip("/") + "/")
+    return out
+
+
+def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> list[str]:
+    found = sorted(fs.find(root))
+    keep = []
+    for path in found:
+        rel = posixpath.relpath(path, root)
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue  # hidden files and our own temp files
+        if any((path + "/").startswith(prefix) for prefix in exclude):
+            continue
+        keep.append(path)
+    return keep
+
+
+def _detect(files: list[str], url: str) -> str:
+    exts = {strip_ext(p)[1] for p in files}
+    kinds = [
+        name
+        for name, present in (
+            ("webdataset", "tar" in exts),
+            ("parquet", "parquet" in exts),
+            ("pairs", bool(exts & set(IMAGE_EXTS))),
+        )
+        if present
+    ]
+    if len(kinds) == 1:
+        return kinds[0]
+    if not kinds:
+        raise ConfigError(
+            f"found no images, tar shards or Parquet files under `images` {url!r} "
+            f"(image extensions: {', '.join(IMAGE_EXTS)})"
+        )
+    raise ConfigError(
+        f"`images` {url!r} mixes {' and '.join(kinds)} files; set `format` to one of them"
+    )
+
+
+def _rel_key(path: str, base: str) -> str:
+    rel = posixpath.relpath(path, base) if base else posixpath.basename(path)
+    return strip_ext(rel)[0]
+
+
+def _pairs(
+    config: RestoreConfig,
+    fs: fsspec.AbstractFileSystem,
+    files: list[str],
+    base: str,
+    template: str | None,
+) -> Listing:
+    images = [p for p in files if strip_ext(p)[1] in IMAGE_EXTS]
+    stems = [_rel_key(p, base) for p in images]
+    counts: dict[str, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    masks: dict[str, str] = {}
+    mfs = None
+    if config.masks and not template:
+        mfs, mroot = filesystem(config.masks, config.storage_options, config.io_retries)
+        for path in _find(mfs, mroot, exclude=[]):
+            stem, ext = strip_ext(posixpath.relpath(path, mroot))
+            if ext not in IMAGE_EXTS:
+                continue
+            known = masks.get(stem)
+            if known is None or _rank(ext) < _rank(strip_ext(known)[1]):
+                masks[stem] = path
+    units = []
+    for path, stem in zip(images, stems, strict=True):
+        # Two images with one stem (photo.jpg, photo.png) keep their extension in the key.
+        raw_key = posixpath.relpath(path, base) if counts[stem] > 1 else stem
+        unit = {"kind": "pair", "image": full_url(fs, path), "key": raw_key}
+        try:
+            unit["key"] = sanitize_key(raw_key)
+        except UnsafeKeyError as exc:
+            unit.update(kind="invalid", error=str(exc))
+        if mfs is not None:
+            mask = masks.get(stem)
+            unit["mask"] = full_url(mfs, mask) if mask else None
+            if mask is None:
+                unit.update(
+                    kind="invalid",
+                    error=(
+                        f"no mask for this image: expected {config.masks.rstrip('/')}/{stem}"
+                        f".png (or .{'/.'.join(IMAGE_EXTS[:3])}); masks match images by "
+                        "relative path without extension"
+                    ),
+                )
+        units.append(unit)
+    used = set(stems)
+    orphans = sum(1 for stem in masks if stem not in used)
+    return Listing(layout="pairs", units=units, items=len(units), orphan_masks=orphans)
+
+
+def _rank(ext: str) -> int:
+    return MASK_PREFERENCE.index(ext) if ext in MASK_PREFERENCE else len(MASK_PREFERENCE)
+
+
+def _shards(
+    fs: fsspec.AbstractFileSystem, files: list[str], base: str, kind: str, suffix: str
+) -> Listing:
+    shards = [p for p in files if p.lower().endswith(suffix)]
+    if not shards:
+        raise ConfigError(f"no {suffix} shards found for format {kind!r}")
+    units = []
+    for path in shards:
+        unit = {"kind": kind, "image": full_url(fs, path), "key": _rel_key(path, base)}
+        try:
+            unit["key"] = sanitize_key(unit["key"])
+        except UnsafeKeyError as exc:
+            unit.update(kind="invalid", error=str(exc))
+        units.append(unit)
+    layout = "webdataset" if kind == "tar" else "parquet"
+    return Listing(layout=layout, units=units, items=None)
+
+
+def _parquet_rows(fs: fsspec.AbstractFileSystem, files: list[str]) -> int | None:
+    """Row count from Parquet footers (cheap); None if a footer cannot be read here."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in files:
+        if not path.lower().endswith(".parquet"):
+            continue
+        try:
+            with fs.open(path, "rb") as handle:
+                total += pq.ParquetFile(handle).metadata.num_rows
+        except Exception:
+            return None
+    return total
