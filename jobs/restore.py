@@ -12,9 +12,8 @@ import json
 import logging
 import sys
 
-import yaml
-
 from pipeline import ConfigError, RestoreConfig, run_restore
+from pipeline.config import load_spec
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -23,7 +22,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {pair!r} must look like KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value) if value else None
+        out[key.strip()] = load_spec(value) if value else None
     return out
 
 

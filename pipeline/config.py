@@ -44,6 +44,39 @@ class ConfigError(ValueError):
     """A job config that cannot run; the message names the field and the allowed values."""
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 safe loader without base-60 numbers, so `actors: 2:6` stays the string "2:6"
+    (plain PyYAML reads it as 126)."""
+
+
+SpecLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^[-+]?(0|[1-9][0-9_]*|0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$"
+        r"|^\.(nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_spec(text: str) -> Any:
+    """Parse a YAML job spec (or a YAML flag value) with `SpecLoader`."""
+    return yaml.load(text, Loader=SpecLoader)
+
+
 @dataclass
 class RestoreConfig:
     """Everything a restore run needs. Build with `from_dict` / `from_yaml`, never half-filled."""
@@ -107,7 +140,7 @@ class RestoreConfig:
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RestoreConfig:
         """Load a YAML job spec; `overrides` (e.g. CLI flags) win over the file."""
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = load_spec(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read job spec {path}: {exc}") from exc
         if not isinstance(data, dict):

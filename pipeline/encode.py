@@ -50,7 +50,7 @@ def compose(
         wide = np.frombuffer(orig, np.uint16).reshape(height, width).copy()
         gray = np.asarray(rgb.convert("L")).astype(np.uint16) * 257
         wide[changed] = gray[changed]
-        return Image.fromarray(wide, "I;16")
+        return Image.frombytes("I;16", (width, height), wide.astype("<u2").tobytes())
     base = Image.frombytes(mode, (width, height), orig)
     if mode in ("RGBA", "LA"):  # colour from the model, alpha always from the original
         color = rgb if mode == "RGBA" else rgb.convert("L")

@@ -148,6 +148,8 @@ def _node_id() -> str | None:
     try:
         import ray
 
+        if not ray.is_initialized():  # get_runtime_context() would start a Ray
+            return None
         return ray.get_runtime_context().get_node_id()
     except Exception:
         return None

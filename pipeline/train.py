@@ -24,7 +24,7 @@ from spl_model import build_generator, load_generator, save_generator
 from spl_model.discriminator import PatchDiscriminator
 from spl_model.generator import CONFIGS, GeneratorConfig
 from spl_model.teachers import TEACHER_CHANNELS, TEACHERS, build_teacher
-from spl_model.training import SPLTrainer
+from spl_model.training import LossWeights, SPLTrainer
 
 from .config import ConfigError, redact
 from .storage import atomic_write, filesystem, read_bytes
@@ -45,6 +45,9 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 4
     lr: float = 1e-4
+    l1_weight: float = 10.0
+    gan_weight: float = 1.0
+    prior_weight: float = 1.0
     hole_ratio: tuple[float, float] = (0.1, 0.6)
     workers: int = 1
     use_gpu: bool = False
@@ -125,6 +128,7 @@ def _worker_loop(raw: dict[str, Any]) -> None:
         ray.train.torch.prepare_model(discriminator),
         teacher.to(device) if teacher is not None else None,
         lr=config.lr,
+        weights=LossWeights(config.l1_weight, config.gan_weight, config.prior_weight),
     )
     latest = read_latest(config.output, config.storage_options)
     if latest:

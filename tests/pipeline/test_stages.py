@@ -1,0 +1,208 @@
+"""Stages one by one, without Ray: modes and orientation survive, bad items become rows."""
+
+from __future__ import annotations
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from pipeline.decode import decode_batch
+from pipeline.inference import InpaintActor
+from pipeline.read import read_units
+from pipeline.schema import STATS_SCHEMA, WORK_SCHEMA, table
+from pipeline.sinks import write_images
+from pipeline.sources import UNIT_SCHEMA
+from pipeline.template import place_template
+from tests.pipeline import data
+
+SIZE = (64, 48)  # width, height
+BOX = (16, 12, 40, 30)
+
+
+def run_stages(image_bytes: bytes, mask_bytes: bytes | None, out: str, **decode_kwargs):
+    """One item through decode -> inpaint (OpenCV) -> encode+write; returns its stats row."""
+    rows = table(
+        [
+            {
+                "key": "k/item",
+                "image_uri": "mem://x",
+                "image_bytes": image_bytes,
+                "mask_bytes": mask_bytes,
+                "t_start": 0.0,
+            }
+        ],
+        WORK_SCHEMA,
+    )
+    decoded = decode_batch(rows, **decode_kwargs)
+    inpainted = InpaintActor("opencv-telea")(decoded)
+    stats = write_images(
+        inpainted,
+        output=out,
+        storage_options={},
+        io_retries=1,
+        output_format="same",
+        output_quality=95,
+        run_id="r",
+        settings_id="s",
+        strategy="crop",
+    )
+    assert stats.schema == STATS_SCHEMA
+    return stats.to_pylist()[0]
+
+
+def hole_of(box=BOX) -> np.ndarray:
+    hole = np.zeros((SIZE[1], SIZE[0]), bool)
+    hole[box[1] : box[3], box[0] : box[2]] = True
+    return hole
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "expect_mode"),
+    [
+        ("RGB", "PNG", "RGB"),
+        ("L", "PNG", "L"),
+        ("RGBA", "PNG", "RGBA"),
+        ("LA", "PNG", "LA"),
+        ("CMYK", "TIFF", "CMYK"),
+        ("I;16", "PNG", "I;16"),
+        ("P", "PNG", "RGB"),
+    ],
+)
+def test_output_keeps_the_input_mode_and_every_pixel_outside_the_hole(
+    tmp_path, mode, fmt, expect_mode
+):
+    src = data.photo(1, SIZE)
+    if mode == "I;16":
+        wide = (np.asarray(src.convert("L")).astype(np.uint16) * 257 + 3).astype(np.uint16)
+        src = Image.frombytes("I;16", SIZE, wide.astype("<u2").tobytes())
+    elif mode == "RGBA" or mode == "LA":
+        src = src.convert(mode)
+        alpha = np.tile(np.linspace(10, 250, SIZE[0]).astype(np.uint8), (SIZE[1], 1))
+        src.putalpha(Image.fromarray(alpha, "L"))
+    else:
+        src = src.convert(mode)
+    row = run_stages(data.encode(src, fmt), data.encode(data.box_mask(SIZE, BOX)), str(tmp_path))
+    assert row["status"] == "ok", row["error"]
+    assert row["input_mode"] == mode and row["output_mode"] == expect_mode
+    out = Image.open(row["output_uri"])
+    assert out.mode == expect_mode and out.size == SIZE
+    before = np.asarray(src.convert(expect_mode) if mode == "P" else src)
+    after = np.asarray(out)
+    outside = ~hole_of()
+    assert np.array_equal(after[outside], before[outside])
+    assert not np.array_equal(after[~outside], before[~outside])  # the hole was filled
+    if mode in ("RGBA", "LA"):  # alpha is never invented, even in the hole
+        assert np.array_equal(after[..., -1], before[..., -1])
+
+
+def test_exif_orientation_is_applied_and_not_written_again(tmp_path):
+    src = data.photo(2, (64, 48))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    jpeg = data.encode(src, "JPEG", exif=exif.tobytes(), quality=95)
+    mask = data.encode(data.box_mask((48, 64), (8, 8, 20, 20)))  # drawn on the upright image
+    row = run_stages(jpeg, mask, str(tmp_path))
+    assert row["status"] == "ok", row["error"]
+    assert (row["width"], row["height"]) == (48, 64)
+    out = Image.open(row["output_uri"])
+    assert out.size == (48, 64) and out.format == "JPEG"
+    assert out.getexif().get(0x0112, 1) == 1
+
+
+@pytest.mark.parametrize(
+    ("image", "mask", "status", "words"),
+    [
+        (b"\xff\xd8 truncated jpeg", "ok", "error", ["not an image"]),
+        ("ok", data.encode(data.box_mask((30, 30))), "error", ["mask", "aspect"]),
+        ("ok", data.encode(data.box_mask(SIZE, ())), "skipped", ["no hole pixels"]),
+        ("ok", b"", "error", ["mask is empty"]),
+        ("big", "ok", "error", ["max_image_pixels"]),
+    ],
+)
+def test_bad_items_become_rows_with_a_reason(tmp_path, image, mask, status, words):
+    good = data.encode(data.photo(3, SIZE))
+    image = good if image in ("ok", "big") else image
+    mask = data.encode(data.box_mask(SIZE)) if mask == "ok" else mask
+    limit = 100 if image is good and status == "error" and "max_image_pixels" in words else None
+    row = run_stages(image, mask, str(tmp_path), max_image_pixels=limit)
+    assert row["status"] == status
+    for word in words:
+        assert word in row["error"]
+    assert row["output_uri"] is None and not list(tmp_path.rglob("*.png"))
+
+
+def test_template_is_pinned_scaled_and_offset():
+    template = data.encode(data.box_mask((40, 20), (0, 0, 40, 20)))  # a solid 2:1 block
+    hole = place_template(template, (100, 200), "bottom-right", ("10", "5%"), scale=0.2)
+    ys, xs = np.nonzero(hole)
+    # 0.2 x 200 px wide = 40 x 20; 10 px from the right edge, 5% of 100 = 5 px from the bottom
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (150, 189, 75, 94)
+    full = place_template(template, (50, 100), "fill")
+    assert full.all()
+
+
+def test_tar_keys_cannot_escape_and_missing_masks_are_rows():
+    good = data.good_item(4, SIZE)
+    shard = data.tar_shard(
+        [
+            ("a/one.jpg", good["image"]),
+            ("a/one.mask.png", good["mask"]),
+            ("../../evil.png", good["image"]),
+            ("../../evil.mask.png", good["mask"]),
+            ("lonely.png", good["image"]),
+            ("meta.json", b"{}"),
+        ]
+    )
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/shards/s1.tar", shard)
+    units = pa.table(
+        {
+            "kind": ["tar"],
+            "key": ["s1"],
+            "image": ["memory:///shards/s1.tar"],
+            "mask": [None],
+            "ref": [None],
+            "error": [None],
+        },
+        UNIT_SCHEMA,
+    )
+    blocks = list(read_units(units, storage_options={}, io_retries=1, batch_size=2))
+    assert all(len(b) <= 2 for b in blocks)
+    rows = {r["key"]: r for b in blocks for r in b.to_pylist()}
+    assert set(rows) == {"s1/a/one", "s1/__/__/evil", "s1/lonely"}
+    assert rows["s1/lonely"]["status"] == "error" and "no mask" in rows["s1/lonely"]["error"]
+    assert rows["s1/a/one"]["image_bytes"] == good["image"]
+
+
+def test_truncated_tar_keeps_the_items_before_the_damage():
+    good = data.good_item(5, SIZE)
+    shard = data.tar_shard(
+        [
+            ("x.png", good["image"]),
+            ("x.mask.png", good["mask"]),
+            ("y.png", good["image"] * 3),
+            ("y.mask.png", good["mask"]),
+        ]
+    )
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/shards/cut.tar", shard[: len(shard) // 2 + 700])
+    units = pa.table(
+        {
+            "kind": ["tar"],
+            "key": ["cut"],
+            "image": ["memory:///shards/cut.tar"],
+            "mask": [None],
+            "ref": [None],
+            "error": [None],
+        },
+        UNIT_SCHEMA,
+    )
+    rows = [
+        r
+        for b in read_units(units, storage_options={}, io_retries=0, batch_size=8)
+        for r in b.to_pylist()
+    ]
+    assert rows[0]["key"] == "cut/x" and rows[0]["status"] is None
+    assert rows[-1]["status"] == "error" and "unreadable after 1 item" in rows[-1]["error"]
