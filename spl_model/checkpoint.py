@@ -186,14 +186,18 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, str]:
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if found is None:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})")
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
+            ) from exc
         raise CheckpointError(
             f"{path}: refused to load: the file references Python code ({found.group(1)}), and "
             "checkpoints are never allowed to run code (weights_only=True). Re-save the state "
             "dict of tensors alone."
         ) from exc
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})")
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})"
+        ) from exc
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model", "generator"):
             inner = obj.get(wrapper)
