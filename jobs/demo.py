@@ -1,8 +1,9 @@
-"""The built-in default run: a small sample archive with watermark-like masks, restored.
+"""The built-in default run: a small defaced sample archive with its masks, restored.
 
-The photos are the openly licensed samples that scikit-image ships; the masks are generated here
-(a corner text watermark, a scratch, and an object blob per photo). The run is a real restore job
-through the pipeline, written to OUTPUT with stats and a run summary.
+The photos are the openly licensed samples that scikit-image ships. Each is defaced here with a
+corner text watermark, a scratch and a sticker blob, and gets the matching mask (the defacement,
+grown by 2 px to cover anti-aliased edges). The run is a real restore job through the pipeline,
+written to OUTPUT with stats and a run summary.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from spl_model.masks import dilate
 
 SAMPLES = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -25,8 +28,11 @@ def make_sample_archive(root: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     for name in SAMPLES:
         photo = Image.fromarray(getattr(data, name)()).convert("RGB")
-        photo.save(images / f"{name}.jpg", quality=92)
-        watermark_mask(photo.size, rng).save(masks / f"{name}.png")
+        defacement = watermark_mask(photo.size, rng)
+        white = Image.new("RGB", photo.size, (250, 250, 245))
+        Image.composite(white, photo, defacement).save(images / f"{name}.jpg", quality=92)
+        hole = dilate(np.asarray(defacement) > 0, 2)
+        Image.fromarray(hole.astype(np.uint8) * 255).save(masks / f"{name}.png")
     return root / "images", root / "masks"
 
 
@@ -55,11 +61,14 @@ def watermark_mask(size: tuple[int, int], rng: np.random.Generator) -> Image.Ima
 
 
 def main(output: str = "out/demo") -> dict:
-    """Build the sample archive under OUTPUT/archive and restore it into OUTPUT."""
+    """Build the sample archive beside OUTPUT (OUTPUT-archive) and restore it into OUTPUT.
+
+    The archive stays outside OUTPUT: a run never reads inputs from its own output location.
+    """
     from pipeline import RestoreConfig, run_restore
 
     out = Path(output)
-    images, masks = make_sample_archive(out / "archive")
+    images, masks = make_sample_archive(out.with_name(out.name + "-archive"))
     config = RestoreConfig.from_dict(
         {"images": str(images), "masks": str(masks), "output": str(out), "batch_size": 4}
     )
