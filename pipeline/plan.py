@@ -25,18 +25,26 @@ from .read import read_units
 from .sinks import write_images
 
 log = logging.getLogger(__name__)
-# Memory reserved per item for a read+decode task (encoded bytes, RGB, original-mode pixels,
-# hole map of a ~4 MP image). Declaring it also keeps Ray Data from fusing decode into the
-# actor (it fuses only ops with equal resources): decoding runs in CPU tasks, in parallel,
-# while the actors only infer.
+# Memory reserved for a read+decode task: a worker with torch/NumPy/Pillow imported, plus
+# per item the encoded bytes, RGB, original-mode pixels and hole map of a ~4 MP image.
+# Declaring it also keeps Ray Data from fusing decode into the actor (it fuses only ops with
+# equal resources): decoding runs in CPU tasks, in parallel, while the actors only infer.
+DECODE_MEMORY_BASE = 384 * 2**20
 DECODE_MEMORY_PER_ITEM = 32 * 2**20
 
 
 def read_and_decode(
-    units: pa.Table, read_kwargs: dict[str, Any], decode_kwargs: dict[str, Any]
+    units: pa.Table,
+    read_kwargs: dict[str, Any],
+    decode_kwargs: dict[str, Any],
+    done: Any = None,
 ) -> Iterator[pa.Table]:
-    """The read stage then the decode stage, one block of `batch_size` items at a time."""
-    for block in read_units(units, **read_kwargs):
+    """The read stage then the decode stage, one block of `batch_size` items at a time.
+
+    `done` (keys the ledger holds) may come as an ObjectRef, fetched once per task."""
+    if isinstance(done, ray.ObjectRef):
+        done = ray.get(done)
+    for block in read_units(units, **read_kwargs, done=done):
         yield decode_batch(block, **decode_kwargs)
 
 
@@ -93,7 +101,6 @@ def build_dataset(
         "storage_options": config.storage_options,
         "io_retries": config.io_retries,
         "batch_size": batch,
-        "done": done_ref,
         "has_template": template is not None,
     }
     decode_kwargs = {
@@ -108,7 +115,8 @@ def build_dataset(
         batch_size=1 if per_unit else batch,
         batch_format="pyarrow",
         fn_args=(read_kwargs, decode_kwargs),
-        memory=DECODE_MEMORY_PER_ITEM * batch,
+        fn_kwargs={"done": done_ref},
+        memory=DECODE_MEMORY_BASE + DECODE_MEMORY_PER_ITEM * batch,
     )
     low, high = res.actors
     ds = ds.map_batches(

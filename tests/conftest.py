@@ -155,9 +155,9 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory):
                 time.sleep(0.5)
         yield server
     finally:
-        process.terminate()
+        process.terminate()  # a throwaway temp store: no need to wait for a clean shutdown
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
