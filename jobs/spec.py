@@ -1,0 +1,257 @@
+"""The job spec as command-line flags: one flag per `RestoreConfig` key, `--config FILE`, and
+the rule that only flags the user actually passed override the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from click.core import ParameterSource
+
+from pipeline.config import (
+    ANCHORS,
+    DEVICES,
+    ENGINES,
+    FORMATS,
+    OUTPUT_FORMATS,
+    PRECISIONS,
+    SECRET_KEYS,
+    SECRET_WORDS,
+    STRATEGIES,
+    ConfigError,
+    RestoreConfig,
+)
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "format": FORMATS,
+    "engine": ENGINES,
+    "strategy": STRATEGIES,
+    "device": DEVICES,
+    "precision": PRECISIONS,
+    "output_format": OUTPUT_FORMATS,
+    "mask_anchor": ANCHORS,
+}
+# (help, metavar) per key; keys the pipeline adds later still get a flag, with a generic help.
+HELP: dict[str, tuple[str, str | None]] = {
+    "images": (
+        "Where the images are: a prefix, a tar/Parquet shard or folder (any fsspec URL).",
+        "URI",
+    ),
+    "masks": (
+        "Prefix of the masks, matched to images by relative key (photo.jpg <-> photo.png).",
+        "URI",
+    ),
+    "mask_template": ("One mask for every image (e.g. a fixed-position watermark).", "FILE"),
+    "mask_anchor": ("Where the mask template sits on each image.", None),
+    "mask_offset": (
+        "Template offset from its anchor: pixels or percent, e.g. 12,12 or 2%,2%.",
+        "X,Y",
+    ),
+    "mask_scale": ("Template width as a fraction of the image width, in (0, 1].", "F"),
+    "output": ("Where restored images, stats and run summaries go (any fsspec URL).", "URI"),
+    "format": ("Input layout; auto detects pairs, WebDataset tars or Parquet shards.", None),
+    "checkpoint": ("SPL weights (official .pth or the project's .safetensors).", "URI"),
+    "engine": ("Inpainting engine; default: spl (or the checkpoint's engine).", None),
+    "strategy": ("Full-resolution strategy: crop around holes, or resize the whole image.", None),
+    "dilate": ("Grow every mask by this many pixels (hides halos).", "PX"),
+    "device": ("Where the model runs.", None),
+    "precision": ("Inference precision.", None),
+    "batch_size": ("Images per model call.", "N"),
+    "actors": ("Inference actors: a fixed N or an autoscaling MIN:MAX.", "MIN[:MAX]"),
+    "gpus_per_actor": ("GPUs each inference actor reserves (fractions share a GPU).", "F"),
+    "cpus_per_actor": ("CPUs each inference actor reserves.", "F"),
+    "threads_per_actor": ("Torch threads per inference actor.", "N"),
+    "retry_failed": ("Re-run only the items whose last row is an error.", None),
+    "overwrite": ("Redo every item, even those already restored.", None),
+    "output_format": ("Format of restored images; same keeps the input's.", None),
+    "output_quality": ("JPEG/WebP quality of restored images (1-100).", "Q"),
+    "max_image_pixels": ("Refuse images larger than this many pixels.", "N"),
+    "run_id": ("Name of this run (OUT/runs/<run_id>.json); default: time-based.", "ID"),
+    "ray_address": ("Ray cluster to join (GCS address or auto); default: a local Ray.", "ADDRESS"),
+    "num_cpus": ("CPUs for a Ray started here.", "N"),
+    "io_retries": ("Retries for transient storage errors.", "N"),
+    "io_timeout_s": ("Storage connect/read timeout in seconds.", "S"),
+    "stats_flush_rows": ("Write a stats file at least every N rows.", "N"),
+    "stats_flush_s": ("Write a stats file at least every S seconds.", "S"),
+    "progress_s": ("Seconds between progress lines in the log.", "S"),
+    "progress_bars": ("Ray Data progress bars on a terminal.", None),
+}
+NOT_FLAGS = {"storage_options"}  # --storage-option KEY=VALUE, repeatable
+
+
+class SpecError(click.ClickException):
+    """An invalid job spec: exit status 2, like any usage error, and no traceback."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"invalid job spec: {message}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _option_for(field: dataclasses.Field, hint: Any, aliases: list[str]) -> click.Option:
+    name = field.name
+    help_text, metavar = HELP.get(name, (f"Job spec key `{name}`.", None))
+    default = field.default if field.default is not dataclasses.MISSING else None
+    decls = [_flag(name), *aliases, name]
+    kinds = set(typing.get_args(hint)) or {hint}
+    kinds.discard(type(None))
+    if kinds == {bool}:
+        if default is True:
+            decls[0] = f"{_flag(name)}/--no-{name.replace('_', '-')}"
+            help_text += " [default: on]"
+        return click.Option(decls, is_flag=True, default=None, help=help_text)
+    if name in CHOICES:
+        kind: Any = click.Choice(CHOICES[name])
+    elif kinds == {int}:
+        kind = int
+    elif kinds <= {int, float}:
+        kind = float
+    else:
+        kind = str
+    if default not in (None, ""):
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        help_text += f" [default: {shown}]"
+    return click.Option(decls, type=kind, default=None, metavar=metavar, help=help_text)
+
+
+def spec_options(
+    exclude: typing.Collection[str] = (), aliases: dict[str, list[str]] | None = None
+) -> Callable[[Callable], Callable]:
+    """Decorate a command with `--config`, one flag per spec key and `--storage-option`."""
+    hints = typing.get_type_hints(RestoreConfig)
+    skip = NOT_FLAGS | set(exclude)
+    fields = [f for f in dataclasses.fields(RestoreConfig) if f.name not in skip]
+    params = [
+        click.Option(
+            ["--config", "config_file"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help="YAML job spec; flags given on the command line override its keys.",
+        ),
+        *[_option_for(f, hints[f.name], (aliases or {}).get(f.name, [])) for f in fields],
+        click.Option(
+            ["--storage-option", "storage_option"],
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="fsspec storage option (repeatable), e.g. endpoint_url=http://host:8333; "
+            "dots nest: client_kwargs.region_name=eu-west-1.",
+        ),
+    ]
+
+    def decorate(func: Callable) -> Callable:
+        func.__click_params__ = [*getattr(func, "__click_params__", []), *reversed(params)]
+        return func
+
+    return decorate
+
+
+def spec_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(RestoreConfig)]
+
+
+def parse_storage_options(pairs: typing.Iterable[str]) -> dict[str, Any]:
+    """`key=value` pairs as a (nested) dict; true/false and plain numbers become bools and
+    numbers, everything else (and every secret-looking key) stays a string."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpecError(f"--storage-option {pair!r} must look like KEY=VALUE")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--storage-option {key!r} nests under a plain value")
+        node[leaf] = raw if is_secret(leaf) else _scalar(raw)
+    return out
+
+
+def is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in SECRET_KEYS or any(word in lowered for word in SECRET_WORDS)
+
+
+def _scalar(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if re.fullmatch(r"-?(0|[1-9]\d*)", raw):
+        return int(raw)
+    if re.fullmatch(r"-?(0|[1-9]\d*)\.\d+", raw):
+        return float(raw)
+    return raw
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_spec_file(path: Path) -> dict[str, Any]:
+    """A YAML job spec as a dict with normalized keys (`mask-template` -> `mask_template`)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"cannot read {path}: {yaml_error(exc)}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path} must be a YAML mapping of job keys, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
+def passed_flags(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Spec keys whose flags were given (command line or environment), with their values."""
+    given = {ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT}
+    keys = set(spec_keys()) - NOT_FLAGS
+    return {
+        key: value
+        for key, value in params.items()
+        if key in keys and ctx.get_parameter_source(key) in given
+    }
+
+
+def spec_from_cli(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The spec a command was given: `--config` file, then flags, then --storage-option."""
+    spec = read_spec_file(params["config_file"]) if params.get("config_file") else {}
+    spec.update(passed_flags(ctx, params))
+    if params.get("storage_option"):
+        options = parse_storage_options(params["storage_option"])
+        base = spec.get("storage_options") or {}
+        if not isinstance(base, dict):
+            raise SpecError("`storage_options` must be a mapping (e.g. {endpoint_url: ...})")
+        spec["storage_options"] = _merge(base, options)
+    return spec
+
+
+def validate(spec: dict[str, Any]) -> RestoreConfig:
+    """The validated config, or a SpecError naming the field and the allowed values."""
+    try:
+        return RestoreConfig.from_dict(dict(spec))
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
+    except TypeError as exc:  # e.g. a YAML list where a scalar belongs
+        raise SpecError(str(exc)) from None
