@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import RestoreConfig, run_restore
+from pipeline import ConfigError, RestoreConfig, run_restore
 from pipeline.ledger import load_history
 from pipeline.schema import STATS_SCHEMA
 from tests.pipeline import data
@@ -115,17 +115,34 @@ def test_pairs_on_s3_every_item_one_row_then_resume_and_retry_failed(
 def test_webdataset_on_s3_keys_stay_under_out(ray_local, seaweedfs, s3, s3_prefix):
     root = s3_prefix.removeprefix("s3://")
     items = [data.good_item(i, SIZE) for i in range(4)]
-    s3.pipe_file(f"{root}/shards/part-0.tar", data.tar_shard([
-        ("x0.png", items[0]["image"]), ("x0.mask.png", items[0]["mask"]),
-        ("../../../escape.png", items[1]["image"]), ("../../../escape.mask.png", items[1]["mask"]),
-        ("nomask.png", items[2]["image"]),
-    ]))  # fmt: skip
-    s3.pipe_file(f"{root}/shards/part-1.tar", data.tar_shard([
-        ("/abs/y.jpg", data.encode(data.photo(3, SIZE), "JPEG")), ("/abs/y.mask.png", items[3]["mask"]),
-    ]))  # fmt: skip
+    s3.pipe_file(
+        f"{root}/shards/part-0.tar",
+        data.tar_shard(
+            [
+                ("x0.png", items[0]["image"]),
+                ("x0.mask.png", items[0]["mask"]),
+                ("../../../escape.png", items[1]["image"]),
+                ("../../../escape.mask.png", items[1]["mask"]),
+                ("nomask.png", items[2]["image"]),
+            ]
+        ),
+    )
+    s3.pipe_file(
+        f"{root}/shards/part-1.tar",
+        data.tar_shard(
+            [
+                ("/abs/y.jpg", data.encode(data.photo(3, SIZE), "JPEG")),
+                ("/abs/y.mask.png", items[3]["mask"]),
+            ]
+        ),
+    )
     out = f"{s3_prefix}/out"
-    summary = restore(images=f"{s3_prefix}/shards", output=out, format="auto",
-                      storage_options=seaweedfs.storage_options)  # fmt: skip
+    summary = restore(
+        images=f"{s3_prefix}/shards",
+        output=out,
+        format="auto",
+        storage_options=seaweedfs.storage_options,
+    )
     check_summary(summary)
     assert summary["layout"] == "webdataset"
     assert summary["counts"] == {"listed": 4, "ok": 3, "error": 1, "skipped": 0, "already_done": 0}
@@ -133,8 +150,9 @@ def test_webdataset_on_s3_keys_stay_under_out(ray_local, seaweedfs, s3, s3_prefi
     assert written == ["part-0/__/__/__/escape.png", "part-0/x0.png", "part-1/abs/y.jpg"]
     assert all(p.startswith((f"{root}/shards", f"{root}/out/")) for p in s3.find(root))
     # a re-run reads the shards again but redoes nothing
-    again = restore(images=f"{s3_prefix}/shards", output=out,
-                    storage_options=seaweedfs.storage_options)  # fmt: skip
+    again = restore(
+        images=f"{s3_prefix}/shards", output=out, storage_options=seaweedfs.storage_options
+    )
     assert again["counts"]["already_done"] == 4 and again["stats_rows"] == 0
 
 
@@ -143,14 +161,23 @@ def test_parquet_on_s3_with_reference_images(ray_local, seaweedfs, s3, s3_prefix
     records = []
     for i in range(3):
         clean = data.photo(20 + i, SIZE)
-        records.append({"key": f"img/{i}", "image": data.encode(clean),
-                        "mask": data.encode(data.box_mask(SIZE)),
-                        "reference": data.encode(clean)})  # fmt: skip
+        records.append(
+            {
+                "key": f"img/{i}",
+                "image": data.encode(clean),
+                "mask": data.encode(data.box_mask(SIZE)),
+                "reference": data.encode(clean),
+            }
+        )
     records.append({"key": "img/nomask", "image": data.encode(data.photo(9, SIZE)), "mask": b""})
     s3.pipe_file(f"{root}/pq/shard-0.parquet", data.parquet_shard(records))
     out = f"{s3_prefix}/out"
-    summary = restore(images=f"{s3_prefix}/pq", output=out, output_format="jpg",
-                      storage_options=seaweedfs.storage_options)  # fmt: skip
+    summary = restore(
+        images=f"{s3_prefix}/pq",
+        output=out,
+        output_format="jpg",
+        storage_options=seaweedfs.storage_options,
+    )
     check_summary(summary)
     assert summary["layout"] == "parquet" and summary["items_listed_up_front"] == 4
     assert summary["counts"] == {"listed": 4, "ok": 3, "error": 1, "skipped": 0, "already_done": 0}
@@ -168,9 +195,15 @@ def test_mask_template_on_s3(ray_local, seaweedfs, s3, s3_prefix):
         s3.pipe_file(f"{root}/photos/p{i}.png", data.encode(data.photo(30 + i, size)))
     s3.pipe_file(f"{root}/wm.png", data.encode(data.box_mask((20, 10), (0, 0, 20, 10))))
     out = f"{s3_prefix}/out"
-    summary = restore(images=f"{s3_prefix}/photos", mask_template=f"{s3_prefix}/wm.png",
-                      mask_anchor="bottom-right", mask_offset="2%,2%", mask_scale=0.25,
-                      output=out, storage_options=seaweedfs.storage_options)  # fmt: skip
+    summary = restore(
+        images=f"{s3_prefix}/photos",
+        mask_template=f"{s3_prefix}/wm.png",
+        mask_anchor="bottom-right",
+        mask_offset="2%,2%",
+        mask_scale=0.25,
+        output=out,
+        storage_options=seaweedfs.storage_options,
+    )
     check_summary(summary)
     assert summary["counts"]["ok"] == 3
     rows = {r["key"]: r for r in stats_rows(out, seaweedfs.storage_options)}
@@ -193,7 +226,10 @@ def test_local_paths_incremental_and_overwrite(ray_local, tmp_path):
     first = restore(**spec)
     assert first["counts"]["ok"] == 3
     assert sorted(p.name for p in (out / "images" / "day1").iterdir()) == [
-        "0.webp", "1.webp", "2.webp"]  # fmt: skip
+        "0.webp",
+        "1.webp",
+        "2.webp",
+    ]
     for i in range(2):  # the archive grows
         item = data.good_item(50 + i, SIZE)
         (images / "day2").mkdir(exist_ok=True)
@@ -207,3 +243,55 @@ def test_local_paths_incremental_and_overwrite(ray_local, tmp_path):
     rows = stats_rows(str(out), {})
     assert len(rows) == 10 and len({(r["run_id"], r["key"]) for r in rows}) == 10
     assert not [p for p in out.rglob(".*")]  # no temp files left behind
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> tuple[str, str]:
+    """Random-weight `spl-small` generator in the native format: (path, sha256)."""
+    import spl_model
+
+    path = tmp_path_factory.mktemp("weights") / "spl-small.safetensors"
+    sha = spl_model.save_generator(spl_model.build_generator("spl-small"), path)
+    return str(path), sha
+
+
+def test_spl_checkpoint_from_s3_runs_with_its_model_id(
+    ray_local, seaweedfs, s3, s3_prefix, small_checkpoint
+):
+    local, sha = small_checkpoint
+    root = s3_prefix.removeprefix("s3://")
+    s3.put_file(local, f"{root}/weights/spl-small.safetensors")
+    items = {f"p{i}": data.good_item(60 + i, (80, 64)) for i in range(3)}
+    data.write_pairs(s3, f"{root}/in/images", f"{root}/in/masks", items)
+    out = f"{s3_prefix}/out"
+    summary = restore(
+        images=f"{s3_prefix}/in/images",
+        masks=f"{s3_prefix}/in/masks",
+        output=out,
+        engine=None,
+        checkpoint=f"{s3_prefix}/weights/spl-small.safetensors",
+        storage_options=seaweedfs.storage_options,
+        actors="1",
+        batch_size=2,
+    )
+    check_summary(summary)
+    assert summary["engine"] == "spl" and summary["model_id"] == sha
+    assert summary["counts"]["ok"] == 3
+    rows = stats_rows(out, seaweedfs.storage_options)
+    assert {(r["engine"], r["model_id"]) for r in rows} == {("spl", sha)}
+
+
+def test_unusable_checkpoint_fails_before_any_work(ray_local, tmp_path):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"not a checkpoint")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(data.good_item(1, SIZE)["image"])
+    with pytest.raises(ConfigError, match="checkpoint"):
+        restore(
+            images=str(tmp_path / "in"),
+            mask_template=str(tmp_path / "in" / "a.png"),
+            output=str(tmp_path / "out"),
+            engine=None,
+            checkpoint=str(bad),
+        )
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,56 @@
+"""Listing: layouts are detected, outputs inside the input prefix are never re-read as inputs,
+keys match masks by relative path, and progress lines say done/total, rate and ETA."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, RestoreConfig
+from pipeline.progress import Progress
+from pipeline.sources import list_units
+from tests.pipeline import data
+
+
+def test_pairs_listing_skips_outputs_hidden_files_and_matches_masks(tmp_path):
+    item = data.good_item(1)
+    for rel in ("a/x.jpg", "a/y.png", "a/y.jpg", "b/z.webp", ".hidden.png", "out/images/a/x.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(item["image"])
+    for rel in ("masks/a/x.png", "masks/a/y.png", "masks/orphan.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(item["mask"])
+    config = RestoreConfig.from_dict(
+        {"images": str(tmp_path), "masks": str(tmp_path / "masks"), "output": str(tmp_path / "out")}
+    )
+    listing = list_units(config)
+    assert listing.layout == "pairs" and listing.items == 4 and listing.orphan_masks == 1
+    units = {u["key"]: u for u in listing.units}
+    # two images share the stem a/y: both keep their extension in the key
+    assert set(units) == {"a/x", "a/y.png", "a/y.jpg", "b/z"}
+    assert units["a/x"]["mask"].endswith("masks/a/x.png")
+    assert units["b/z"]["kind"] == "invalid" and "no mask" in units["b/z"]["error"]
+
+
+def test_layout_detection_refuses_mixed_inputs(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.tar").write_bytes(b"x")
+    config = RestoreConfig.from_dict(
+        {"images": str(tmp_path), "mask_template": "t.png", "output": str(tmp_path / "o")}
+    )
+    with pytest.raises(ConfigError, match="mixes"):
+        list_units(config)
+    missing = RestoreConfig.from_dict(
+        {"images": str(tmp_path / "nope"), "masks": "m", "output": str(tmp_path / "o")}
+    )
+    with pytest.raises(ConfigError, match="does not exist"):
+        list_units(missing)
+
+
+def test_progress_line_has_done_total_rate_and_eta():
+    progress = Progress(total=100, already_done=10)
+    progress.add("ok", 30)
+    progress.add("error", 10)
+    line = progress.line()
+    assert line.startswith("50/100 items (50%)")
+    assert "images/s" in line and "ETA" in line and "already_done 10" in line
+    assert "?" in Progress(total=None).line()
