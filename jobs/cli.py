@@ -96,3 +96,7 @@ def demo(output: str) -> None:
     summary = demo_module.main(output)
     counts = ", ".join(f"{k} {v}" for k, v in (summary.get("counts") or {}).items())
     click.echo(f"demo run {summary.get('run_id')}: {counts} -> {output}")
+
+
+if __name__ == "__main__":
+    main()

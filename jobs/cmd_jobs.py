@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ storage_option = click.option(
 
 
 def connect(address: str | None) -> Cluster:
+    quiet_ray_packaging_logs()
     try:
         return Cluster(address)
     except ClusterError as exc:
@@ -46,6 +48,12 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
+
+
+def quiet_ray_packaging_logs() -> None:
+    """Ray logs every working_dir upload step at INFO; a CLI user needs none of it."""
+    for name in ("ray._private.runtime_env", "ray.dashboard.modules.dashboard_sdk"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def note(message: str) -> None:

@@ -80,6 +80,19 @@ def spl(ray_head: RayHead) -> Spl:
     return Spl(ray_head.client_env())
 
 
+@pytest.fixture
+def cluster(ray_head: RayHead, monkeypatch: pytest.MonkeyPatch):
+    """A `jobs.submit.Cluster` for the test head, this process configured the standard way."""
+    from jobs.submit import Cluster
+
+    for name, value in ray_head.client_env().items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    return Cluster(ray_head.address)
+
+
 @dataclass
 class Archive:
     images: str

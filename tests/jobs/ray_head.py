@@ -142,6 +142,7 @@ class RayHead:
             RAY_USAGE_STATS_ENABLED="0",
             # keep 127.0.0.1: Ray otherwise swaps loopback for the host's reachable address
             RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+            RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # a throwaway cluster: stop at once
         )
         ray = str(Path(sys.executable).parent / "ray")
         args = [
