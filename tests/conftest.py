@@ -65,6 +65,14 @@ class SeaweedFS:
         return f"s3://{name}"
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment minus Ray addresses, so a job subprocess starts its own Ray
+    instead of joining whatever cluster the developer's shell points at."""
+    return {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+    }
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from pipeline.ledger import load_history
 from pipeline.schema import STATS_SCHEMA
+from tests.conftest import clean_env
 from tests.pipeline import data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_losing_a_worker_node_costs_retries_not_rows(tmp_path):
         proc = subprocess.run(
             [sys.executable, "-m", "tests.pipeline.cluster_job", str(spec_path), str(result_path)],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**clean_env(), "PYTHONPATH": str(REPO)},
             stdout=handle,
             stderr=subprocess.STDOUT,
             timeout=420,

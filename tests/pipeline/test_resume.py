@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipeline.ledger import load_history
 from pipeline.schema import STATS_SCHEMA
+from tests.conftest import clean_env
 from tests.pipeline import data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def start_job(spec: dict, workdir: Path, env: dict, name: str) -> subprocess.Pop
     return subprocess.Popen(
         [sys.executable, "-m", "jobs.restore", "--config", str(config)],
         cwd=REPO,
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        env={**clean_env(), **env, "PYTHONPATH": str(REPO)},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
