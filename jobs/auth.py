@@ -65,12 +65,39 @@ def _refresh_ray_auth_state() -> None:
     if "ray._raylet" not in sys.modules:
         return  # Ray reads the environment when it is first imported
     import ray
-    from ray._raylet import AuthenticationTokenLoader, Config
+
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication
+        return
 
     if ray.is_initialized():
         return  # never swap credentials under a connected driver
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()
+
+
+GRPC_AUTH_MARKERS = ("InvalidAuthToken", "AuthenticationError", "Authentication token is missing")
+
+
+def auth_error_in(exc: BaseException) -> BaseException | None:
+    """The authentication failure behind `exc`, if any: an AuthenticationError in its chain
+    (the Jobs SDK), or a GCS connection error whose text says the token was refused
+    (`ray.init` wraps that in a ConnectionError with the gRPC error as text)."""
+    try:
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # a Ray without token authentication
+        AuthenticationError = ()
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AuthenticationError) or any(
+            marker in str(current) for marker in GRPC_AUTH_MARKERS
+        ):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def token_mode_on() -> bool:

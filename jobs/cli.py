@@ -51,10 +51,18 @@ class LazyGroup(click.Group):
 
 
 def _not_yet(name: str, short: str) -> click.Command:
-    def run() -> None:
+    """A stand-in for a command whose module is not there yet: any arguments, one clear line."""
+
+    def run(args: tuple[str, ...]) -> None:
         raise click.ClickException(f"`spl {name}` is not available in this version yet.")
 
-    return click.Command(name, callback=run, help=f"{short} (Not available yet.)")
+    return click.Command(
+        name,
+        callback=run,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True},
+        help=f"{short} (Not available yet.)",
+    )
 
 
 @click.group(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 import yaml
 
@@ -34,17 +36,21 @@ def restore(ctx: click.Context, **params: object) -> None:
         return
     if config.ray_address:
         auth.use_cluster_token()
-    from ray.exceptions import AuthenticationError
-
     from pipeline import ConfigError, run_restore
 
     try:
         summary = run_restore(config)
     except ConfigError as exc:
         raise SpecError(str(exc)) from None
-    except AuthenticationError as exc:
-        address = config.ray_address or "RAY_ADDRESS"
-        raise click.ClickException(auth.auth_failure_sentence(address, exc)) from None
+    except Exception as exc:
+        address = config.ray_address or os.environ.get("RAY_ADDRESS") or "the local Ray"
+        if (cause := auth.auth_error_in(exc)) is not None:
+            raise click.ClickException(auth.auth_failure_sentence(address, cause)) from None
+        if isinstance(exc, ConnectionError) and config.ray_address:
+            raise click.ClickException(
+                f"Cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}"
+            ) from None
+        raise
     counts = summary.get("counts", {})
     shown = ", ".join(f"{k} {v}" for k, v in counts.items())
     click.echo(

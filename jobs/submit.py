@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,13 +112,17 @@ def project_root() -> Path | None:
 @contextmanager
 def cluster_errors(address: str) -> Iterator[None]:
     """Turn Ray's auth, connection and job-server errors into one-sentence ClusterErrors."""
-    from ray.exceptions import AuthenticationError
-
     try:
         yield
-    except AuthenticationError as exc:
-        raise ClusterError(auth.auth_failure_sentence(address, exc)) from None
-    except ConnectionError:
+    except ClusterError:
+        raise
+    except Exception as exc:
+        if (cause := auth.auth_error_in(exc)) is not None:
+            raise ClusterError(auth.auth_failure_sentence(address, cause)) from None
+        import requests
+
+        if not isinstance(exc, ConnectionError | requests.exceptions.ConnectionError):
+            raise
         raise ClusterError(
             f"Cannot reach a Ray dashboard at {address}: start the cluster or pass its dashboard "
             "address (e.g. http://HEAD:8265) with --address or RAY_ADDRESS."
@@ -234,7 +239,8 @@ class Cluster:
             async for chunk in self.client.tail_job_logs(found.submission_id):
                 write(chunk)
 
-        with cluster_errors(self.address):
+        with cluster_errors(self.address), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp, inside Ray's SDK
             asyncio.run(tail())
 
     def wait(
