@@ -30,11 +30,12 @@ storage_option = click.option(
 
 
 def connect(address: str | None) -> Cluster:
-    quiet_ray_packaging_logs()
     try:
-        return Cluster(address)
+        cluster = Cluster(address)
     except ClusterError as exc:
         raise click.ClickException(str(exc)) from None
+    quiet_ray_packaging_logs()  # after Ray's SDK has set its loggers up
+    return cluster
 
 
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,8 +67,18 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+COUNT_ORDER = ("listed", "ok", "error", "skipped", "already_done")
+
+
+def counts_text(counts: dict[str, Any] | None) -> str:
+    """`listed 4, ok 3, error 1, ...` in a fixed order, whatever order the summary has."""
+    counts = counts or {}
+    keys = [k for k in COUNT_ORDER if k in counts] + sorted(set(counts) - set(COUNT_ORDER))
+    return ", ".join(f"{k} {counts[k]}" for k in keys)
+
+
 def summary_line(summary: dict[str, Any]) -> str:
-    counts = ", ".join(f"{k} {v}" for k, v in (summary.get("counts") or {}).items())
+    counts = counts_text(summary.get("counts"))
     line = f"{summary.get('status', '?')}: {counts or 'no counts yet'}"
     if "wall_s" in summary:
         line += f"; {summary['wall_s']:.1f} s, {summary.get('images_per_s', 0):.2f} images/s"

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .cmd_jobs import address_option, connect, guarded, note
+from .cmd_jobs import address_option, connect, counts_text, guarded, note
 from .schedule import ScheduleError, Scheduler, Schedules, load_schedules, next_tick
 from .schedule_state import StateLocked, StateStore
 
@@ -164,8 +164,7 @@ def history(
 
 
 def _history_line(record: dict[str, Any]) -> str:
-    counts = record.get("counts") or {}
-    shown = " ".join(f"{k}={v}" for k, v in counts.items())
+    shown = counts_text(record.get("counts"))
     parts = [
         record.get("scheduled_for") or "-",
         record.get("batch") or "-",

@@ -44,7 +44,6 @@ Examples:
   spl submit --config nightly.yaml --name nightly-2024-05-01 --wait
   spl submit --images s3://a/img --masks s3://a/masks --output s3://a/out --env AWS_PROFILE""",
 )
-@spec_options(exclude={"ray_address"})
 @address_option
 @click.option(
     "--name",
@@ -76,6 +75,7 @@ Examples:
 )
 @click.option("--wait", is_flag=True, help="Wait for the job to end; exit 0 only on SUCCEEDED.")
 @click.option("--timeout", type=float, metavar="S", help="Give up waiting after S seconds.")
+@spec_options(exclude={"ray_address"})
 @click.pass_context
 @guarded
 def submit(ctx: click.Context, **params: Any) -> None:
@@ -97,6 +97,10 @@ def submit(ctx: click.Context, **params: Any) -> None:
     working_dir: Path | None = project_root() if ship in (None, True) else None
     if ship and working_dir is None:
         raise click.UsageError("--ship: spl is not running from a source checkout")
+    for key in ("images", "masks", "mask_template", "output", "checkpoint"):
+        value = spec.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            note(f"note: `{key}` {value} is a local path; every cluster node must see it there")
     cluster = connect(params["address"])
     batch = params["batch"] or name
     if params["skip_if_running"]:
