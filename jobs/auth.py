@@ -37,15 +37,29 @@ def _file_has_token(path: Path) -> bool:
 
 
 def token_source() -> str | None:
-    """Where Ray would read the token from, in Ray's own precedence; None when nowhere."""
+    """Where Ray would read the token from, in Ray's own precedence; None when nowhere.
+
+    Like Ray, an unreadable RAY_AUTH_TOKEN_PATH does not fall back to the default file.
+    """
     if os.environ.get(TOKEN_ENV):
         return TOKEN_ENV
     path = os.environ.get(TOKEN_PATH_ENV)
-    if path and _file_has_token(Path(path)):
-        return f"{TOKEN_PATH_ENV} ({path})"
+    if path:
+        return f"{TOKEN_PATH_ENV} ({path})" if _file_has_token(Path(path)) else None
     if _file_has_token(default_token_path()):
         return str(default_token_path())
     return None
+
+
+def token_path_problem() -> str | None:
+    """One sentence when RAY_AUTH_TOKEN_PATH names a file Ray cannot use (Ray refuses it)."""
+    path = os.environ.get(TOKEN_PATH_ENV)
+    if os.environ.get(TOKEN_ENV) or not path or _file_has_token(Path(path)):
+        return None
+    return (
+        f"{TOKEN_PATH_ENV} is {path}, which cannot be read or is empty: point it at a file "
+        "holding the cluster's token (`ray get-auth-token` on the head node prints it)."
+    )
 
 
 def use_cluster_token() -> str | None:

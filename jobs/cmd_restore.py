@@ -34,7 +34,9 @@ def restore(ctx: click.Context, **params: object) -> None:
     if params["dry_run"]:
         click.echo(yaml.safe_dump(config.redacted(), sort_keys=False), nl=False)
         return
-    if config.ray_address:
+    if config.ray_address or os.environ.get("RAY_ADDRESS"):  # joining a cluster
+        if problem := auth.token_path_problem():
+            raise click.ClickException(problem)
         auth.use_cluster_token()
     from pipeline import ConfigError, run_restore
 

@@ -139,6 +139,8 @@ class Cluster:
                 "No Ray cluster given: pass --address http://HEAD:8265 or set RAY_ADDRESS."
             )
         self.address = address
+        if problem := auth.token_path_problem():
+            raise ClusterError(problem)
         auth.use_cluster_token()
         from ray.job_submission import JobSubmissionClient
 

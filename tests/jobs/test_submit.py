@@ -121,6 +121,13 @@ def test_missing_token_is_one_sentence(spl, ray_head, tmp_path: Path, archive) -
         assert "set RAY_AUTH_TOKEN" in line
 
 
+def test_unreadable_token_path_is_one_sentence(spl, tmp_path: Path) -> None:
+    result = spl("list", env={"RAY_AUTH_TOKEN_PATH": str(tmp_path / "nope")})
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert f"RAY_AUTH_TOKEN_PATH is {tmp_path / 'nope'}, which cannot be read" in line
+
+
 def test_unreachable_cluster_is_one_sentence(spl_offline) -> None:
     result = spl_offline("list", "--address", "http://127.0.0.1:9")
     assert result.exit_code == 1 and "Cannot reach a Ray dashboard" in one_line_error(result)
