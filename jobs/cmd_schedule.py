@@ -62,6 +62,12 @@ def schedule() -> None:
     metavar="S",
     help="Seconds between checks of running jobs (the scheduler also wakes at every due time).",
 )
+@click.option(
+    "--ship/--no-ship",
+    default=None,
+    help="Ship this project's source as each job's working_dir [default: ship when spl runs "
+    "from a source checkout].",
+)
 @click.option("--once", is_flag=True, help="Do one pass over the batches and exit.")
 @click.option("--max-ticks", type=int, metavar="N", help="Exit after N passes.")
 @click.option(
@@ -77,6 +83,7 @@ def run(
     address: str | None,
     state_dir: Path | None,
     poll: float,
+    ship: bool | None,
     once: bool,
     max_ticks: int | None,
     storage_option: tuple[str, ...],
@@ -105,7 +112,7 @@ def run(
         schedules,
         cluster,
         store,
-        working_dir=project_root(),
+        working_dir=project_root() if ship is not False else None,
         storage_options=parse_storage_options(storage_option),
         log=lambda message: note(f"{_stamp(datetime.now(UTC))}  {message}"),
     )

@@ -116,6 +116,8 @@ def submit(ctx: click.Context, **params: Any) -> None:
         note(f"submitted {job.submission_id} to {cluster.address} ({job.status})")
     else:
         note(f"{job.submission_id} already exists ({job.status}); not submitting it again")
+        if job.status in ("FAILED", "STOPPED"):
+            note("to run this batch again, submit it under a new --name")
     click.echo(job.submission_id)
     if params["wait"]:
         finish_wait(cluster, job, params["timeout"], params["storage_option"])

@@ -32,7 +32,7 @@ import yaml
 from croniter import croniter
 
 from .schedule_state import StateStore
-from .submit import Job, read_run_summary, submission_id_for
+from .submit import ClusterError, Job, read_run_summary, submission_id_for
 
 BATCH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -199,7 +199,10 @@ class Scheduler:
         """Tick until interrupted (or `max_ticks` passes), sleeping until the next due time."""
         ticks = 0
         while max_ticks is None or ticks < max_ticks:
-            self.tick()
+            try:
+                self.tick()
+            except ClusterError as exc:  # a cluster restart or network blip: try again later
+                self.log(f"pass failed, will retry: {exc}")
             ticks += 1
             if max_ticks is not None and ticks >= max_ticks:
                 break

@@ -35,8 +35,11 @@ def reset_ray_auth_cache() -> None:
 
 
 @pytest.fixture(scope="package")
-def ray_head() -> Iterator[RayHead]:
-    """A head on 127.0.0.1 with token auth, its own temp dir and ports; stopped at the end."""
+def ray_head(seaweedfs) -> Iterator[RayHead]:
+    """A head on 127.0.0.1 with token auth, its own temp dir and ports; stopped at the end.
+
+    SeaweedFS starts first, so the ports picked here (worker range included) avoid its ports.
+    """
     saved = {name: os.environ.get(name) for name in AUTH_VARS}
     root = Path(tempfile.mkdtemp(prefix="splhead", dir="/tmp"))  # short: Ray's socket paths
     head = RayHead(root)
