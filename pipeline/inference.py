@@ -128,7 +128,9 @@ def _apply(row: dict[str, Any], image: np.ndarray, outcome: Any) -> None:
     changed = np.any(restored != image, axis=2)
     row["restored"] = np.ascontiguousarray(restored).tobytes()
     row["changed"] = np.packbits(changed.ravel()).tobytes()
-    row["infer_ms"] = float(info.get("infer_ms", 0.0)) if isinstance(info, dict) else None
+    row["infer_ms"] = float(info["infer_ms"])
+    row["crops"] = int(info["crops"])  # windows the model ran on (0 for OpenCV engines)
+    row["crop_scale"] = float(info["crop_scale"])  # largest window side / 256: >1 downscaled
 
 
 def _rgb(row: dict[str, Any]) -> np.ndarray:

@@ -1,10 +1,17 @@
-"""Quality columns of a stats row.
+"""Quality columns of a stats row: cheap, vectorised, on the arrays already in memory.
 
-No-reference (always, for restored items):
-- `seam_l1`: mean absolute gray-level step across the mask's edge in the output (0-255);
+No-reference (always, for restored items), all measured in the output:
+- `seam_l1`: mean absolute gray-level step across the hole's edge (0-255);
 - `seam_ratio`: (seam_l1 + 1) / (context_l1 + 1), where context_l1 is the same step between
-  neighbouring pixels outside the hole: about 1 means the fill's edge is as smooth as the
-  image; much larger means a visible seam.
+  neighbouring known pixels in a band around the hole: ≈1 means the fill's edge is as smooth
+  as the image around it; much larger means a visible seam.
+- `fill_delta`: mean |difference| of the mean colour (per channel, 0-255) between the filled
+  pixels and a ring of known pixels around them: 0 is a fill of the surroundings' colour.
+- `fill_brightness`: mean gray level of the fill minus that of the ring (signed, 0-255).
+- `fill_texture`: (gray std of the fill + 1) / (gray std of the ring + 1): ≈1 is matching
+  texture, well below 1 a flat or blurry fill, well above 1 a busier one.
+- `border_distance`: pixels from the hole to the nearest image edge (0 = touches it);
+  fills at the border have less context.
 With a reference image (same size): `psnr`, `ssim`, `l1` from `spl_model.metrics`.
 """
 
@@ -13,19 +20,41 @@ from __future__ import annotations
 import numpy as np
 
 from spl_model import metrics
+from spl_model.masks import dilate
 
 MIN_SSIM_SIDE = 11
+BAND = 8  # px of known pixels around the hole used as its context
 
 
-def seam(restored: np.ndarray, hole: np.ndarray) -> tuple[float | None, float | None]:
+def no_reference(restored: np.ndarray, hole: np.ndarray) -> dict[str, float | int | None]:
+    """Every no-reference column for one restored image and its (boolean) hole."""
+    if not hole.any():
+        return {}
+    ring = dilate(hole, BAND) & ~hole
+    seam_l1, seam_ratio = seam(restored, hole, ring)
+    return {
+        "seam_l1": seam_l1,
+        "seam_ratio": seam_ratio,
+        **fill_consistency(restored, hole, ring),
+        "border_distance": border_distance(hole),
+    }
+
+
+def seam(
+    restored: np.ndarray, hole: np.ndarray, ring: np.ndarray | None = None
+) -> tuple[float | None, float | None]:
+    if ring is None:
+        ring = dilate(hole, BAND) & ~hole
     gray = restored.astype(np.float32).mean(axis=2)
     edge_steps, context_steps = [], []
     for axis in (0, 1):
         a = np.take(hole, range(hole.shape[axis] - 1), axis=axis)
         b = np.take(hole, range(1, hole.shape[axis]), axis=axis)
+        ra = np.take(ring, range(ring.shape[axis] - 1), axis=axis)
+        rb = np.take(ring, range(1, ring.shape[axis]), axis=axis)
         step = np.abs(np.diff(gray, axis=axis))
         edge_steps.append(step[a != b])
-        context_steps.append(step[~a & ~b])
+        context_steps.append(step[ra & rb])
     edge = np.concatenate(edge_steps)
     context = np.concatenate(context_steps)
     if edge.size == 0:
@@ -33,6 +62,26 @@ def seam(restored: np.ndarray, hole: np.ndarray) -> tuple[float | None, float | 
     seam_l1 = float(edge.mean())
     context_l1 = float(context.mean()) if context.size else 0.0
     return seam_l1, (seam_l1 + 1.0) / (context_l1 + 1.0)
+
+
+def fill_consistency(
+    restored: np.ndarray, hole: np.ndarray, ring: np.ndarray
+) -> dict[str, float | None]:
+    if not ring.any():  # the hole covers the whole image: nothing to compare with
+        return {"fill_delta": None, "fill_brightness": None, "fill_texture": None}
+    fill, known = restored[hole].astype(np.float64), restored[ring].astype(np.float64)
+    fill_gray, known_gray = fill.mean(axis=1), known.mean(axis=1)
+    return {
+        "fill_delta": float(np.abs(fill.mean(axis=0) - known.mean(axis=0)).mean()),
+        "fill_brightness": float(fill_gray.mean() - known_gray.mean()),
+        "fill_texture": float((fill_gray.std() + 1.0) / (known_gray.std() + 1.0)),
+    }
+
+
+def border_distance(hole: np.ndarray) -> int:
+    ys, xs = np.nonzero(hole)
+    height, width = hole.shape
+    return int(min(ys.min(), xs.min(), height - 1 - ys.max(), width - 1 - xs.max()))
 
 
 def reference_scores(restored: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:

@@ -86,6 +86,8 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
         "engine",
         "model_id",
         "infer_ms",
+        "crops",
+        "crop_scale",
         "node",
         "input_mode",
         "input_format",
@@ -118,7 +120,7 @@ def _write_one(
         "output_bytes": len(data),
     }
     hole = unpack_bits(row["hole"], height, width)
-    result["seam_l1"], result["seam_ratio"] = quality.seam(restored, hole)
+    result.update(quality.no_reference(restored, hole))
     if row.get("ref_bytes"):
         result.update(_reference(row["ref_bytes"], restored, max_image_pixels))
     return result

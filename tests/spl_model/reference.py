@@ -69,7 +69,8 @@ def reference_forward(sd: dict[str, torch.Tensor], x, mask, masked_512, mask_512
     for b in range(count("rdbs.")):
         inner = skip
         for j in range(count(f"rdbs.{b}.layers.")):
-            inner = torch.cat([inner, F.relu(conv(f"rdbs.{b}.layers.{j}.conv", inner, padding=1))], 1)
+            grown = F.relu(conv(f"rdbs.{b}.layers.{j}.conv", inner, padding=1))
+            inner = torch.cat([inner, grown], 1)
         skip = skip + conv(f"rdbs.{b}.lff", inner)
         local.append(skip)
     s = conv("gff.1", conv("gff.0", torch.cat(local, 1)), padding=1) + s

@@ -66,7 +66,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path, small_model):
 
 
 def test_an_explicit_config_that_does_not_fit_reports_shape_mismatches(official_checkpoint):
-    with pytest.raises(CheckpointError, match="shape mismatches: encoder_conv1.weight"):
+    with pytest.raises(CheckpointError, match=r"shape mismatches: encoder_conv1\.weight"):
         load_generator(official_checkpoint, config="spl")
 
 
@@ -123,5 +123,5 @@ def test_remote_urls_are_fetched_once_into_a_content_addressed_cache(
     fs = fsspec.filesystem("memory")
     monkeypatch.setattr(fs, "open", lambda *a, **k: pytest.fail("downloaded twice"))
     assert load_generator(url).spl_info["model_id"] == sha
-    with pytest.raises(CheckpointError, match="cannot fetch checkpoint memory://models/gone.pth"):
+    with pytest.raises(CheckpointError, match=r"cannot fetch checkpoint memory://models/gone\.pth"):
         load_generator("memory://models/gone.pth")

@@ -1,4 +1,4 @@
-"""The network: the official parameter layout, the forward contract, and agreement with the release."""
+"""The network: official parameter layout, forward contract, agreement with the release."""
 
 from __future__ import annotations
 
