@@ -6,7 +6,6 @@ one bad item becomes one `error` row instead of failing its neighbours.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any
@@ -35,13 +34,7 @@ def build_inpainter(
 
     source: Any = model
     if model not in CLASSICAL_ENGINES:
-        kwargs: dict[str, Any] = {"device": "cpu"}
-        if (
-            storage_options
-            and "storage_options" in inspect.signature(spl_model.load_generator).parameters
-        ):
-            kwargs["storage_options"] = storage_options
-        source = spl_model.load_generator(model, **kwargs)
+        source = spl_model.load_generator(model, device="cpu", storage_options=storage_options)
     return spl_model.Inpainter(
         source,
         device=device,
