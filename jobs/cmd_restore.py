@@ -34,7 +34,14 @@ def restore(ctx: click.Context, **params: object) -> None:
     if params["dry_run"]:
         click.echo(yaml.safe_dump(config.redacted(), sort_keys=False), nl=False)
         return
-    if config.ray_address or os.environ.get("RAY_ADDRESS"):  # joining a cluster
+    joining = config.ray_address or os.environ.get("RAY_ADDRESS")
+    if joining and joining.startswith(("http://", "https://")):
+        where = "--address" if config.ray_address else "RAY_ADDRESS"
+        raise click.UsageError(
+            f"{where} {joining} is a dashboard URL: `spl submit` runs jobs there; `spl restore` "
+            "joins a cluster by its GCS address (HOST:6379), or runs locally without one."
+        )
+    if joining:
         if problem := auth.token_path_problem():
             raise click.ClickException(problem)
         auth.use_cluster_token()

@@ -42,8 +42,13 @@ def test_restore_joins_the_cluster_with_its_token(ray_head, archive, out_prefix,
     summary = json.loads(fs.cat_file(f"{out_prefix.removeprefix('s3://')}/runs/here.json"))
     assert summary["counts"]["ok"] == len(archive.keys)
 
-    # Ray's GCS client retries for ~20 s (logging each refusal); then one sentence, no traceback
-    wrong = run_spl(args, {"RAY_AUTH_TOKEN": "not-the-token"}, timeout=120)
+    # Ray's GCS client retries (~20 s by default, 3 s here), logging each refusal; then one
+    # sentence and no traceback
+    wrong = run_spl(
+        args,
+        {"RAY_AUTH_TOKEN": "not-the-token", "RAY_gcs_server_port_wait_time_s": "3"},
+        timeout=120,
+    )
     assert wrong.returncode == 1
     assert "Traceback" not in wrong.stderr
     last = wrong.stderr.strip().splitlines()[-1]

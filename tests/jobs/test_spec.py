@@ -147,3 +147,14 @@ def test_dry_run_never_prints_credentials(spl_offline) -> None:
     )  # fmt: skip
     assert result.exit_code == 0
     assert "hunter2" not in result.output and "AKIAEXAMPLE" not in result.output
+
+
+def test_restore_refuses_a_dashboard_url(spl_offline, tmp_path: Path) -> None:
+    args = ["restore", "--images", "/in", "--masks", "/m", "--output", str(tmp_path / "o")]
+    result = spl_offline(*args, env={"RAY_ADDRESS": "http://head:8265"})
+    assert (
+        result.exit_code == 2 and "RAY_ADDRESS http://head:8265 is a dashboard URL" in result.stderr
+    )
+    result = spl_offline(*args, "--address", "http://head:8265")
+    assert result.exit_code == 2 and "--address http://head:8265" in result.stderr
+    assert not (tmp_path / "o").exists()
