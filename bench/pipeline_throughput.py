@@ -5,11 +5,14 @@
 
 Same model (random weights of `--config`, or an OpenCV engine), batch size, torch threads
 and machine for both sides:
-- model-only: `spl_model.Inpainter.inpaint` on images already decoded in memory;
+- model-only: `spl_model.Inpainter.inpaint` on images already decoded in memory, timed
+  before and after the pipeline run (their mean is the reference);
 - end-to-end: `python -m jobs.restore` on PNG pairs on local disk, one actor with the same
   threads: list, read, decode, infer, encode, write images + stats.
 End-to-end is reported twice: `wall` (the whole job: Ray start, model load, all items) and
-`steady` (items after the first batch / time from the first batch's end to the last item).
+`steady` (items after the first batch / time from the first batch's end to the last item),
+plus the model's own time inside the actor (stats `infer_ms`), which separates slower model
+calls (CPU contention with the pipeline's other processes) from pipeline stalls.
 Peak memory is the summed PSS of the job's whole process tree (driver, raylet, workers), and
 the driver's own peak RSS, sampled every 0.25 s; memory is "flat" when 10x the items needs
 about the same. Prints a table and writes bench/results/pipeline_throughput.json.
@@ -165,7 +168,9 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
     if code != 0:
         raise SystemExit(f"job failed ({code}); see {folder / 'job.log'}")
     summary = json.loads((out / "runs" / "bench.json").read_text())
-    done = sorted(pq.read_table(out / "stats", columns=["finished_at"])["finished_at"].to_pylist())
+    stats = pq.read_table(out / "stats", columns=["finished_at", "infer_ms"])
+    done = sorted(stats["finished_at"].to_pylist())
+    infer_s = sum(ms or 0.0 for ms in stats["infer_ms"].to_pylist()) / 1000
     ok = summary["counts"]["ok"]
     steady = None
     if len(done) > batch:
@@ -176,6 +181,7 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
         "wall_s": summary["wall_s"],
         "wall_images_per_s": ok / summary["wall_s"],
         "steady_images_per_s": steady,
+        "actor_model_images_per_s": ok / infer_s if infer_s else None,
         "peak_tree_pss_mb": sampler.peak_tree_kb / 1024,
         "peak_driver_rss_mb": sampler.peak_driver_kb / 1024,
     }
@@ -184,7 +190,7 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="spl", help="spl, spl-small, opencv-telea, opencv-ns")
-    parser.add_argument("--items", type=int, default=8, help="N (throughput and memory)")
+    parser.add_argument("--items", type=int, default=12, help="N (throughput and memory)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=256, help="square image side (px)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -198,8 +204,16 @@ def main() -> None:
         tmp = Path(tmp)
         model = make_model(args.config, tmp)
         write_pairs(tmp / "n", args.items, args.size)
-        alone = model_only(model, args.items, args.size, args.batch, args.threads)
+        # model-only before and after the pipeline run: a shared machine's load drifts
+        before = model_only(model, args.items, args.size, args.batch, args.threads)
         e2e = end_to_end(model, tmp / "n", args.batch, args.threads)
+        after = model_only(model, args.items, args.size, args.batch, args.threads)
+        alone = {
+            "images": args.items,
+            "images_per_s": (before["images_per_s"] + after["images_per_s"]) / 2,
+            "before_images_per_s": before["images_per_s"],
+            "after_images_per_s": after["images_per_s"],
+        }
         memory = []
         if args.scale:
             mem_model = model if memory_config == args.config else make_model(memory_config, tmp)
@@ -217,6 +231,7 @@ def main() -> None:
     steady = e2e["steady_images_per_s"]
     result = {
         "machine": f"{platform.machine()} {platform.processor()} ({os.cpu_count()} CPUs)",
+        "load_average_at_end": os.getloadavg(),
         "config": args.config,
         "batch": args.batch,
         "size": args.size,
@@ -242,9 +257,19 @@ def main() -> None:
             steady or float("nan"),
             result["ratio_steady"] or float("nan"),
         ),
+        (
+            "model inside the actor",
+            e2e["images"],
+            e2e["actor_model_images_per_s"] or float("nan"),
+            (e2e["actor_model_images_per_s"] or float("nan")) / alone["images_per_s"],
+        ),
     ]
     for name, items, rate, ratio in rows:
         print(f"{name:<26} {items:>6} {rate:>8.3f} {ratio:>9.2f}")
+    print(
+        f"(model-only {before['images_per_s']:.3f} img/s before the pipeline run, "
+        f"{after['images_per_s']:.3f} after; load average {os.getloadavg()[0]:.1f})"
+    )
     if memory:
         print(f"\nmemory ({memory_config}) {'items':>6} {'tree PSS MB':>12} {'driver RSS MB':>14}")
         for row in memory:

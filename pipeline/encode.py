@@ -72,6 +72,7 @@ def encode(
     """(file bytes, mode written). Modes a format cannot hold fall back (CMYK->RGB in PNG)."""
     pil_format, modes = FORMATS[kind]
     if img.mode not in modes:
+        icc = None  # the profile describes the old colour space (e.g. CMYK), not the new one
         fallback = FALLBACK_MODE.get(img.mode, "RGB")
         if fallback not in modes:
             fallback = "RGBA" if "A" in img.mode and "RGBA" in modes else "RGB"

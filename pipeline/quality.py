@@ -46,15 +46,12 @@ def seam(
     if ring is None:
         ring = dilate(hole, BAND) & ~hole
     gray = restored.astype(np.float32).mean(axis=2)
-    edge_steps, context_steps = [], []
-    for axis in (0, 1):
-        a = np.take(hole, range(hole.shape[axis] - 1), axis=axis)
-        b = np.take(hole, range(1, hole.shape[axis]), axis=axis)
-        ra = np.take(ring, range(ring.shape[axis] - 1), axis=axis)
-        rb = np.take(ring, range(1, ring.shape[axis]), axis=axis)
-        step = np.abs(np.diff(gray, axis=axis))
-        edge_steps.append(step[a != b])
-        context_steps.append(step[ra & rb])
+    pairs = (  # (hole on one side, hole on the other, gray step) for vertical, horizontal pairs
+        (hole[:-1, :], hole[1:, :], np.abs(gray[1:, :] - gray[:-1, :])),
+        (hole[:, :-1], hole[:, 1:], np.abs(gray[:, 1:] - gray[:, :-1])),
+    )
+    edge_steps = [step[a != b] for a, b, step in pairs]
+    context_steps = [step[~a & ~b] for a, b, step in pairs]
     edge = np.concatenate(edge_steps)
     context = np.concatenate(context_steps)
     if edge.size == 0:

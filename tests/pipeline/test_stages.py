@@ -206,3 +206,15 @@ def test_truncated_tar_keeps_the_items_before_the_damage():
     ]
     assert rows[0]["key"] == "cut/x" and rows[0]["status"] is None
     assert rows[-1]["status"] == "error" and "unreadable after 1 item" in rows[-1]["error"]
+
+
+def test_seam_ratio_is_about_one_for_a_seamless_fill_and_high_for_a_visible_one():
+    from pipeline.quality import seam
+
+    image = np.asarray(data.photo(6, SIZE))
+    hole = hole_of()
+    _, seamless = seam(image, hole)
+    patched = image.copy()
+    patched[hole] = 0
+    seam_l1, visible = seam(patched, hole)
+    assert 0.5 < seamless < 2 and visible > 5 * seamless and seam_l1 > 50
