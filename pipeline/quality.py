@@ -46,12 +46,12 @@ def seam(
     if ring is None:
         ring = dilate(hole, BAND) & ~hole
     gray = restored.astype(np.float32).mean(axis=2)
-    pairs = (  # (hole on one side, hole on the other, gray step) for vertical, horizontal pairs
-        (hole[:-1, :], hole[1:, :], np.abs(gray[1:, :] - gray[:-1, :])),
-        (hole[:, :-1], hole[:, 1:], np.abs(gray[:, 1:] - gray[:, :-1])),
+    pairs = (  # (hole, hole shifted by one, ring, ring shifted, gray step): vertical, horizontal
+        (hole[:-1, :], hole[1:, :], ring[:-1, :], ring[1:, :], np.abs(np.diff(gray, axis=0))),
+        (hole[:, :-1], hole[:, 1:], ring[:, :-1], ring[:, 1:], np.abs(np.diff(gray, axis=1))),
     )
-    edge_steps = [step[a != b] for a, b, step in pairs]
-    context_steps = [step[~a & ~b] for a, b, step in pairs]
+    edge_steps = [step[a != b] for a, b, _, _, step in pairs]
+    context_steps = [step[ra & rb] for _, _, ra, rb, step in pairs]  # known pixels near the hole
     edge = np.concatenate(edge_steps)
     context = np.concatenate(context_steps)
     if edge.size == 0:
