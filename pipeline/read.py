@@ -19,10 +19,17 @@ import pyarrow.parquet as pq
 
 from .schema import ALREADY_DONE, ERROR, WORK_SCHEMA, table
 from .sources import IMAGE_EXTS
-from .storage import UnsafeKeyError, filesystem, is_transient, read_bytes, sanitize_key
+from .storage import (
+    UnsafeKeyError,
+    filesystem,
+    is_transient,
+    read_bytes,
+    sanitize_key,
+    unique_key,
+)
 
 log = logging.getLogger(__name__)
-TAR_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
+TAR_IMAGE_EXTS = IMAGE_EXTS
 
 
 def read_units(
@@ -39,6 +46,10 @@ def read_units(
     pending: list[dict[str, Any]] = []
     for unit in units.to_pylist():
         for row in reader.items(unit):
+            if row.get("status") == ERROR and row["key"] in reader.done:
+                # a damaged shard or an unusable key found again: the ledger already holds
+                # its error row (the key is done unless `retry_failed`)
+                row = {"key": row["key"], "image_uri": row.get("image_uri"), "status": ALREADY_DONE}
             pending.append(row)
             if len(pending) >= batch_size:
                 yield table(pending, WORK_SCHEMA)
@@ -53,9 +64,11 @@ class _Reader:
     ):
         self.options, self.retries, self.done = options, retries, done
         self.has_template = has_template
+        self.seen: dict[str, int] = {}  # item keys handed out in the current shard
 
     def items(self, unit: dict[str, Any]) -> Iterable[dict[str, Any]]:
         kind = unit["kind"]
+        self.seen = {}
         if kind == "invalid":
             return [_error(unit["key"], unit["image"], unit.get("mask"), unit["error"])]
         if kind == "pair":
@@ -143,9 +156,10 @@ class _Reader:
         image_uri = f"{url}#{image[0]}" if image else f"{url}#{key}"
         mask_uri = f"{url}#{mask[0]}" if mask else None
         try:
-            item_key = sanitize_key(f"{prefix}/{key}")
+            item_key = unique_key(sanitize_key(f"{prefix}/{key}"), self.seen)
         except UnsafeKeyError as exc:
-            return _error(f"{prefix}/{key}", image_uri, mask_uri, str(exc), start)
+            raw = unique_key(f"{prefix}/{key}", self.seen)
+            return _error(raw, image_uri, mask_uri, str(exc), start)
         if item_key in self.done:
             return {"key": item_key, "image_uri": image_uri, "status": ALREADY_DONE}
         if image is None:
@@ -216,6 +230,7 @@ class _Reader:
             key = sanitize_key(f"{prefix}/{raw if raw is not None else ''}")
             if raw is None or str(raw) == "":
                 raise UnsafeKeyError(f"row {index} has an empty key")
+            key = unique_key(key, self.seen)
         except UnsafeKeyError as exc:
             return _error(f"{prefix}/#row={index}", image_uri, mask_uri, str(exc), start)
         if key in self.done:

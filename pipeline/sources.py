@@ -27,12 +27,13 @@ from .storage import (
     protocol_of,
     sanitize_key,
     strip_ext,
+    unique_key,
 )
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
-MASK_PREFERENCE = ("png", "webp", "bmp", "tif", "tiff", "jpg", "jpeg")
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif")
+MASK_PREFERENCE = ("png", "webp", "bmp", "tif", "tiff", "gif", "jpg", "jpeg")
 UNIT_SCHEMA = pa.schema(
     [
         ("kind", pa.string()),  # pair | tar | parquet | invalid
@@ -160,12 +161,13 @@ def _pairs(
             if known is None or _rank(ext) < _rank(strip_ext(known)[1]):
                 masks[stem] = path
     units = []
+    seen: dict[str, int] = {}
     for path, stem in zip(images, stems, strict=True):
         # Two images with one stem (photo.jpg, photo.png) keep their extension in the key.
         raw_key = posixpath.relpath(path, base) if counts[stem] > 1 else stem
         unit = {"kind": "pair", "image": full_url(fs, path), "key": raw_key}
-        try:
-            unit["key"] = sanitize_key(raw_key)
+        try:  # `a\\b.png` and `a/b.png` both sanitise to a/b: the second becomes a/b~2
+            unit["key"] = unique_key(sanitize_key(raw_key), seen)
         except UnsafeKeyError as exc:
             unit.update(kind="invalid", error=str(exc))
         if mfs is not None:
@@ -196,9 +198,18 @@ def _shards(
     shards = [p for p in files if p.lower().endswith(suffix)]
     if not shards:
         raise ConfigError(f"no {suffix} shards found for format {kind!r}")
+    keys = [_rel_key(p, base) for p in shards]
+    folders: set[str] = set()  # every folder that holds a shard, at any depth
+    for key in keys:
+        folder = posixpath.dirname(key)
+        while folder and folder not in folders:
+            folders.add(folder)
+            folder = posixpath.dirname(folder)
     units = []
-    for path in shards:
-        unit = {"kind": kind, "image": full_url(fs, path), "key": _rel_key(path, base)}
+    for path, key in zip(shards, keys, strict=True):
+        if key in folders:  # a.tar next to a/b.tar: a.tar's `b/x` and a/b.tar's `x` would
+            key = posixpath.relpath(path, base)  # both be a/b/x; a.tar keeps its extension
+        unit = {"kind": kind, "image": full_url(fs, path), "key": key}
         try:
             unit["key"] = sanitize_key(unit["key"])
         except UnsafeKeyError as exc:

@@ -157,8 +157,9 @@ def sanitize_key(raw: str) -> str:
         if segment == "..":
             segment = "__"
         if len(segment.encode()) > MAX_SEGMENT_BYTES:
+            shown = repr(raw[:80]) + ("..." if len(raw) > 80 else "")
             raise UnsafeKeyError(
-                f"key {raw!r} has a path segment longer than {MAX_SEGMENT_BYTES} bytes"
+                f"key {shown} has a path segment longer than {MAX_SEGMENT_BYTES} bytes"
             )
         segments.append(segment)
     key = "/".join(segments)
@@ -167,6 +168,23 @@ def sanitize_key(raw: str) -> str:
     if len(key.encode()) > MAX_KEY_BYTES:
         raise UnsafeKeyError(f"key {raw[:80]!r}... is longer than {MAX_KEY_BYTES} bytes")
     return key
+
+
+def unique_key(key: str, seen: dict[str, int]) -> str:
+    """`key`, or `key~2`, `key~3`... when `seen` (keys handed out so far) already holds it.
+
+    Two input items must never share a key: they would share one output file and the driver
+    keeps one row per key. The suffix follows input order, so a re-run gives the same keys."""
+    count = seen.get(key, 0)
+    seen[key] = count + 1
+    if not count:
+        return key
+    n = count + 1
+    while f"{key}~{n}" in seen:
+        n += 1
+    seen[key] = n
+    seen[f"{key}~{n}"] = 1
+    return f"{key}~{n}"
 
 
 def join_under(root: str, relative: str) -> str:
