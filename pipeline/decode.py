@@ -137,8 +137,8 @@ def open_image(data: bytes | None, what: str, max_pixels: int | None) -> tuple[I
         img = ImageOps.exif_transpose(img)
     except UnidentifiedImageError:
         raise ItemError(
-            f"the {what} is not an image Pillow can read (supported: JPEG, PNG, WebP, TIFF); "
-            "the file may be corrupt or of another type"
+            f"the {what} is not an image Pillow can read (supported: JPEG, PNG, WebP, TIFF, BMP, "
+            "GIF); the file may be corrupt or of another type"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ItemError(f"the {what} is corrupt or truncated: {exc}") from None
