@@ -1,10 +1,20 @@
 """The Ray restoration pipeline: sources -> decode -> inpaint (actor pool) -> encode -> sinks.
 
 Entry point: `run_restore(RestoreConfig.from_yaml("job.yaml"))`. Outputs, the stats schema
-and resume semantics are described in docs/PIPELINE.md.
+and resume semantics are described in docs/PIPELINE.md. `run_restore` is imported on first
+use, so reading a config (the CLI's help, spec checks) does not import Ray.
 """
 
+from typing import Any
+
 from .config import ConfigError, RestoreConfig
-from .run import run_restore
 
 __all__ = ["ConfigError", "RestoreConfig", "run_restore"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "run_restore":
+        from .run import run_restore
+
+        return run_restore
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -28,7 +28,7 @@ def choose_model(config: RestoreConfig) -> ModelChoice:
     if source is None and engine in CLASSICAL_ENGINES:
         source = engine
     if source is None:
-        default = getattr(spl_model, "default_checkpoint", lambda: None)()
+        default = spl_model.default_checkpoint()
         if default is not None:
             engine, source = "spl", default
         elif engine == "spl":
