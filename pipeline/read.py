@@ -264,7 +264,7 @@ def _tar_samples(fs: Any, path: str) -> Iterator[tuple[str, dict[str, tuple[str,
                 continue
             stem, _, ext = base.partition(".")
             key, ext = posixpath.join(folder, stem), ext.lower()
-            if key != current:
+            if key != current or ext in parts:  # a repeated member starts a new sample
                 if current is not None:
                     yield current, parts
                 current, parts = key, {}

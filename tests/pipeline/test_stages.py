@@ -218,3 +218,35 @@ def test_seam_ratio_is_about_one_for_a_seamless_fill_and_high_for_a_visible_one(
     patched[hole] = 0
     seam_l1, visible = seam(patched, hole)
     assert 0.5 < seamless < 2 and visible > 5 * seamless and seam_l1 > 50
+
+
+def test_a_sample_repeated_back_to_back_in_a_tar_is_two_items():
+    first, second = data.good_item(7, SIZE), data.good_item(8, SIZE)
+    shard = data.tar_shard(
+        [
+            ("dup.png", first["image"]),
+            ("dup.mask.png", first["mask"]),
+            ("dup.png", second["image"]),
+            ("dup.mask.png", second["mask"]),
+        ]
+    )
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/shards/twice.tar", shard)
+    units = pa.table(
+        {
+            "kind": ["tar"],
+            "key": ["twice"],
+            "image": ["memory:///shards/twice.tar"],
+            "mask": [None],
+            "ref": [None],
+            "error": [None],
+        },
+        UNIT_SCHEMA,
+    )
+    rows = [
+        r
+        for b in read_units(units, storage_options={}, io_retries=0, batch_size=8)
+        for r in b.to_pylist()
+    ]
+    assert [r["key"] for r in rows] == ["twice/dup", "twice/dup~2"]
+    assert [r["image_bytes"] for r in rows] == [first["image"], second["image"]]
