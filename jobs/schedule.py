@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from croniter import croniter
 
+from pipeline.config import load_spec
+
 from .schedule_state import StateStore
 from .submit import ClusterError, Job, read_run_summary, submission_id_for
 
@@ -70,7 +72,7 @@ def load_schedules(path: str | Path, validate: bool = True) -> Schedules:
     """Read and check a schedules file; every batch's spec is validated like `spl submit`'s."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_spec(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ScheduleError(f"cannot read schedules file {path}: {exc}") from None
     if not isinstance(data, dict):

@@ -26,6 +26,7 @@ from pipeline.config import (
     STRATEGIES,
     ConfigError,
     RestoreConfig,
+    load_spec,
 )
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -206,7 +207,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def read_spec_file(path: Path) -> dict[str, Any]:
     """A YAML job spec as a dict with normalized keys (`mask-template` -> `mask_template`)."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = load_spec(Path(path).read_text()) or {}
     except OSError as exc:
         raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:

@@ -1,21 +1,29 @@
-"""SPL inpainting in pure PyTorch: the network, checkpoints, the Inpainter, masks and metrics."""
+"""SPL inpainting in pure PyTorch: the network, checkpoints, the Inpainter, masks and metrics.
 
-from .checkpoint import CheckpointError, load_generator, save_generator
-from .generator import CONFIGS, GeneratorConfig, SPLGenerator, build_generator
-from .inpainter import Inpainter
-from .masks import MaskError, prepare_mask
-from .weights import default_checkpoint
+Names are imported on first use: `spl_model.masks` and `spl_model.metrics` (NumPy/OpenCV) stay
+cheap for processes that only decode images, and torch loads only where the model is used.
+"""
 
-__all__ = [
-    "CONFIGS",
-    "CheckpointError",
-    "GeneratorConfig",
-    "Inpainter",
-    "MaskError",
-    "SPLGenerator",
-    "build_generator",
-    "default_checkpoint",
-    "load_generator",
-    "prepare_mask",
-    "save_generator",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CONFIGS": "generator",
+    "GeneratorConfig": "generator",
+    "SPLGenerator": "generator",
+    "build_generator": "generator",
+    "CheckpointError": "checkpoint",
+    "load_generator": "checkpoint",
+    "save_generator": "checkpoint",
+    "Inpainter": "inpainter",
+    "MaskError": "masks",
+    "prepare_mask": "masks",
+    "default_checkpoint": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'spl_model' has no attribute {name!r}")
