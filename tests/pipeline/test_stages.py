@@ -143,6 +143,18 @@ def test_template_is_pinned_scaled_and_offset():
     assert full.all()
 
 
+def tar_unit(key: str, shard: bytes) -> pa.Table:
+    """One WebDataset unit for `shard`, stored in fsspec's memory filesystem."""
+    fsspec.filesystem("memory").pipe_file(f"/shards/{key}.tar", shard)
+    row = {"kind": "tar", "key": key, "image": f"memory:///shards/{key}.tar"}
+    return pa.table({name: [row.get(name)] for name in UNIT_SCHEMA.names}, UNIT_SCHEMA)
+
+
+def read_all(units: pa.Table) -> list[dict]:
+    blocks = read_units(units, storage_options={}, io_retries=0, batch_size=8)
+    return [r for b in blocks for r in b.to_pylist()]
+
+
 def test_tar_keys_cannot_escape_and_missing_masks_are_rows():
     good = data.good_item(4, SIZE)
     shard = data.tar_shard(
@@ -155,19 +167,7 @@ def test_tar_keys_cannot_escape_and_missing_masks_are_rows():
             ("meta.json", b"{}"),
         ]
     )
-    fs = fsspec.filesystem("memory")
-    fs.pipe_file("/shards/s1.tar", shard)
-    units = pa.table(
-        {
-            "kind": ["tar"],
-            "key": ["s1"],
-            "image": ["memory:///shards/s1.tar"],
-            "mask": [None],
-            "ref": [None],
-            "error": [None],
-        },
-        UNIT_SCHEMA,
-    )
+    units = tar_unit("s1", shard)
     blocks = list(read_units(units, storage_options={}, io_retries=1, batch_size=2))
     assert all(len(b) <= 2 for b in blocks)
     rows = {r["key"]: r for b in blocks for r in b.to_pylist()}
@@ -186,24 +186,8 @@ def test_truncated_tar_keeps_the_items_before_the_damage():
             ("y.mask.png", good["mask"]),
         ]
     )
-    fs = fsspec.filesystem("memory")
-    fs.pipe_file("/shards/cut.tar", shard[: len(shard) // 2 + 700])
-    units = pa.table(
-        {
-            "kind": ["tar"],
-            "key": ["cut"],
-            "image": ["memory:///shards/cut.tar"],
-            "mask": [None],
-            "ref": [None],
-            "error": [None],
-        },
-        UNIT_SCHEMA,
-    )
-    rows = [
-        r
-        for b in read_units(units, storage_options={}, io_retries=0, batch_size=8)
-        for r in b.to_pylist()
-    ]
+    units = tar_unit("cut", shard[: len(shard) // 2 + 700])
+    rows = read_all(units)
     assert rows[0]["key"] == "cut/x" and rows[0]["status"] is None
     assert rows[-1]["status"] == "error" and "unreadable after 1 item" in rows[-1]["error"]
 
@@ -230,23 +214,7 @@ def test_a_sample_repeated_back_to_back_in_a_tar_is_two_items():
             ("dup.mask.png", second["mask"]),
         ]
     )
-    fs = fsspec.filesystem("memory")
-    fs.pipe_file("/shards/twice.tar", shard)
-    units = pa.table(
-        {
-            "kind": ["tar"],
-            "key": ["twice"],
-            "image": ["memory:///shards/twice.tar"],
-            "mask": [None],
-            "ref": [None],
-            "error": [None],
-        },
-        UNIT_SCHEMA,
-    )
-    rows = [
-        r
-        for b in read_units(units, storage_options={}, io_retries=0, batch_size=8)
-        for r in b.to_pylist()
-    ]
+    units = tar_unit("twice", shard)
+    rows = read_all(units)
     assert [r["key"] for r in rows] == ["twice/dup", "twice/dup~2"]
     assert [r["image_bytes"] for r in rows] == [first["image"], second["image"]]
