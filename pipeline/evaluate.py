@@ -34,7 +34,17 @@ from .storage import atomic_write, filesystem, read_bytes
 from .train_data import list_images
 
 BUCKETS = [(i / 10, (i + 1) / 10) for i in range(6)]
-RESULT_COLUMNS = ["engine", "key", "bucket", "hole_ratio", "psnr", "ssim", "l1"]
+RESULT_SCHEMA = pa.schema(
+    [
+        ("engine", pa.string()),
+        ("key", pa.string()),
+        ("bucket", pa.string()),
+        ("hole_ratio", pa.float64()),
+        ("psnr", pa.float64()),
+        ("ssim", pa.float64()),
+        ("l1", pa.float64()),
+    ]
+)
 
 
 @dataclass
@@ -53,8 +63,8 @@ def bucket_name(low: float, high: float) -> str:
     return f"{round(low * 100)}-{round(high * 100)}%"
 
 
-def build_pairs(config: EvaluateConfig) -> int:
-    """Write OUTPUT/inputs/pairs.parquet; returns the number of (photo, bucket) pairs."""
+def build_pairs(config: EvaluateConfig) -> set[str]:
+    """Write OUTPUT/inputs/pairs.parquet; returns the pairs' keys."""
     files = list_images(config.images, config.storage_options)[: config.limit]
     fs, _ = filesystem(config.images, config.storage_options)
     keys, images, masks = [], [], []
@@ -76,14 +86,14 @@ def build_pairs(config: EvaluateConfig) -> int:
     atomic_write(
         out_fs, posixpath.join(root, "inputs", "pairs.parquet"), sink.getvalue().to_pybytes()
     )
-    return len(keys)
+    return set(keys)
 
 
 def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
     """Run every engine on the same pairs; returns (per-image rows, Markdown table)."""
     if not (config.engines or config.checkpoints):
         raise ValueError("name at least one --engine or --checkpoint to evaluate")
-    build_pairs(config)
+    keys = build_pairs(config)
     out_fs, root = filesystem(config.output, config.storage_options)
     results = []
     for name, spec in _engines(config):
@@ -97,13 +107,14 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
                     "strategy": "resize",
                     "output_format": "png",
                     "batch_size": config.batch_size,
+                    "overwrite": True,  # new pairs (seed, photos, limit) reuse the same keys
                     "storage_options": config.storage_options,
                     **spec,
                 }
             )
         )
         rows = latest_rows(engine_out, config.storage_options)
-        results.append(_result_rows(name, rows))
+        results.append(_result_rows(name, rows, keys))
     table = pa.concat_tables(results)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
@@ -153,8 +164,13 @@ def _engines(config: EvaluateConfig) -> list[tuple[str, dict[str, Any]]]:
     return chosen
 
 
-def _result_rows(engine: str, stats: pa.Table) -> pa.Table:
-    rows = [r for r in stats.to_pylist() if r["status"] == "ok"]
+def _result_rows(engine: str, stats: pa.Table, keys: set[str]) -> pa.Table:
+    """This run's pairs only (the pipeline prefixes keys with the shard name `pairs/`)."""
+    rows = [
+        r
+        for r in stats.to_pylist()
+        if r["status"] == "ok" and r["key"].removeprefix("pairs/") in keys
+    ]
     return pa.table(
         {
             "engine": [engine] * len(rows),
@@ -164,7 +180,8 @@ def _result_rows(engine: str, stats: pa.Table) -> pa.Table:
             "psnr": [r["psnr"] for r in rows],
             "ssim": [r["ssim"] for r in rows],
             "l1": [r["l1"] for r in rows],
-        }
+        },
+        RESULT_SCHEMA,
     )
 
 

@@ -189,7 +189,7 @@ def unique_key(key: str, seen: dict[str, int]) -> str:
 
 def join_under(root: str, relative: str) -> str:
     """`root/relative` for an already sanitized key; refuses anything that lands outside root."""
-    root = root.rstrip("/")
+    root = posixpath.normpath(root).rstrip("/")  # `--output ../out` or `a//b` must still match
     joined = posixpath.normpath(posixpath.join(root, relative))
     if relative.startswith("/") or not joined.startswith(root + "/"):
         raise UnsafeKeyError(f"refusing to write {relative!r} outside {root!r}")

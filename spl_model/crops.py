@@ -1,10 +1,12 @@
 """Full-resolution strategies: which square windows of an image the 256² model sees.
 
-- `resize`: one window, the whole image (squashed to 256², as the paper's evaluation does).
+- `resize`: one window, the whole image (reflection-padded to a square, then resized to 256²;
+  at 256² it is exactly the paper's evaluation input).
 - `crop`: one square context window per group of nearby hole regions, a few times the group's
   size (at least `min_side` px), clamped to the image; windows that cannot be square because the
   image is too narrow are padded by reflection.
-Only hole pixels of a window's own group are pasted back, so overlapping windows never fight.
+The model sees every hole pixel inside a window as a hole, but only the hole pixels of the
+window's own group are pasted back, so overlapping windows never fight.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def plan_windows(
         if len(xs) == 0:
             continue
         x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-        side = max(math.ceil(context * max(x1 - x0, y1 - y0)), min_side)
+        extent = max(x1 - x0, y1 - y0)
+        side = max(math.ceil(context * extent), extent, min_side)  # the group always fits
         bx0, bx1 = _span(x0, x1, side, width)
         by0, by1 = _span(y0, y1, side, height)
         windows.append(Window((bx0, by0, bx1, by1), member[by0:by1, bx0:bx1]))

@@ -109,27 +109,30 @@ class Inpainter:
             for w in plan_windows(hole, self.strategy, self.context, self.min_crop)
         ]
         for start in range(0, len(jobs), self.batch_size):
-            self._run_batch(jobs[start : start + self.batch_size], images, outputs, infos)
+            batch = jobs[start : start + self.batch_size]
+            self._run_batch(batch, images, holes, outputs, infos)
         return list(zip(outputs, infos))
 
     def _run_batch(
         self,
         jobs: list[tuple[int, Window]],
         images: list[np.ndarray],
+        holes: list[np.ndarray],
         outputs: list[np.ndarray],
         infos: list[dict[str, Any]],
     ) -> None:
-        crops, holes, offsets = [], [], []
+        crops, crop_holes, offsets = [], [], []
         for i, window in jobs:
             x0, y0, x1, y1 = window.box
             crop, offset = square_pad(images[i][y0:y1, x0:x1])
-            hole, _ = square_pad(window.paste)
+            # Every hole in the window is a hole to the model, other groups' ones included.
+            hole, _ = square_pad(holes[i][y0:y1, x0:x1])
             crop, hole = to_model_size(crop, hole, MODEL_SIZE)
             crops.append(crop)
-            holes.append(hole)
+            crop_holes.append(hole)
             offsets.append(offset)
         start = time.perf_counter()
-        predictions = self.predict(np.stack(crops), np.stack(holes))
+        predictions = self.predict(np.stack(crops), np.stack(crop_holes))
         elapsed = (time.perf_counter() - start) * 1e3
         for (i, window), prediction, (top, left) in zip(jobs, predictions, offsets):
             x0, y0, x1, y1 = window.box

@@ -37,6 +37,11 @@ def test_unusable_keys_are_refused(raw):
         sanitize_key(raw)
 
 
+def test_join_under_accepts_roots_written_with_dots_or_double_slashes():
+    assert join_under("/tmp/../out/images", "a/b.png") == "/out/images/a/b.png"
+    assert join_under("bucket/x//images", "k.png") == "bucket/x/images/k.png"
+
+
 def test_join_under_refuses_escapes():
     for bad in ("../x", "/etc/x", "a/../../x"):
         with pytest.raises(UnsafeKeyError):

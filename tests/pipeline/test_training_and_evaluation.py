@@ -86,6 +86,18 @@ def test_evaluation_scores_engines_side_by_side_per_bucket(ray_local, photos, tm
     lines = (out / "table.md").read_text().splitlines()
     assert lines == markdown.splitlines() and len(lines) == 2 + len(BUCKETS)
     telea = [r["psnr"] for r in rows if r["engine"] == "opencv-telea"]
+    # Re-running into the same OUTPUT with another seed scores the new pairs, not the old rows.
+    again, _ = run_evaluation(
+        EvaluateConfig(
+            images=str(photos), output=str(out), engines=["opencv-telea"], limit=1, seed=5
+        )
+    )
+    assert again.num_rows == len(BUCKETS) and {r["engine"] for r in again.to_pylist()} == {
+        "opencv-telea"
+    }
+    assert (
+        again["psnr"].to_pylist() != [r["psnr"] for r in rows if r["engine"] == "opencv-telea"][:6]
+    )
     by_bucket = {
         b: np.mean([r["psnr"] for r in rows if r["bucket"] == b and r["engine"] == "opencv-telea"])
         for b in ("0-10%", "50-60%")

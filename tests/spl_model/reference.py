@@ -30,7 +30,10 @@ def reference_forward(sd: dict[str, torch.Tensor], x, mask, masked_512, mask_512
     def rn_b(name, t, m):
         m = F.interpolate(m, size=t.shape[2:], mode="nearest")
         r = rn_binary(t, m)
-        p = {k: sd[f"{name}.{k}"][None, :, None, None] for k in ("foreground_gamma", "foreground_beta", "background_gamma", "background_beta")}  # noqa: E501
+        p = {
+            k: sd[f"{name}.{k}"][None, :, None, None]
+            for k in ("foreground_gamma", "foreground_beta", "background_gamma", "background_beta")
+        }
         fg = (r * m) * (1 + p["foreground_gamma"]) + p["foreground_beta"]
         bg = (r * (1 - m)) * (1 + p["background_gamma"]) + p["background_beta"]
         return fg + bg

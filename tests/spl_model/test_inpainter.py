@@ -53,9 +53,7 @@ def test_resize_at_256_reproduces_the_reference_evaluation(small_model):
 
 
 @pytest.mark.parametrize("strategy", ["crop", "resize"])
-def test_pixels_outside_the_hole_are_bit_identical_on_a_large_non_square_image(
-    inpainter, strategy
-):
+def test_pixels_outside_the_hole_are_bit_identical_on_a_large_non_square_image(inpainter, strategy):
     image = photo(700, 1300, seed=2)
     mask = np.zeros((700, 1300), np.uint8)
     mask[100:160, 200:330] = 255  # two distant holes and a thin scratch
@@ -189,3 +187,28 @@ def test_bad_arguments_fail_with_a_clear_message(small_model):
         Inpainter(small_model, strategy="tile")
     with pytest.raises(ValueError, match="images must be uint8"):
         Inpainter("opencv-telea").inpaint([np.zeros((4, 4), np.float32)], [np.zeros((4, 4))])
+
+
+def test_the_model_sees_neighbouring_groups_holes_as_holes(small_model):
+    """Two hole groups 100 px apart get two windows; each window's model input masks both."""
+    seen: list[torch.Tensor] = []
+    hook = small_model.register_forward_pre_hook(lambda _m, args: seen.append(args[1].clone()))
+    try:
+        image = photo(300, 400)
+        mask = np.zeros((300, 400), np.uint8)
+        mask[140:150, 100:110] = 255
+        mask[140:150, 200:210] = 255
+        info = Inpainter(small_model).inpaint_with_info([image], [mask])[0][1]
+    finally:
+        hook.remove()
+    assert info["crops"] == 2
+    holes_per_window = [int(m[i].sum()) for m in seen for i in range(m.shape[0])]
+    assert len(holes_per_window) == 2 and all(n >= 200 * 0.8 for n in holes_per_window)
+
+
+def test_a_context_below_one_still_fills_every_hole_pixel(small_model):
+    image = photo(300, 300)
+    mask = np.zeros((300, 300), np.uint8)
+    mask[50:250, 50:250] = 255
+    out = Inpainter(small_model, context=0.5, min_crop=32).inpaint([image], [mask])[0]
+    assert changed(out, image)[mask > 0].mean() > 0.9
