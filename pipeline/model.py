@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .config import ConfigError, RestoreConfig
+from .config import ConfigError, RestoreConfig, redact_url
 from .inference import CLASSICAL_ENGINES, build_inpainter
 
 log = logging.getLogger(__name__)
@@ -45,5 +45,5 @@ def choose_model(config: RestoreConfig) -> ModelChoice:
     try:
         inpainter = build_inpainter(source, device="cpu", storage_options=config.storage_options)
     except spl_model.CheckpointError as exc:
-        raise ConfigError(f"`checkpoint` {source!r} cannot be used: {exc}") from None
+        raise ConfigError(f"`checkpoint` {redact_url(source)!r} cannot be used: {exc}") from None
     return ModelChoice(engine=inpainter.engine, source=source, model_id=inpainter.model_id)
