@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from jobs.spec import storage_options_flag
 from pipeline.evaluate import EvaluateConfig, run_evaluation
 
 
@@ -34,11 +35,7 @@ def evaluate(storage_options: tuple[str, ...], **options) -> None:
         list(options["engines"]),
         list(options["checkpoints"]),
     )
-    if any("=" not in item for item in storage_options):
-        raise click.BadParameter("storage options are key=value")
-    config = EvaluateConfig(
-        storage_options=dict(s.split("=", 1) for s in storage_options), **options
-    )
+    config = EvaluateConfig(storage_options=storage_options_flag(storage_options), **options)
     try:
         _, table = run_evaluation(config)
     except ValueError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from jobs.spec import storage_options_flag
 from pipeline.report import ReportOptions, write_report
 
 
@@ -21,11 +22,9 @@ def report(
 ) -> None:
     """Write an HTML report of the restore output OUT: run summary, errors grouped by message,
     histograms, and before / mask / after galleries (a random sample and the worst seams)."""
-    if any("=" not in item for item in storage_options):
-        raise click.BadParameter("storage options are key=value")
     options = ReportOptions(
         sample=sample, worst=worst, seed=seed,
-        storage_options=dict(item.split("=", 1) for item in storage_options),
+        storage_options=storage_options_flag(storage_options),
     )  # fmt: skip
     click.echo(write_report(out, destination, options))
 

@@ -179,6 +179,14 @@ def parse_storage_options(pairs: typing.Iterable[str]) -> dict[str, Any]:
     return out
 
 
+def storage_options_flag(pairs: typing.Iterable[str]) -> dict[str, Any]:
+    """Parsed `--storage-option` values of a command; a malformed one is a usage error."""
+    try:
+        return parse_storage_options(pairs)
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--storage-option") from None
+
+
 def is_secret(key: str) -> bool:
     lowered = key.lower()
     return lowered in SECRET_KEYS or any(word in lowered for word in SECRET_WORDS)

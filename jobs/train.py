@@ -6,6 +6,7 @@ import json
 
 import click
 
+from jobs.spec import storage_options_flag
 from pipeline.config import ConfigError
 from pipeline.train import TrainConfig, run_training
 
@@ -43,13 +44,7 @@ def _ratio(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[fl
 def train(storage_options: tuple[str, ...], **options) -> None:
     """Train (or fine-tune) a generator; re-running with the same OUTPUT resumes."""
     try:
-        config = TrainConfig(storage_options=_pairs(storage_options), **options)
+        config = TrainConfig(storage_options=storage_options_flag(storage_options), **options)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(json.dumps(run_training(config), indent=2, default=str))
-
-
-def _pairs(items: tuple[str, ...]) -> dict[str, str]:
-    if any("=" not in item for item in items):
-        raise click.BadParameter("storage options are key=value")
-    return dict(item.split("=", 1) for item in items)
