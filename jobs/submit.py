@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import redact_url
+
 from . import auth
 
 SPEC_ENV = "SPL_JOB_SPEC"
@@ -173,7 +175,7 @@ class Cluster:
         metadata = {
             META_NAME: name,
             META_BATCH: batch or name,
-            META_OUTPUT: _redact(str(spec.get("output", ""))),
+            META_OUTPUT: redact_url(str(spec.get("output", ""))),
             META_RUN_ID: str(spec["run_id"]),
         }
         with cluster_errors(self.address):
@@ -296,10 +298,6 @@ def _job(info: Any) -> Job:
         end_time=info.end_time / 1000 if info.end_time else None,
         metadata=dict(info.metadata or {}),
     )
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"(^[a-zA-Z][\w+.-]*://)[^/@\s]+@", r"\1***@", url)
 
 
 def _short(exc: BaseException) -> str:
