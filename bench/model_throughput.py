@@ -1,9 +1,11 @@
 """Model-only throughput of the SPL generator at 256²: images/s, FLOPs per image, FLOP rate.
 
-    python bench/model_throughput.py [--config spl] [--batches 1,4,8] [--runs 3]
+    python bench/model_throughput.py [--configs spl,spl-small] [--batches 1,4,8] [--runs 3]
+                                     [--no-cpu] [--compile] [--output FILE]
 
-Runs fp32 on the CPU, and also bf16 (autocast, channels_last) on a GPU when one is present.
-Prints a table and writes bench/results/model_throughput.json.
+Runs fp32 on the CPU, and fp32 and bf16 (autocast, channels_last, cudnn.benchmark) on a GPU when
+one is present; `--compile` adds torch.compile'd GPU rows. A batch that does not fit in memory
+is recorded as such. Prints a table and writes bench/results/model_throughput.json.
 """
 
 from __future__ import annotations
@@ -63,49 +65,61 @@ def measure(model, device, batch: int, precision: str, runs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="spl", help="generator config (spl, spl-small)")
+    parser.add_argument("--configs", default="spl", help="generator configs (spl, spl-small)")
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-cpu", dest="cpu", action="store_false", help="GPU rows only")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile'd GPU rows")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    targets = [(torch.device("cpu"), "fp32")]
+    targets = [(torch.device("cpu"), "fp32", False)] if args.cpu else []
     if torch.cuda.is_available():
-        targets += [(torch.device("cuda"), "fp32"), (torch.device("cuda"), "bf16")]
-    flops = flops_per_image(build_generator(args.config).eval(), torch.device("cpu"))
+        torch.backends.cudnn.benchmark = True
+        cuda = torch.device("cuda")
+        targets += [(cuda, "fp32", False), (cuda, "bf16", False)]
+        if args.compile:
+            targets.append((cuda, "bf16", True))
+    print(f"{'config':<10} {'device':<26} {'prec':<9} {'batch':>5} {'img/s':>9} {'TFLOP/s':>8}")
     rows = []
-    for device, precision in targets:
-        model = build_generator(args.config).eval().to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
-        for batch in (int(b) for b in args.batches.split(",")):
-            seconds = measure(model, device, batch, precision, args.runs)
-            rows.append(
-                {
-                    "config": args.config,
+    for config in args.configs.split(","):
+        flops = flops_per_image(build_generator(config).eval(), torch.device("cpu"))
+        for device, precision, compiled in targets:
+            model = build_generator(config).eval().to(device)
+            if device.type == "cuda":
+                model = model.to(memory_format=torch.channels_last)
+            if compiled:
+                model = torch.compile(model)
+            name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
+            for batch in (int(b) for b in args.batches.split(",")):
+                row = {
+                    "config": config,
                     "device": f"{device.type} ({name or platform.machine()})",
                     "threads": torch.get_num_threads(),
-                    "precision": precision,
+                    "precision": precision + ("+compile" if compiled else ""),
                     "batch": batch,
-                    "images_per_s": batch / seconds,
                     "gflop_per_image": flops / 1e9,
-                    "achieved_tflop_per_s": flops * batch / seconds / 1e12,
                 }
-            )
-    header = (
-        f"{'device':<28} {'prec':<5} {'batch':>5} {'img/s':>9} {'GFLOP/img':>10} {'TFLOP/s':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{r['device'][:28]:<28} {r['precision']:<5} {r['batch']:>5} "
-            f"{r['images_per_s']:>9.3f} {r['gflop_per_image']:>10.1f} "
-            f"{r['achieved_tflop_per_s']:>8.3f}"
-        )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
+                try:
+                    seconds = measure(model, device, batch, precision, args.runs)
+                except torch.OutOfMemoryError:
+                    torch.cuda.empty_cache()
+                    rows.append({**row, "error": "out of memory"})
+                    print(f"{config:<10} {row['device'][:26]:<26} {row['precision']:<9} "
+                          f"{batch:>5} out of memory")  # fmt: skip
+                    continue
+                row["images_per_s"] = batch / seconds
+                row["achieved_tflop_per_s"] = flops * batch / seconds / 1e12
+                rows.append(row)
+                print(
+                    f"{config:<10} {row['device'][:26]:<26} {row['precision']:<9} {batch:>5} "
+                    f"{row['images_per_s']:>9.2f} {row['achieved_tflop_per_s']:>8.2f}",
+                    flush=True,
+                )
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                args.output.write_text(
+                    json.dumps({"torch": torch.__version__, "rows": rows}, indent=2)
+                )
     print(f"wrote {args.output}")
 
 

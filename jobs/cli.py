@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "list": ("jobs.cmd_jobs", "list_jobs", "List restore jobs on a cluster."),
     "schedule": ("jobs.cmd_schedule", "schedule", "Run, inspect and export scheduled batches."),
     "evaluate": ("jobs.evaluate", "evaluate", "Score engines on images with known ground truth."),
+    "data": ("jobs.data", "data", "Build the default model's photo set (splits + manifest)."),
     "train": ("jobs.train", "train", "Train or fine-tune an SPL generator."),
     "report": ("jobs.report", "report", "Write one HTML page about a restore run."),
     "demo": ("jobs.cli", "demo", "Restore a built-in sample archive into out/demo."),

@@ -1,8 +1,12 @@
-"""SPL training on Ray Train: DDP across GPU workers on a cluster, CPU workers here.
+"""SPL training: in this process (`launcher: local`, one CPU or GPU) or on Ray Train (DDP across
+workers on a cluster).
 
 Checkpoints live under OUTPUT/checkpoints/step-<N>/ (native generator weights + trainer state);
 OUTPUT/checkpoints/latest.json is written last and names the newest complete one, so a run that
-is stopped and started again resumes from it. The final weights are OUTPUT/generator.safetensors.
+is stopped and started again resumes from it. The final weights are OUTPUT/generator.safetensors,
+written when the run reaches `steps` or its `time_limit_min`. With `val_images`, every
+`val_every` steps the model and Telea are scored on fixed held-out pairs: OUTPUT/validation/
+gets `step-<N>.png` (masked | Telea | model | original) and `log.jsonl`.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import platform
 import posixpath
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,15 +29,17 @@ import torch
 from spl_model import build_generator, load_generator, save_generator
 from spl_model.discriminator import PatchDiscriminator
 from spl_model.generator import CONFIGS, GeneratorConfig
+from spl_model.prefill import PREFILLS
 from spl_model.teachers import TEACHER_CHANNELS, TEACHERS, build_teacher
 from spl_model.training import LossWeights, SPLTrainer
 
 from .config import ConfigError, redact
 from .storage import atomic_write, filesystem, read_bytes
-from .train_data import batches, list_images
+from .train_data import PhotoCrops, list_images
 
 log = logging.getLogger(__name__)
-
+LAUNCHERS = ("ray", "local")
+SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class TrainConfig:
@@ -41,52 +49,89 @@ class TrainConfig:
     output: str
     model: str | dict = "spl-small"
     teacher: str = "efficientnet-lite0"
+    prefill: str = "none"  # input convention of the trained generator (see spl_model.prefill)
     init: str | None = None  # fine-tune from these weights (official, bare or native)
     steps: int = 1000
+    time_limit_min: float | None = None  # stop (and write the final weights) after this long
     batch_size: int = 4
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # or cosine: to 0 over the run (steps or time limit)
+    betas: tuple[float, float] = (0.0, 0.9)
     l1_weight: float = 10.0
     gan_weight: float = 1.0
     prior_weight: float = 1.0
     hole_ratio: tuple[float, float] = (0.1, 0.6)
+    precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
+    launcher: str = "ray"
     workers: int = 1
     use_gpu: bool = False
+    loader_workers: int = 2  # data-loading processes per training worker
     checkpoint_every: int = 100
+    log_every: int = 10
+    val_images: str | None = None
+    val_every: int = 500
     seed: int = 0
     storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.teacher not in TEACHERS:
-            raise ConfigError(f"`teacher` must be one of {TEACHERS}, got {self.teacher!r}")
+        choices = {
+            "teacher": TEACHERS, "prefill": PREFILLS, "launcher": LAUNCHERS,
+            "lr_schedule": SCHEDULES, "precision": ("auto", "fp32", "bf16"),
+        }  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
         if isinstance(self.model, str) and self.model not in CONFIGS:
             raise ConfigError(f"`model` must be one of {sorted(CONFIGS)} or a config mapping")
-        for name in ("steps", "batch_size", "workers", "checkpoint_every"):
+        for name in ("steps", "batch_size", "workers", "checkpoint_every", "log_every", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"`{name}` must be a positive integer")
+        if int(self.loader_workers) < 0:
+            raise ConfigError("`loader_workers` must be 0 or more")
+        if self.launcher == "local" and self.workers != 1:
+            raise ConfigError("`workers` must be 1 with `launcher: local` (use ray for more)")
+        if self.time_limit_min is not None and float(self.time_limit_min) <= 0:
+            raise ConfigError("`time_limit_min` must be positive")
         low, high = (float(v) for v in self.hole_ratio)
         if not 0 <= low < high <= 1:
             raise ConfigError(f"`hole_ratio` must be LOW:HIGH within [0, 1], got {self.hole_ratio}")
         self.hole_ratio = (low, high)
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
 
     def generator_config(self) -> GeneratorConfig:
         base = CONFIGS[self.model] if isinstance(self.model, str) else GeneratorConfig(**self.model)
+        base = replace(base, prefill=self.prefill)
         if self.teacher in TEACHER_CHANNELS:
             base = replace(base, teacher_channels=TEACHER_CHANNELS[self.teacher])
         return base
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
-    """Train on Ray Train until `steps`, resuming from OUTPUT's latest checkpoint; a summary."""
+    """Train until `steps` (or the time limit), resuming from OUTPUT's latest checkpoint."""
+    list_images(config.images, config.storage_options)  # fail fast on an empty data URL
+    start = time.time()
+    if config.launcher == "local":
+        device = torch.device("cuda" if config.use_gpu else "cpu")
+        train_loop(config, rank=0, world=1, device=device)
+    else:
+        _run_on_ray_train(config, start)
+    latest = read_latest(config.output, config.storage_options)
+    return {
+        "steps": latest["step"] if latest else 0,
+        "wall_s": time.time() - start,
+        **(latest or {}),
+    }
+
+
+def _run_on_ray_train(config: TrainConfig, start: float) -> None:
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
         ray.init(log_to_driver=True)
-    list_images(config.images, config.storage_options)  # fail fast on an empty data URL
-    start = time.time()
     trainer = TorchTrainer(
-        _worker_loop,
+        _ray_worker,
         train_loop_config=asdict(config),
         scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
         run_config=RunConfig(
@@ -96,12 +141,6 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     result = trainer.fit()
     if result.error:
         raise result.error
-    latest = read_latest(config.output, config.storage_options)
-    return {
-        "steps": latest["step"] if latest else 0,
-        "wall_s": time.time() - start,
-        **(latest or {}),
-    }
 
 
 def read_latest(output: str, storage_options: dict[str, Any] | None = None) -> dict | None:
@@ -110,25 +149,47 @@ def read_latest(output: str, storage_options: dict[str, Any] | None = None) -> d
     return json.loads(read_bytes(fs, path)) if fs.exists(path) else None
 
 
-def _worker_loop(raw: dict[str, Any]) -> None:
+def _ray_worker(raw: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    config = TrainConfig(**raw)
     context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.manual_seed(config.seed + rank)
+    train_loop(
+        TrainConfig(**raw),
+        rank=context.get_world_rank(),
+        world=context.get_world_size(),
+        device=ray.train.torch.get_device(),
+        prepare=ray.train.torch.prepare_model,
+        report=ray.train.report,
+    )
 
+
+def train_loop(
+    config: TrainConfig,
+    rank: int,
+    world: int,
+    device: torch.device,
+    prepare: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m,
+    report: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """The training loop of one worker (rank 0 saves, logs and validates)."""
+    torch.manual_seed(config.seed + rank)
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     generator, provenance = _initial_generator(config)
-    discriminator = PatchDiscriminator()
+    generator, discriminator = generator.to(device), PatchDiscriminator().to(device)
     teacher = build_teacher(config.teacher)
     trainer = SPLTrainer(
-        ray.train.torch.prepare_model(generator),
-        ray.train.torch.prepare_model(discriminator),
+        prepare(generator),
+        prepare(discriminator),
         teacher.to(device) if teacher is not None else None,
         lr=config.lr,
         weights=LossWeights(config.l1_weight, config.gan_weight, config.prior_weight),
+        betas=config.betas,
+        precision=precision,
     )
     latest = read_latest(config.output, config.storage_options)
     if latest:
@@ -136,21 +197,116 @@ def _worker_loop(raw: dict[str, Any]) -> None:
         log.info("resumed from step %d", trainer.step_count)
 
     files = list_images(config.images, config.storage_options)
-    stream = batches(
-        files, config.images, config.batch_size, rank, world, config.seed + trainer.step_count,
-        config.hole_ratio, config.storage_options,
+    data = PhotoCrops(
+        files, config.images, config.hole_ratio, generator.config.prefill,
+        seed=config.seed + trainer.step_count, rank=rank, world_size=world,
+        storage_options=config.storage_options,
     )  # fmt: skip
-    while trainer.step_count < config.steps:
-        small, big, mask = (torch.from_numpy(a).to(device) for a in next(stream))
-        losses = trainer.step(
-            small.permute(0, 3, 1, 2).contiguous(),
-            big.permute(0, 3, 1, 2).contiguous(),
-            mask[:, None].contiguous(),
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=config.batch_size,
+        num_workers=config.loader_workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if config.loader_workers else None,
+        persistent_workers=config.loader_workers > 0,
+    )
+    pairs = None
+    if rank == 0 and config.val_images:
+        from .train_validate import validation_pairs
+
+        pairs = validation_pairs(config.val_images, config.seed, config.storage_options)
+    clock = _Clock(config, trainer.step_count)
+    losses: dict[str, float] = {}
+    for batch in loader:
+        if trainer.step_count >= config.steps or clock.out_of_time():
+            break
+        trainer.set_lr(_lr(config, clock.progress(trainer.step_count)))
+        image, image_512, mask, prefilled = (
+            _to_device(batch[k], device) for k in ("image", "image_512", "mask", "prefilled")
         )
+        residual = generator.config.prefill != "none"
+        losses = trainer.step(image, image_512, mask, prefilled if residual else None)
         done = trainer.step_count
-        if rank == 0 and (done % config.checkpoint_every == 0 or done == config.steps):
-            _save(trainer, generator, config, provenance, losses)
-        ray.train.report({"step": done, **losses})
+        if report is not None:
+            report({"step": done, **losses})
+        if rank != 0:
+            continue
+        if done % config.log_every == 0:
+            clock.log(done, losses, config.batch_size * world)
+        if pairs is not None and done % config.val_every == 0:
+            _validate(generator, pairs, config, done)
+        if done % config.checkpoint_every == 0:
+            _save(trainer, generator, config, provenance, losses, final=False)
+    if rank == 0:
+        if pairs is not None and trainer.step_count % config.val_every:
+            _validate(generator, pairs, config, trainer.step_count)
+        _save(trainer, generator, config, provenance, losses, final=True)
+
+
+def _to_device(array: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 N×H×W(×3) from the loader → float N×C×H×W in [0, 1] on `device`."""
+    x = array.to(device, non_blocking=True)
+    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return x.float().div_(255).contiguous() if x.shape[1] == 3 else x.float().contiguous()
+
+
+def _lr(config: TrainConfig, progress: float) -> float:
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _Clock:
+    """Wall time, progress (the larger of steps and time-limit fractions) and the progress log."""
+
+    def __init__(self, config: TrainConfig, first_step: int) -> None:
+        self.config, self.first_step = config, first_step
+        self.start = self.last = time.time()
+        self.last_step = first_step
+        self.limit_s = 60 * config.time_limit_min if config.time_limit_min else None
+
+    def out_of_time(self) -> bool:
+        return self.limit_s is not None and time.time() - self.start >= self.limit_s
+
+    def progress(self, step: int) -> float:
+        by_steps = step / self.config.steps
+        if self.limit_s is None:
+            return by_steps
+        return max(by_steps, (time.time() - self.start) / self.limit_s)
+
+    def log(self, step: int, losses: dict[str, float], batch: int) -> None:
+        now = time.time()
+        rate = (step - self.last_step) * batch / max(now - self.last, 1e-9)
+        per_step = (now - self.start) / max(step - self.first_step, 1)
+        left = (self.config.steps - step) * per_step
+        if self.limit_s is not None:
+            left = min(left, self.limit_s - (now - self.start))
+        self.last, self.last_step = now, step
+        parts = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+        log.info(
+            "step %d/%d %s | %.1f img/s | %s left",
+            step, self.config.steps, parts, rate, _duration(max(left, 0.0)),
+        )  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _validate(generator: torch.nn.Module, pairs: list, config: TrainConfig, step: int) -> None:
+    from .train_validate import validate
+
+    scores, grid = validate(generator, pairs)
+    fs, root = filesystem(config.output, config.storage_options)
+    folder = posixpath.join(root, "validation")
+    atomic_write(fs, posixpath.join(folder, f"step-{step:08d}.png"), grid)
+    path = posixpath.join(folder, "log.jsonl")
+    history = read_bytes(fs, path).decode() if fs.exists(path) else ""
+    line = json.dumps({"step": step, **{k: round(v, 4) for k, v in scores.items()}})
+    atomic_write(fs, path, (history + line + "\n").encode())
+    log.info("validation at step %d: %s", step, line)
 
 
 def _initial_generator(config: TrainConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -181,7 +337,10 @@ def _save(
     config: TrainConfig,
     provenance: dict[str, Any],
     losses: dict[str, float],
+    final: bool,
 ) -> None:
+    """A step checkpoint (weights + trainer state, then latest.json); `final` also publishes
+    OUTPUT/generator.safetensors."""
     fs, root = filesystem(config.output, config.storage_options)
     step = trainer.step_count
     folder = posixpath.join(root, "checkpoints", f"step-{step:08d}")
@@ -201,7 +360,7 @@ def _save(
     torch.save(trainer.state_dict(), state)
     atomic_write(fs, posixpath.join(folder, "generator.safetensors"), blob)
     atomic_write(fs, posixpath.join(folder, "trainer.pt"), state.getvalue())
-    if step == config.steps:
+    if final:
         atomic_write(fs, posixpath.join(root, "generator.safetensors"), blob)
     latest = {"step": step, "checkpoint": folder, "sha256": sha, "losses": losses}
     atomic_write(

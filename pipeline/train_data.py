@@ -1,25 +1,31 @@
 """Training samples: photos from any fsspec URL, random square crops, flips, free-form masks.
 
-Each Ray Train worker reads its own slice of the file list (rank::world_size), reshuffled every
-epoch from the seed, so workers never see the same photo in the same epoch.
+`PhotoCrops` is a torch IterableDataset meant for a DataLoader with worker processes, so decoding,
+cropping, masking and the classical pre-fill all run beside the training step, never inside it.
+Each worker decodes its rank's photos once (long side capped at `max_side`) and then draws crops
+from memory forever: square crops of a log-uniform side between 256 px and the photo's short side,
+resized to 256² (the generator's input) and 512² (the teacher's), flipped half of the time.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+import math
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
 from spl_model.masks import random_mask
+from spl_model.prefill import prefill
 
 from .storage import filesystem, read_bytes
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+SIZE = 256
 
 
 def list_images(url: str, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -31,52 +37,96 @@ def list_images(url: str, storage_options: dict[str, Any] | None = None) -> list
     return sorted(files)
 
 
-def sample(
-    image: Image.Image, rng: np.random.Generator, hole_ratio: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image 256²×3, image 512²×3, mask 256²) as float32 in [0, 1] from one photo."""
-    image = ImageOps.exif_transpose(image).convert("RGB")
-    width, height = image.size
-    side = int(min(width, height) * rng.uniform(0.6, 1.0))
-    x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
-    crop = image.crop((x0, y0, x0 + side, y0 + side))
+def load_photo(data: bytes, max_side: int) -> np.ndarray:
+    """Decode to uint8 RGB with EXIF orientation applied and the long side at most `max_side`."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale when possible
+        img = ImageOps.exif_transpose(img).convert("RGB")
+        if max(img.size) > max_side:
+            scale = max_side / max(img.size)
+            size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            img = img.resize(size, Image.Resampling.LANCZOS)
+        return np.asarray(img)
+
+
+def _resize(crop: np.ndarray, size: int) -> np.ndarray:
+    shrink = crop.shape[0] >= size
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def make_sample(
+    photo: np.ndarray,
+    rng: np.random.Generator,
+    hole_ratio: tuple[float, float],
+    prefill_method: str = "none",
+) -> dict[str, np.ndarray]:
+    """One training sample, all uint8: image 256²×3, image_512 512²×3, mask 256², prefilled."""
+    height, width = photo.shape[:2]
+    short = min(height, width)
+    low = min(SIZE, short)
+    side = int(round(math.exp(rng.uniform(math.log(low), math.log(short)))))
+    y0, x0 = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    crop = photo[y0 : y0 + side, x0 : x0 + side]
     if rng.random() < 0.5:
-        crop = ImageOps.mirror(crop)
-    big = np.asarray(crop.resize((512, 512), Image.Resampling.BICUBIC), np.float32) / 255
-    small = np.asarray(crop.resize((256, 256), Image.Resampling.BICUBIC), np.float32) / 255
-    mask = random_mask(256, 256, rng, hole_ratio).astype(np.float32)
-    return small, big, mask
+        crop = crop[:, ::-1]
+    crop = np.ascontiguousarray(crop)
+    image = _resize(crop, SIZE)
+    mask = random_mask(SIZE, SIZE, rng, hole_ratio)
+    filled = prefill(image[None], mask[None], prefill_method)[0]
+    return {
+        "image": image,
+        "image_512": _resize(crop, 2 * SIZE),
+        "mask": mask.astype(np.uint8),
+        "prefilled": filled,
+    }
 
 
-def batches(
-    files: list[str],
-    url: str,
-    batch_size: int,
-    rank: int = 0,
-    world_size: int = 1,
-    seed: int = 0,
-    hole_ratio: tuple[float, float] = (0.1, 0.6),
-    storage_options: dict[str, Any] | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Endless (N×256²×3, N×512²×3, N×256²) batches for one worker."""
-    fs, _ = filesystem(url, storage_options)
-    mine = files[rank::world_size] or files  # fewer files than workers: everyone shares
-    epoch = 0
-    buffer: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # carried across epochs
-    while True:
-        rng = np.random.default_rng([seed, rank, epoch])
-        readable = 0
-        for index in rng.permutation(len(mine)):
+try:  # torch is a dependency of training only; decode workers of the restore job never get here
+    from torch.utils.data import IterableDataset, get_worker_info
+except ImportError:  # pragma: no cover
+    IterableDataset = object  # type: ignore[assignment,misc]
+
+
+class PhotoCrops(IterableDataset):
+    """Endless training samples for one rank; each DataLoader worker draws its own stream."""
+
+    def __init__(
+        self,
+        files: list[str],
+        url: str,
+        hole_ratio: tuple[float, float],
+        prefill_method: str = "none",
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        max_side: int = 2560,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.files = files[rank::world_size] or files  # fewer files than ranks: all share
+        self.url, self.storage_options = url, storage_options
+        self.hole_ratio, self.prefill_method = hole_ratio, prefill_method
+        self.seed, self.rank, self.max_side = seed, rank, max_side
+
+    def photos(self) -> list[np.ndarray]:
+        fs, _ = filesystem(self.url, self.storage_options)
+        photos = []
+        for path in self.files:
             try:
-                with Image.open(io.BytesIO(read_bytes(fs, mine[index]))) as img:
-                    buffer.append(sample(img, rng, hole_ratio))
+                photo = load_photo(read_bytes(fs, path), self.max_side)
             except Exception as exc:  # one unreadable photo must not stop training
-                log.warning("skipping training image %s: %s", mine[index], exc)
+                log.warning("skipping training image %s: %s", path, exc)
                 continue
-            readable += 1
-            if len(buffer) == batch_size:
-                yield tuple(np.stack(parts) for parts in zip(*buffer))  # type: ignore[misc]
-                buffer = []
-        if not readable:
-            raise ValueError(f"none of the {len(mine)} training images of this worker is readable")
-        epoch += 1
+            if min(photo.shape[:2]) >= 64:
+                photos.append(photo)
+        if not photos:
+            raise ValueError(f"none of the {len(self.files)} training images is readable")
+        return photos
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, self.rank, worker])
+        photos = self.photos()
+        while True:
+            photo = photos[int(rng.integers(len(photos)))]
+            yield make_sample(photo, rng, self.hole_ratio, self.prefill_method)

@@ -10,6 +10,12 @@ Two branches:
 
 `forward(image, mask, masked_512, mask_512) -> (prediction, prior)` keeps the official signature,
 and parameter names equal the official generator's, so the released checkpoints load unchanged.
+
+Input convention: the paper's generator blanks the hole itself (holes = 1.0). A config with
+`prefill="telea"` (this project's bundled model) instead expects `image` with its hole already
+filled by OpenCV Telea (`spl_model.prefill`; the Inpainter and training apply it), reads that
+image as it is, and predicts a residual over it: prediction = clip(image + tanh(decoder)). Its
+last decoder layer starts at zero, so an untrained model returns exactly the pre-fill.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from .prefill import PREFILLS
 from .layers import (
     BasicRegionNorm,
     LearnableRegionNorm,
@@ -41,12 +48,15 @@ class GeneratorConfig:
     spade_hidden: int = 128
     teacher_channels: int = 152  # TResNet-L layer2 for the paper's weights
     rn_threshold: float = 0.8
+    prefill: str = "none"  # "none": the paper's input; "telea": residual over a Telea pre-fill
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "rn_threshold" and (not isinstance(value, int) or value < 1):
+            if f.type == "int" and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"GeneratorConfig.{f.name} must be a positive int, got {value!r}")
+        if self.prefill not in PREFILLS:
+            raise ValueError(f"GeneratorConfig.prefill must be one of {PREFILLS}, got {self.prefill!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +145,9 @@ class SPLGenerator(nn.Module):
             nn.ReflectionPad2d(3),
             nn.Conv2d(w, 3, kernel_size=7),
         )
+        if cfg.prefill != "none":  # residual over the pre-fill: start as exactly the pre-fill
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
     def encode_image(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.encoder_in1(self.encoder_conv1(self.encoder_prePad(x)), mask))
@@ -165,13 +178,18 @@ class SPLGenerator(nn.Module):
         masked_512: torch.Tensor,
         mask_512: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """image B×3×256² in [0,1], mask B×1×256² (1 = hole) → (prediction in [0,1], prior)."""
-        x = self.encode_image(image * (1 - mask) + mask, mask)
+        """image B×3×256² in [0,1], mask B×1×256² (1 = hole) → (prediction in [0,1], prior).
+
+        With `prefill` set, `image` carries the pre-filled hole (see the module docstring).
+        """
+        residual = self.config.prefill != "none"
+        x = self.encode_image(image if residual else image * (1 - mask) + mask, mask)
         layout = self.semantic_layout(masked_512, mask_512)
         prior = self.feature_mapping(layout)
         for block in self.middle:
             x = block(x, layout)
-        prediction = (torch.tanh(self.decoder(x)) + 1) / 2
+        out = torch.tanh(self.decoder(x))
+        prediction = (image + out).clamp(0, 1) if residual else (out + 1) / 2
         return prediction, prior
 
 

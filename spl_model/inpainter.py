@@ -22,6 +22,7 @@ from .crops import Window, from_model_size, plan_windows, square_pad, to_model_s
 from .engines import CLASSICAL, classical_inpaint
 from .masks import dilate, prepare_mask
 from .metrics import mask_stats
+from .prefill import prefill
 from .weights import default_checkpoint
 
 MODEL_SIZE = 256
@@ -150,10 +151,12 @@ class Inpainter:
         """Run the generator on N×256×256×3 uint8 crops and N×256×256 bool holes.
 
         Inputs are built exactly as the paper's evaluation builds them: the 512² branch gets the
-        nearest-upsampled masked image (holes = 1.0) and mask. Returns N×256×256×3 float32 in
+        nearest-upsampled masked image (holes = 1.0) and mask. A generator whose config names a
+        pre-fill gets its 256² input filled that way first. Returns N×256×256×3 float32 in
         [0, 1] (raw predictions, not composited).
         """
         assert self.model is not None
+        images = prefill(images, holes, self.model.config.prefill)
         x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().contiguous() / 255
         m = torch.from_numpy(holes).to(self.device)[:, None].float()
         masked = x * (1.0 - m) + m
