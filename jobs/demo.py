@@ -60,16 +60,52 @@ def watermark_mask(size: tuple[int, int], rng: np.random.Generator) -> Image.Ima
     return mask
 
 
+def comparison(images: Path, masks: Path, restored: Path, width: int = 384) -> Image.Image:
+    """One row per sample: defaced input | OpenCV Telea | the run's restoration, with labels."""
+    from spl_model.engines import classical_inpaint
+
+    rows = []
+    for name in SAMPLES:
+        before = np.asarray(Image.open(images / "photos" / f"{name}.jpg").convert("RGB"))
+        hole = np.asarray(Image.open(masks / "photos" / f"{name}.png")) > 127
+        telea = classical_inpaint("opencv-telea", before, hole)
+        after = np.asarray(Image.open(restored / "photos" / f"{name}.jpg").convert("RGB"))
+        scale = width / before.shape[1]
+        size = (width, round(before.shape[0] * scale))
+        tiles = [Image.fromarray(a).resize(size, Image.Resampling.LANCZOS) for a in
+                 (before, telea, after)]  # fmt: skip
+        row = Image.new("RGB", (3 * width, size[1]), "white")
+        for i, tile in enumerate(tiles):
+            row.paste(tile, (i * width, 0))
+        rows.append(row)
+    header = 28
+    sheet = Image.new("RGB", (3 * width, header + sum(r.height for r in rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=18)
+    for i, label in enumerate(("before (defaced)", "OpenCV Telea", "spl-restore (default SPL)")):
+        draw.text((i * width + 8, 4), label, fill="black", font=font)
+    y = header
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height
+    return sheet
+
+
 def main(output: str = "out/demo") -> dict:
-    """Build the sample archive beside OUTPUT (OUTPUT-archive) and restore it into OUTPUT.
+    """Build the sample archive beside OUTPUT (OUTPUT-archive), restore it into OUTPUT, and
+    write OUTPUT/report.html and OUTPUT/comparison.png (before | Telea | restored).
 
     The archive stays outside OUTPUT: a run never reads inputs from its own output location.
     """
     from pipeline import RestoreConfig, run_restore
+    from pipeline.report import write_report
 
     out = Path(output)
     images, masks = make_sample_archive(out.with_name(out.name + "-archive"))
     config = RestoreConfig.from_dict(
         {"images": str(images), "masks": str(masks), "output": str(out), "batch_size": 4}
     )
-    return run_restore(config)
+    summary = run_restore(config)
+    write_report(str(out))
+    comparison(images, masks, out / "images").save(out / "comparison.png")
+    return summary

@@ -20,7 +20,7 @@ FORMATS = ("auto", "pairs", "webdataset", "parquet")
 ENGINES = ("spl", "opencv-telea", "opencv-ns")
 STRATEGIES = ("crop", "resize")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
 ANCHORS = (
     "fill",
@@ -94,7 +94,7 @@ class RestoreConfig:
     strategy: str = "crop"
     dilate: int = 0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
     batch_size: int = 8
     actors: str | None = None
     gpus_per_actor: float | None = None
@@ -111,6 +111,7 @@ class RestoreConfig:
     num_cpus: int | None = None
     io_retries: int = 5
     io_timeout_s: float = 60.0
+    gpu_wait_s: float = 900.0  # how long a GPU job waits for the autoscaler before it fails
     stats_flush_rows: int = 1000
     stats_flush_s: float = 30.0
     progress_s: float = 10.0
@@ -200,6 +201,7 @@ class RestoreConfig:
             self.threads_per_actor = _int("threads_per_actor", self.threads_per_actor, low=1)
         self.cpus_per_actor = _float("cpus_per_actor", self.cpus_per_actor, low=0.0)
         self.io_timeout_s = _float("io_timeout_s", self.io_timeout_s, low=0.1)
+        self.gpu_wait_s = _float("gpu_wait_s", self.gpu_wait_s, low=0.0)
         self.stats_flush_s = _float("stats_flush_s", self.stats_flush_s, low=0.0)
         self.progress_s = _float("progress_s", self.progress_s, low=0.1)
         if self.gpus_per_actor is not None:

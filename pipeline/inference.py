@@ -23,7 +23,7 @@ def build_inpainter(
     model: str,
     *,
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     strategy: str = "crop",
     dilate: int = 0,
     batch_size: int = 8,

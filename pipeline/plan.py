@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -50,35 +51,70 @@ def read_and_decode(
 
 @dataclass(frozen=True)
 class Resources:
-    device: str  # cpu | cuda
+    device: str  # what each actor's Inpainter is given: cpu | cuda | auto (resolved inside it)
     actors: tuple[int, int]
     gpus_per_actor: float
     cpus_per_actor: float
 
 
 def resources(config: RestoreConfig) -> Resources:
-    """Device and actor pool size from the config and the cluster (fixed pool by default)."""
+    """Device and actor pool size from the config and the cluster (fixed pool by default).
+
+    GPUs are requested whenever the job asks for them (`device: cuda` or `gpus_per_actor` > 0),
+    whatever the cluster has at start, so an autoscaler brings GPU nodes; `device: auto` asks
+    for them only when the cluster already has GPUs. The device itself is resolved inside each
+    actor (`auto`: CUDA when that actor sees a GPU).
+    """
     cluster = ray.cluster_resources()
     gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
-    if config.device == "cuda" and gpus == 0:
-        raise ConfigError("`device` is cuda but the Ray cluster has no GPUs")
-    gpu_wanted = config.device == "cuda" or (
+    explicit = config.device == "cuda" or (config.gpus_per_actor or 0) > 0
+    gpu_wanted = explicit or (
         config.device == "auto" and gpus > 0 and config.gpus_per_actor != 0
     )
     per_gpu = (config.gpus_per_actor or 1.0) if gpu_wanted else 0.0
     pool = config.actor_range()
     if pool is None:
-        if gpu_wanted:
+        if gpu_wanted:  # no GPU yet (autoscaling): one actor until `actors` says more
             size = max(1, int(gpus // per_gpu))
         else:  # leave about half of the CPUs to the decode and encode tasks
             size = max(1, int(cpus * 0.5 // max(config.cpus_per_actor, 0.5)))
         pool = (size, size)
+    device = config.device if config.device == "cuda" or not gpu_wanted else "auto"
     return Resources(
-        device="cuda" if gpu_wanted else "cpu",
+        device="cpu" if not gpu_wanted else device,
         actors=pool,
         gpus_per_actor=per_gpu,
         cpus_per_actor=config.cpus_per_actor,
     )
+
+
+def wait_for_gpus(res: Resources, timeout_s: float, poll_s: float = 1.0) -> None:
+    """Ask the autoscaler for the pool's GPU bundles and wait until the cluster has them.
+
+    Raises ConfigError in one sentence after `timeout_s`, so a job that can never get its GPUs
+    fails instead of hanging in an actor pool that never starts.
+    """
+    if res.gpus_per_actor <= 0:
+        return
+    need = res.gpus_per_actor * res.actors[0]
+    bundle = {"GPU": res.gpus_per_actor, "CPU": res.cpus_per_actor}
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=[bundle] * res.actors[0])
+    deadline = time.monotonic() + timeout_s
+    have = ray.cluster_resources().get("GPU", 0.0)
+    if have < need:
+        log.info("waiting up to %.0f s for %g GPU(s) (the cluster has %g)", timeout_s, need, have)
+    while have < need:
+        if time.monotonic() >= deadline:
+            raise ConfigError(
+                f"the job asked for {res.actors[0]} actor(s) with {res.gpus_per_actor:g} GPU "
+                f"each, but the Ray cluster still had {have:g} GPU(s) after {timeout_s:g} s "
+                "(`gpu_wait_s`): add GPU worker types to the cluster, lower `actors` or "
+                "`gpus_per_actor`, or use `device: cpu`"
+            )
+        time.sleep(poll_s)
+        have = ray.cluster_resources().get("GPU", 0.0)
 
 
 def build_dataset(

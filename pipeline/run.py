@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from . import ledger
 from .config import RestoreConfig
 from .model import choose_model
-from .plan import build_dataset, resources
+from .plan import build_dataset, resources, wait_for_gpus
 from .progress import Progress
 from .schema import ALREADY_DONE
 from .sources import list_units
@@ -97,6 +97,7 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
         )
         try:
             if units:
+                wait_for_gpus(res, config.gpu_wait_s)
                 _ray_data_options(config)
                 done_ref = ray.put(done) if listing.layout != "pairs" and done else None
                 ds = build_dataset(

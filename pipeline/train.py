@@ -83,7 +83,8 @@ class TrainConfig:
                 raise ConfigError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}")
         if isinstance(self.model, str) and self.model not in CONFIGS:
             raise ConfigError(f"`model` must be one of {sorted(CONFIGS)} or a config mapping")
-        for name in ("steps", "batch_size", "workers", "checkpoint_every", "log_every", "val_every"):
+        positive = ("steps", "batch_size", "workers", "checkpoint_every", "log_every", "val_every")
+        for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"`{name}` must be a positive integer")
         if int(self.loader_workers) < 0:

@@ -51,7 +51,8 @@ def load_photo(data: bytes, max_side: int) -> np.ndarray:
 
 def _resize(crop: np.ndarray, size: int) -> np.ndarray:
     shrink = crop.shape[0] >= size
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    method = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=method)
 
 
 def make_sample(
@@ -64,7 +65,7 @@ def make_sample(
     height, width = photo.shape[:2]
     short = min(height, width)
     low = min(SIZE, short)
-    side = int(round(math.exp(rng.uniform(math.log(low), math.log(short)))))
+    side = round(math.exp(rng.uniform(math.log(low), math.log(short))))
     y0, x0 = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
     crop = photo[y0 : y0 + side, x0 : x0 + side]
     if rng.random() < 0.5:

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .prefill import PREFILLS
 from .layers import (
     BasicRegionNorm,
     LearnableRegionNorm,
@@ -33,6 +32,7 @@ from .layers import (
     ResnetBlock,
     SpadeResnetBlock,
 )
+from .prefill import PREFILLS
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ class GeneratorConfig:
             if f.type == "int" and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"GeneratorConfig.{f.name} must be a positive int, got {value!r}")
         if self.prefill not in PREFILLS:
-            raise ValueError(f"GeneratorConfig.prefill must be one of {PREFILLS}, got {self.prefill!r}")
+            raise ValueError(
+                f"GeneratorConfig.prefill must be one of {PREFILLS}, got {self.prefill!r}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,7 @@ dir and ports, and a stop that ends only the processes it started."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -129,7 +130,51 @@ class RayHead:
             "RAY_AUTH_TOKEN": None,
         }
 
-    def start(self, extra_env: dict[str, str] | None = None, timeout_s: float = 120) -> None:
+    def autoscaling_config(self, worker_types: dict[str, dict]) -> dict:
+        """A whole cluster config for the fake multi-node provider (the PyPI wheel lacks the
+        example file `ray.cluster_utils.AutoscalingCluster` reads, and its `start` runs
+        `ray stop --force`, which would end every Ray on the machine)."""
+        return {
+            "cluster_name": f"spl-fake-{self.gcs_port}",
+            "max_workers": sum(t.get("max_workers", 0) for t in worker_types.values()),
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 5,
+            "provider": {
+                "type": "fake_multinode",
+                "gcs_address": f"127.0.0.1:{self.gcs_port}",
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+            },
+            "auth": {},
+            "available_node_types": {
+                "ray.head.default": {"resources": {"CPU": 2}, "node_config": {}, "max_workers": 0},
+                **worker_types,
+            },
+            "head_node_type": "ray.head.default",
+            "docker": {},
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+        }
+
+    def start(
+        self,
+        extra_env: dict[str, str] | None = None,
+        timeout_s: float = 120,
+        worker_types: dict[str, dict] | None = None,
+    ) -> None:
+        """Start the head; `worker_types` makes it an autoscaling cluster whose workers are
+        started on this machine by Ray's fake multi-node provider (the head's own resources
+        stay as given here: 2 CPUs, no GPU)."""
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.token_file.write_text(self.token)
         self.token_file.chmod(0o600)
@@ -159,6 +204,11 @@ class RayHead:
             "--disable-usage-stats",
             *[f"{flag}={port}" for flag, port in self.ports.items()],
         ]  # fmt: skip
+        if worker_types:
+            config = self.root / "autoscaling.json"
+            config.write_text(json.dumps(self.autoscaling_config(worker_types)))
+            args.append(f"--autoscaling-config={config}")
+            env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         log = open(self.root / "ray-start.log", "wb")  # closed when the process ends
         self.process = subprocess.Popen(
             args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -55,6 +55,35 @@ def test_training_writes_native_checkpoints_and_resumes_where_it_stopped(
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["step"] == 3
 
 
+def test_local_training_stops_at_its_time_limit_with_final_weights_and_validation(
+    photos, tmp_path
+):
+    out = tmp_path / "local"
+    config = TrainConfig(
+        images=str(photos), output=str(out), model=TINY, launcher="local", prefill="telea",
+        steps=10_000, time_limit_min=0.05, batch_size=1, loader_workers=0,
+        val_images=str(photos), val_every=2, checkpoint_every=10_000, lr_schedule="cosine",
+    )  # fmt: skip
+    summary = run_training(config)
+    assert 0 < summary["steps"] < 10_000  # stopped by the clock, not the step count
+    final = load_generator(out / "generator.safetensors")
+    assert final.config.prefill == "telea"
+    assert final.spl_info["metadata"]["step"] == summary["steps"]
+    lines = (out / "validation" / "log.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert last["step"] == summary["steps"]
+    assert {"model_psnr_10-20%", "telea_psnr_20-30%", "model_ssim_20-30%"} <= set(last)
+    grid = Image.open(out / "validation" / f"step-{last['step']:08d}.png")
+    assert grid.size == (4 * 256, 6 * 256)  # masked | Telea | model | original, six pairs
+
+
+def test_a_bad_training_option_is_refused_by_name(photos, tmp_path):
+    with pytest.raises(ValueError, match="`prefill`"):
+        TrainConfig(images=str(photos), output=str(tmp_path), prefill="lama")
+    with pytest.raises(ValueError, match="`workers`"):
+        TrainConfig(images=str(photos), output=str(tmp_path), launcher="local", workers=2)
+
+
 def test_evaluation_pairs_are_fixed_by_the_seed_and_fall_in_their_buckets(photos, tmp_path):
     def pairs(seed: int, name: str):
         build_pairs(EvaluateConfig(images=str(photos), output=str(tmp_path / name), seed=seed))

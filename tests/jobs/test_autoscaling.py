@@ -1,0 +1,84 @@
+"""GPU pools on an autoscaling cluster: a head with no GPU, a GPU worker type with
+min_workers 0 (Ray's fake multi-node provider on this machine). The job must ask for GPUs so
+the autoscaler starts the worker, run every item there, and fail in one sentence after a
+bounded wait when its GPUs can never come."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.ledger import load_history
+from pipeline.schema import STATS_SCHEMA
+
+from .conftest import Spl
+from .ray_head import RayHead
+
+GPU_WORKER = {
+    "gpu_worker": {
+        "resources": {"CPU": 2, "GPU": 1, "object_store_memory": 150 * 2**20},
+        "node_config": {},
+        "min_workers": 0,
+        "max_workers": 1,
+    }
+}
+FAKE_NODE_PREFIX = "ffffffffffffffff"  # the fake provider's worker node ids
+
+
+@pytest.fixture(scope="module")
+def autoscaling_head(seaweedfs) -> Iterator[RayHead]:
+    root = Path(tempfile.mkdtemp(prefix="splauto", dir="/tmp"))
+    head = RayHead(root)
+    head.start(worker_types=GPU_WORKER)
+    try:
+        yield head
+    finally:
+        head.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def flags(archive, output: str, *extra: str) -> list[str]:
+    return [
+        "--images", archive.images, "--masks", archive.masks, "--output", output,
+        "--batch-size", "2", "--actors", "1", "--no-progress-bars", *archive.storage_flags(),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_gpu_actors_bring_up_a_gpu_worker_and_every_row_is_restored_there(
+    autoscaling_head, archive, out_prefix
+):
+    spl = Spl(autoscaling_head.client_env())
+    submitted = spl("submit", *flags(archive, out_prefix, "--gpus-per-actor", "1"), "--name", "gpu")
+    assert submitted.exit_code == 0, submitted.output
+    status = spl("status", "gpu", "--wait", "--timeout", "300", "--json", *archive.storage_flags())
+    report = json.loads(status.stdout)
+    logs = spl("logs", "gpu").output[-3000:]
+    assert report["job"]["status"] == "SUCCEEDED", logs
+    summary = report["summary"]
+    assert summary["resources"]["gpus_per_actor"] == 1 and summary["resources"]["device"] == "auto"
+    assert summary["counts"]["ok"] == len(archive.keys)
+    rows = load_history(
+        out_prefix, archive.storage_options, columns=list(STATS_SCHEMA.names)
+    ).to_pylist()
+    assert sorted(r["key"] for r in rows) == sorted(archive.keys)
+    assert all(r["node"].startswith(FAKE_NODE_PREFIX) for r in rows), {r["node"] for r in rows}
+    assert {r["engine"] for r in rows} == {"spl"}  # the bundled model, on the worker's CPU
+
+
+def test_gpus_that_can_never_come_fail_in_one_sentence_after_the_wait(
+    autoscaling_head, archive, out_prefix
+):
+    spl = Spl(autoscaling_head.client_env())
+    extra = ("--gpus-per-actor", "2", "--gpu-wait-s", "5")  # no worker type has 2 GPUs
+    submitted = spl("submit", *flags(archive, out_prefix, *extra), "--name", "nogpu")
+    assert submitted.exit_code == 0, submitted.output
+    status = spl("status", "nogpu", "--wait", "--timeout", "120", "--json")
+    assert json.loads(status.stdout)["job"]["status"] == "FAILED"
+    logs = spl("logs", "nogpu").output
+    assert "asked for 1 actor(s) with 2 GPU each" in logs and "after 5 s" in logs, logs[-2000:]
