@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test data lint bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
+
+# The default model's photo set (train / val / holdout + manifest); see spl_model/weights/README.md.
+data: $(STAMP)
+	$(BIN)/spl data --output data/photos
 
 # The report test opens pages in Debian's headless Chromium; install it when missing (as root).
 chromium:

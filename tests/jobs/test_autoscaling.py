@@ -50,6 +50,20 @@ def flags(archive, output: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def test_gpus_that_can_never_come_fail_in_one_sentence_after_the_wait(
+    autoscaling_head, archive, out_prefix
+):
+    spl = Spl(autoscaling_head.client_env())
+    extra = ("--gpus-per-actor", "2", "--gpu-wait-s", "5")  # no worker type has 2 GPUs
+    submitted = spl("submit", *flags(archive, out_prefix, *extra), "--name", "nogpu")
+    assert submitted.exit_code == 0, submitted.output
+    status = spl("status", "nogpu", "--wait", "--timeout", "120", "--json")
+    assert json.loads(status.stdout)["job"]["status"] == "FAILED"
+    logs = spl("logs", "nogpu").output
+    assert "asked for 1 actor(s) with 2 GPU each" in logs and "after 5 s" in logs, logs[-2000:]
+    # (first in this module: before any GPU worker exists, nothing is left from other jobs)
+
+
 def test_gpu_actors_bring_up_a_gpu_worker_and_every_row_is_restored_there(
     autoscaling_head, archive, out_prefix
 ):
@@ -69,16 +83,3 @@ def test_gpu_actors_bring_up_a_gpu_worker_and_every_row_is_restored_there(
     assert sorted(r["key"] for r in rows) == sorted(archive.keys)
     assert all(r["node"].startswith(FAKE_NODE_PREFIX) for r in rows), {r["node"] for r in rows}
     assert {r["engine"] for r in rows} == {"spl"}  # the bundled model, on the worker's CPU
-
-
-def test_gpus_that_can_never_come_fail_in_one_sentence_after_the_wait(
-    autoscaling_head, archive, out_prefix
-):
-    spl = Spl(autoscaling_head.client_env())
-    extra = ("--gpus-per-actor", "2", "--gpu-wait-s", "5")  # no worker type has 2 GPUs
-    submitted = spl("submit", *flags(archive, out_prefix, *extra), "--name", "nogpu")
-    assert submitted.exit_code == 0, submitted.output
-    status = spl("status", "nogpu", "--wait", "--timeout", "120", "--json")
-    assert json.loads(status.stdout)["job"]["status"] == "FAILED"
-    logs = spl("logs", "nogpu").output
-    assert "asked for 1 actor(s) with 2 GPU each" in logs and "after 5 s" in logs, logs[-2000:]
