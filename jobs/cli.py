@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("jobs.data", "data", "Build the default model's photo set (splits + manifest)."),
     "train": ("jobs.train", "train", "Train or fine-tune an SPL generator."),
     "report": ("jobs.report", "report", "Write one HTML page about a restore run."),
+    "watermark": ("jobs.watermark", "watermark", "Find the watermark an archive shares."),
     "demo": ("jobs.cli", "demo", "Restore a built-in sample archive into out/demo."),
 }
 

@@ -48,13 +48,21 @@ HELP: dict[str, tuple[str, str | None]] = {
         "Prefix of the masks, matched to images by relative key (photo.jpg <-> photo.png).",
         "URI",
     ),
-    "mask_template": ("One mask for every image (e.g. a fixed-position watermark).", "FILE"),
+    "mask_template": (
+        "One mask for every image (e.g. a fixed-position watermark); `auto` finds it.",
+        "FILE|auto",
+    ),
     "mask_anchor": ("Where the mask template sits on each image.", None),
     "mask_offset": (
         "Template offset from its anchor: pixels or percent, e.g. 12,12 or 2%,2%.",
         "X,Y",
     ),
     "mask_scale": ("Template width as a fraction of the image width, in (0, 1].", "F"),
+    "mask_search": (
+        "Find the template within PX of its place in each image (watermarks that move).",
+        "PX",
+    ),
+    "mask_min_score": ("Below this match score an image is skipped, never filled.", "S"),
     "output": ("Where restored images, stats and run summaries go (any fsspec URL).", "URI"),
     "format": ("Input layout; auto detects pairs, WebDataset tars or Parquet shards.", None),
     "checkpoint": ("SPL weights (official .pth or the project's .safetensors).", "URI"),

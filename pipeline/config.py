@@ -88,6 +88,8 @@ class RestoreConfig:
     mask_anchor: str = "fill"
     mask_offset: tuple[str, str] = ("0", "0")
     mask_scale: float | None = None
+    mask_search: int = 0  # px: find the template near its place in each image (0: off)
+    mask_min_score: float = 0.3  # below this match score an image is skipped, not filled
     format: str = "auto"
     checkpoint: str | None = None
     engine: str | None = None
@@ -208,6 +210,10 @@ class RestoreConfig:
             self.gpus_per_actor = _float("gpus_per_actor", self.gpus_per_actor, low=0.0)
             if self.gpus_per_actor > 0 and self.device == "cpu":
                 raise ConfigError("`gpus_per_actor` > 0 needs `device` auto or cuda, not cpu")
+        self.mask_search = _int("mask_search", self.mask_search, low=0)
+        self.mask_min_score = _float("mask_min_score", self.mask_min_score, low=0.0)
+        if self.mask_search and not self.mask_template and not self.masks:
+            raise ConfigError("`mask_search` needs a `mask_template`")
         if self.mask_scale is not None:
             self.mask_scale = _float("mask_scale", self.mask_scale, low=1e-6)
             if self.mask_scale > 1:
@@ -268,6 +274,11 @@ class RestoreConfig:
             "mask_anchor": self.mask_anchor if self.mask_template else None,
             "mask_offset": list(self.mask_offset) if self.mask_template else None,
             "mask_scale": self.mask_scale if self.mask_template else None,
+            **(
+                {"mask_search": self.mask_search, "mask_min_score": self.mask_min_score}
+                if self.mask_search
+                else {}
+            ),
             "output_format": self.output_format,
             "output_quality": self.output_quality,
         }

@@ -20,7 +20,7 @@ from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
 from .schema import ERROR, SKIPPED, WORK_SCHEMA, table
-from .template import place_template
+from .template import NotFound, Placement
 
 # input mode -> the mode we write back (None: RGB, and no original pixels need carrying)
 OUTPUT_MODES = {
@@ -55,14 +55,17 @@ def decode_batch(
     offset: tuple[str, str] = ("0", "0"),
     scale: float | None = None,
     max_image_pixels: int | None = None,
+    search: int = 0,
+    min_score: float = 0.3,
 ) -> pa.Table:
     out = []
+    placement = Placement(template, anchor, offset, scale, search, min_score)
     for row in batch.to_pylist():
         if row.get("status"):
             out.append(row)
             continue
         try:
-            out.append(decode_row(row, template, anchor, offset, scale, max_image_pixels))
+            out.append(decode_row(row, placement, max_image_pixels))
         except ItemError as exc:
             out.append(_fail(row, str(exc)))
         except Exception as exc:  # never let one item take its neighbours down
@@ -71,23 +74,23 @@ def decode_batch(
 
 
 def decode_row(
-    row: dict[str, Any],
-    template: bytes | None,
-    anchor: str,
-    offset: tuple[str, str],
-    scale: float | None,
-    max_image_pixels: int | None,
+    row: dict[str, Any], placement: Placement, max_image_pixels: int | None
 ) -> dict[str, Any]:
     img, fmt = open_image(row["image_bytes"], "image", max_image_pixels)
     input_mode = img.mode
     icc, exif = img.info.get("icc_profile"), img.info.get("exif")
     rgb, out_mode, orig = to_rgb(img)
     height, width = rgb.shape[:2]
-    if template is not None:
+    if placement.template is not None:
         try:
-            hole = place_template(template, (height, width), anchor, offset, scale)
+            hole, score, shift = placement.place(rgb)
         except MaskError as exc:
             raise ItemError(f"mask template does not fit this image: {exc}") from None
+        except NotFound as exc:
+            _fill(row, width, height, input_mode, fmt, out_mode)
+            row.update(status=SKIPPED, error=str(exc), mask_score=exc.score)
+            return row
+        row.update(mask_score=score, mask_shift=shift)
     else:
         mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
         try:
@@ -95,21 +98,14 @@ def decode_row(
         except MaskError as exc:
             raise ItemError(f"mask does not fit the image: {exc}") from None
     stats = mask_stats(hole)
+    _fill(row, width, height, input_mode, fmt, out_mode)
     row.update(
-        image_bytes=None,
-        mask_bytes=None,
-        width=width,
-        height=height,
-        input_mode=input_mode,
-        input_format=fmt,
-        input_ext=row.get("input_ext") or _ext_of(fmt),
         icc=icc,
         exif=exif if isinstance(exif, bytes) else None,
         hole_pixels=int(stats["hole_pixels"]),
         hole_ratio=float(stats["hole_ratio"]),
         regions=int(stats["regions"]),
         largest_region=int(stats["largest_region"]),
-        orig_mode=out_mode,
     )
     if not hole.any():
         row.update(status=SKIPPED, error="mask has no hole pixels: nothing to restore")
@@ -118,6 +114,21 @@ def decode_row(
     row["hole"] = np.packbits(hole.ravel()).tobytes()
     row["orig"] = orig
     return row
+
+
+def _fill(
+    row: dict[str, Any], width: int, height: int, mode: str, fmt: str, out_mode: str
+) -> None:
+    row.update(
+        image_bytes=None,
+        mask_bytes=None,
+        width=width,
+        height=height,
+        input_mode=mode,
+        input_format=fmt,
+        input_ext=row.get("input_ext") or _ext_of(fmt),
+        orig_mode=out_mode,
+    )
 
 
 def open_image(data: bytes | None, what: str, max_pixels: int | None) -> tuple[Image.Image, str]:

@@ -145,6 +145,8 @@ def build_dataset(
         "offset": config.mask_offset,
         "scale": config.mask_scale,
         "max_image_pixels": config.max_image_pixels,
+        "search": config.mask_search,
+        "min_score": config.mask_min_score,
     }
     ds = ds.map_batches(
         read_and_decode,

@@ -52,6 +52,10 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
     run_id = config.run_id or new_run_id()
     started_ray = _ensure_ray(config)
     try:
+        if config.mask_template == "auto":
+            from .watermark import resolve_auto_template
+
+            config = resolve_auto_template(config)
         model = choose_model(config)
         settings_id = config.settings_id(model.model_id, model.engine)
         listing = list_units(config)

@@ -50,6 +50,8 @@ WORK_SCHEMA = pa.schema(
         ("engine", pa.string()),
         ("model_id", pa.string()),
         ("node", pa.string()),
+        ("mask_score", pa.float64()),  # watermark match score (mask_search)
+        ("mask_shift", pa.string()),  # "dx,dy" px from the template's expected place
     ]
 )
 
@@ -95,6 +97,8 @@ STATS_SCHEMA = pa.schema(
         ("input_format", pa.string()),
         ("output_mode", pa.string()),
         ("output_bytes", pa.int64()),
+        ("mask_score", pa.float64()),
+        ("mask_shift", pa.string()),
     ]
 )
 

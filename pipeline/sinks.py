@@ -91,6 +91,8 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
         "node",
         "input_mode",
         "input_format",
+        "mask_score",
+        "mask_shift",
     )
     stats = {name: row.get(name) for name in keep}
     stats.update(run_id=run_id, settings_id=settings_id, strategy=strategy)

@@ -5,12 +5,18 @@
   corner/edge, `offset` (pixels or % of the image) inward from it, and scaled so that its
   width is `scale` x the image width (`scale` None: its own pixel size). Parts falling
   outside the image are cut off.
+
+With `search` > 0 (`mask_search`), the placed template is then looked for in each image within
+±search px of that place (`spl_model.watermark.locate`) and moved to where it matches best; an
+image where the match scores below `min_score` raises `NotFound` (a `skipped` row, never a
+blind fill).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -75,3 +81,52 @@ def _position(anchor: str, low: str, high: str, size: int, extent: int, offset: 
     if high in anchor:
         return size - extent - offset
     return (size - extent) // 2 + offset
+
+
+class NotFound(Exception):
+    """The watermark was not found near its expected place in this image."""
+
+    def __init__(self, message: str, score: float) -> None:
+        super().__init__(message)
+        self.score = score
+
+
+@dataclass(frozen=True)
+class Placement:
+    """How a run's mask template lands on each image (see the module docstring)."""
+
+    template: bytes | None
+    anchor: str = "fill"
+    offset: tuple[str, str] = ("0", "0")
+    scale: float | None = None
+    search: int = 0
+    min_score: float = 0.3
+
+    def place(self, rgb: np.ndarray) -> tuple[np.ndarray, float | None, str | None]:
+        """(hole map, match score, "dx,dy") for one RGB image; score and shift are None
+        without a search."""
+        assert self.template is not None
+        hole = place_template(self.template, rgb.shape[:2], self.anchor, self.offset, self.scale)
+        if self.search <= 0 or not hole.any():
+            return hole, None, None
+        from spl_model.watermark import locate
+
+        ys, xs = np.nonzero(hole)
+        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        dx, dy, score = locate(rgb, hole[y0:y1, x0:x1], (x0, y0), self.search)
+        if score < self.min_score:
+            raise NotFound(
+                f"watermark not found within {self.search} px of its place (match score "
+                f"{score:.2f} < mask_min_score {self.min_score:g}): left as it is",
+                score,
+            )
+        return _shifted(hole, dx, dy), round(score, 4), f"{dx},{dy}"
+
+
+def _shifted(hole: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """`hole` moved by (dx, dy); what moves past the border is cut off."""
+    out = np.zeros_like(hole)
+    h, w = hole.shape
+    src = hole[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
+    return out
