@@ -12,20 +12,17 @@ from pipeline.config import ConfigError
 from pipeline.train import TrainConfig, run_training
 
 
-def _ratio(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in value.split(":"))
-    except ValueError:
-        raise click.BadParameter("expected LOW:HIGH, e.g. 0.1:0.6") from None
-    return low, high
+def _two_floats(separator: str, example: str):
+    """A click callback parsing `A<separator>B` into two floats."""
 
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, float]:
+        try:
+            first, second = (float(v) for v in value.split(separator))
+        except ValueError:
+            raise click.BadParameter(f"expected two numbers like {example}") from None
+        return first, second
 
-def _betas(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, float]:
-    try:
-        beta1, beta2 = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter("expected B1,B2, e.g. 0,0.9") from None
-    return beta1, beta2
+    return parse
 
 
 @click.command("train")
@@ -58,11 +55,16 @@ def _betas(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[fl
     "--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
     show_default=True, help="cosine: decay to 0 over the steps or the time limit.",
 )  # fmt: skip
-@click.option("--betas", default="0,0.9", show_default=True, callback=_betas, help="Adam betas.")
+@click.option(
+    "--betas", default="0,0.9", show_default=True, callback=_two_floats(",", "0,0.9"),
+    help="Adam betas.",
+)  # fmt: skip
 @click.option("--l1-weight", default=10.0, show_default=True, type=float)
 @click.option("--gan-weight", default=1.0, show_default=True, type=float)
 @click.option("--prior-weight", default=1.0, show_default=True, type=float)
-@click.option("--hole-ratio", default="0.1:0.6", show_default=True, callback=_ratio)
+@click.option(
+    "--hole-ratio", default="0.1:0.6", show_default=True, callback=_two_floats(":", "0.1:0.6")
+)
 @click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
     show_default=True, help="auto: bf16 autocast on CUDA, fp32 on CPU.",

@@ -33,7 +33,13 @@ def detect(images, output, sample, min_group, fmt, seed, storage_options) -> Non
     try:
         config = DetectConfig(images, output, sample, min_group, seed, fmt,
                               storage_options_flag(storage_options))  # fmt: skip
-        detection = detect_watermark(config)
+        with click.progressbar(length=1, label="reading the sample", file=None) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            detection = detect_watermark(config, progress=progress)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(detection.message)

@@ -20,6 +20,7 @@ import logging
 import posixpath
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,10 +66,14 @@ class Detection:
     seconds: float = 0.0
 
 
-def detect_watermark(config: DetectConfig, write: bool = True) -> Detection:
-    """Sample, estimate, and (with `write`) write the outputs; see the module docstring."""
+def detect_watermark(
+    config: DetectConfig, write: bool = True, progress: Callable[[int, int], None] | None = None
+) -> Detection:
+    """Sample, estimate, and (with `write`) write the outputs; see the module docstring.
+
+    `progress(done, total)` is called as the sample's read tasks finish."""
     start = time.time()
-    images = sample_images(config)
+    images = sample_images(config, progress)
     if len(images) < config.min_group:
         raise ConfigError(
             f"only {len(images)} readable images sampled from {config.images!r}; the estimate "
@@ -108,7 +113,9 @@ def detect_watermark(config: DetectConfig, write: bool = True) -> Detection:
     return detection
 
 
-def sample_images(config: DetectConfig) -> list[np.ndarray]:
+def sample_images(
+    config: DetectConfig, progress: Callable[[int, int], None] | None = None
+) -> list[np.ndarray]:
     """A seeded sample of the input's items as luminance arrays, read and decoded in Ray tasks."""
     import ray
 
@@ -127,7 +134,13 @@ def sample_images(config: DetectConfig) -> list[np.ndarray]:
     task = ray.remote(_read_gray)
     per_task = -(-config.sample // max(len(chunks), 1)) + 1
     refs = [task.remote(chunk, config.storage_options, per_task) for chunk in chunks]
-    images = [array for arrays in ray.get(refs) for array in arrays]
+    images: list[np.ndarray] = []
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        images += ray.get(ready[0])
+        if progress is not None:
+            progress(len(refs) - len(pending), len(refs))
     return images[: config.sample]
 
 

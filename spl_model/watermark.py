@@ -41,24 +41,29 @@ def gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def differences(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Forward differences of the luminance: the gradient field a Poisson solve inverts."""
-    g = gray(image)
-    gx, gy = np.zeros_like(g), np.zeros_like(g)
-    gx[:, :-1] = g[:, 1:] - g[:, :-1]
-    gy[:-1, :] = g[1:, :] - g[:-1, :]
-    return gx, gy
+def median_gradients(
+    images: list[np.ndarray], band_bytes: int = 256 * 2**20
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-pixel medians of the x and y differences, and the images' typical gradient.
 
-
-def median_gradients(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-pixel medians of the x and y differences, and the images' typical gradient."""
-    gx = np.empty((len(images), *images[0].shape[:2]), np.float32)
-    gy = np.empty_like(gx)
-    typical = []
-    for i, image in enumerate(images):
-        gx[i], gy[i] = differences(image)
-        typical.append(float(np.mean(np.abs(gx[i]) + np.abs(gy[i]))))
-    return np.median(gx, axis=0), np.median(gy, axis=0), float(np.median(typical))
+    Computed in bands of rows, so that memory beyond the images themselves stays near
+    `band_bytes` however many images or pixels there are."""
+    grays = [img if img.ndim == 2 and img.dtype == np.uint8 else gray(img) for img in images]
+    height, width = grays[0].shape
+    rows = max(1, band_bytes // (8 * len(grays) * width))
+    mx, my = np.zeros((height, width), np.float32), np.zeros((height, width), np.float32)
+    totals = np.zeros(len(grays))
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        below = min(bottom + 1, height)  # one more row for the y differences
+        band = np.stack([g[top:below] for g in grays]).astype(np.float32)
+        dx = np.zeros((len(grays), bottom - top, width), np.float32)
+        dx[:, :, :-1] = band[:, : bottom - top, 1:] - band[:, : bottom - top, :-1]
+        dy = np.zeros_like(dx)
+        dy[:, : below - top - 1] = band[:, 1:] - band[:, :-1]
+        mx[top:bottom], my[top:bottom] = np.median(dx, axis=0), np.median(dy, axis=0)
+        totals += np.abs(dx).sum(axis=(1, 2)) + np.abs(dy).sum(axis=(1, 2))
+    return mx, my, float(np.median(totals / (height * width)))
 
 
 def poisson(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:

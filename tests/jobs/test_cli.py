@@ -12,6 +12,7 @@ from .conftest import one_line_error
 DESIGN_COMMANDS = {
     "restore", "submit", "status", "logs", "stop", "list",
     "evaluate", "train", "report", "schedule", "demo",
+    "watermark",  # `spl watermark detect`
     "data",  # builds the default model's photo set (docs/ARCHITECTURE.md)
 }  # fmt: skip
 

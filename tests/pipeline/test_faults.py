@@ -222,10 +222,13 @@ def inpaint_actor_pids() -> list[int]:
 
 def test_killing_the_inference_actor_mid_batch_costs_a_restart_not_rows(ray_local, tmp_path):
     images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
-    for i in range(ITEMS):
-        for folder, img in ((images, data.photo(300 + i, SIZE)), (masks, None)):
+    # Large items with large holes: each takes opencv-ns a while, so the actor is still busy
+    # when the first images are written (the run used to finish inference before that).
+    items, size, hole = ITEMS, (768, 576), (100, 80, 660, 480)
+    for i in range(items):
+        for folder, img in ((images, data.photo(300 + i, size)), (masks, None)):
             folder.mkdir(exist_ok=True)
-            blob = data.encode(img) if img else data.encode(data.box_mask(SIZE, HOLE))
+            blob = data.encode(img) if img else data.encode(data.box_mask(size, hole))
             (folder / f"{i:02d}.png").write_bytes(blob)
     killed: dict = {}
 
@@ -243,13 +246,13 @@ def test_killing_the_inference_actor_mid_batch_costs_a_restart_not_rows(ray_loca
     summary = run_restore(spec(str(images), str(masks), str(out)))
     thread.join(timeout=90)
     assert "error" not in outcome, outcome.get("error")
-    assert killed.get("pid") and killed["images_before"] < ITEMS, "not killed mid-run"
+    assert killed.get("pid") and killed["images_before"] < items, "not killed mid-run"
     assert summary["status"] == "finished"
     assert summary["counts"] == {
-        "listed": ITEMS, "ok": ITEMS, "error": 0, "skipped": 0, "already_done": 0,
+        "listed": items, "ok": items, "error": 0, "skipped": 0, "already_done": 0,
     }  # fmt: skip
     rows = load_history(str(out), {}, columns=list(STATS_SCHEMA.names)).to_pylist()
-    assert len(rows) == ITEMS
+    assert len(rows) == items
     check_every_item_once(rows, len(list((out / "images").glob("*.png"))))
 
 
