@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,7 @@ class RestoreConfig:
             value = getattr(self, name)
             if not isinstance(value, str):
                 raise ConfigError(f"`{name}` must be a path or URL string, got {value!r}")
+        self.output = _normal_output(self.output)
         if self.masks and self.mask_template:
             raise ConfigError(
                 "give either `masks` (a prefix) or `mask_template` (one file), not both"
@@ -236,6 +238,7 @@ class RestoreConfig:
             self.storage_options = {}
         if not isinstance(self.storage_options, dict):
             raise ConfigError("`storage_options` must be a mapping (e.g. {endpoint_url: ...})")
+        self._apply_io_timeout()
         if self.run_id is not None and not RUN_ID_RE.match(str(self.run_id)):
             raise ConfigError(
                 f"`run_id` {self.run_id!r} must be 1-128 characters of letters, digits, . _ - "
@@ -258,11 +261,25 @@ class RestoreConfig:
         return low, high
 
     # ---- derived values -----------------------------------------------------------------
-    def settings_id(self, model_id: str, engine: str) -> str:
+    def _apply_io_timeout(self) -> None:
+        """`io_timeout_s` becomes the S3 connect/read timeout of every filesystem the job opens
+        (explicit `config_kwargs` timeouts in `storage_options` win)."""
+        urls = (self.images, self.masks, self.mask_template, self.output, self.checkpoint)
+        if not any(isinstance(u, str) and u.startswith(("s3://", "s3a://")) for u in urls):
+            return
+        config_kwargs = dict(self.storage_options.get("config_kwargs") or {})
+        config_kwargs.setdefault("connect_timeout", self.io_timeout_s)
+        config_kwargs.setdefault("read_timeout", self.io_timeout_s)
+        self.storage_options = {**self.storage_options, "config_kwargs": config_kwargs}
+
+    def settings_id(self, model_id: str, engine: str, template_url: str | None = None) -> str:
         """Fingerprint of everything that changes an output image; the ledger keys on it.
 
         Batch size, actors and device are left out on purpose: they change speed, not results.
+        `template_url`: the template the listing found (`masks` naming one file is a template
+        too), so its placement counts however it arrived.
         """
+        templated = bool(self.mask_template or template_url)
         settings = {
             "model_id": model_id,
             "engine": engine,
@@ -271,9 +288,9 @@ class RestoreConfig:
             "precision": self.precision,
             "masks": self.masks,
             "mask_template": self.mask_template,
-            "mask_anchor": self.mask_anchor if self.mask_template else None,
-            "mask_offset": list(self.mask_offset) if self.mask_template else None,
-            "mask_scale": self.mask_scale if self.mask_template else None,
+            "mask_anchor": self.mask_anchor if templated else None,
+            "mask_offset": list(self.mask_offset) if templated else None,
+            "mask_scale": self.mask_scale if templated else None,
             **(
                 {"mask_search": self.mask_search, "mask_min_score": self.mask_min_score}
                 if self.mask_search
@@ -360,3 +377,19 @@ def _offset(value: Any) -> tuple[str, str]:
             )
         out.append(text)
     return out[0], out[1]
+
+
+def _normal_output(url: str) -> str:
+    """`output` in one spelling that every write uses: a local path is normalised (`./a//b/..`
+    means what the OS says it means); a URL with `..`, `.` or empty path segments is refused,
+    since object stores keep such keys literally while path joins collapse them."""
+    if "://" not in url:
+        return posixpath.normpath(url) if url else url
+    scheme, path = url.split("://", 1)
+    parts = path.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(
+            f"`output` {url!r} has '..', '.' or empty ('//') path segments; write the location "
+            "out in full (object stores keep such keys literally)"
+        )
+    return f"{scheme}://{'/'.join(parts)}"

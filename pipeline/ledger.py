@@ -5,7 +5,9 @@ with them. A stats row is written (atomically, by the driver) only after its ima
 place, so "has a row" implies "its output exists". An item is done for this run when a row
 with the same `settings_id` (model id + every setting that changes the output) says:
 - `ok` or `skipped`;
-- `error`, unless `retry_failed` (then only error items and new items run again).
+- `error` of the `permanent` kind (bad input), unless `retry_failed`. `transient` errors
+  (storage, timeouts, worker or device faults, a missing mask) are never done: the next run
+  retries them on its own. Rows from versions before `error_kind` count as permanent.
 `overwrite` ignores the ledger. Why not `ray.data.checkpoint`: see docs/PIPELINE.md.
 """
 
@@ -20,11 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from .errors import TRANSIENT
 from .schema import ERROR, OK, SKIPPED, STATS_SCHEMA
 from .storage import filesystem, with_retries
 
 log = logging.getLogger(__name__)
-LEDGER_COLUMNS = ["run_id", "key", "status", "settings_id", "finished_at"]
+LEDGER_COLUMNS = ["run_id", "key", "status", "settings_id", "finished_at", "error_kind"]
 
 
 def stats_files(output: str, storage_options: dict[str, Any], retries: int = 5) -> list[str]:
@@ -65,8 +68,14 @@ def done_keys(
     if overwrite or history.num_rows == 0:
         return frozenset()
     same = history.filter(pc.equal(history["settings_id"], settings_id))
-    statuses = [OK, SKIPPED] if retry_failed else [OK, SKIPPED, ERROR]
-    done = same.filter(pc.is_in(same["status"], pa.array(statuses)))
+    finished = pc.is_in(same["status"], pa.array([OK, SKIPPED]))
+    if not retry_failed:
+        permanent = pc.and_(
+            pc.equal(same["status"], ERROR),
+            pc.fill_null(pc.not_equal(same["error_kind"], TRANSIENT), True),
+        )
+        finished = pc.or_(finished, permanent)
+    done = same.filter(finished)
     return frozenset(pc.unique(done["key"]).to_pylist())
 
 

@@ -57,8 +57,8 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
 
             config = resolve_auto_template(config)
         model = choose_model(config)
-        settings_id = config.settings_id(model.model_id, model.engine)
         listing = list_units(config)
+        settings_id = config.settings_id(model.model_id, model.engine, listing.template_url)
         history = ledger.load_history(config.output, config.storage_options, config.io_retries)
         done = ledger.done_keys(history, settings_id, config.retry_failed, config.overwrite)
         units, already = listing.units, 0

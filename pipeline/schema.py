@@ -99,6 +99,7 @@ STATS_SCHEMA = pa.schema(
         ("output_bytes", pa.int64()),
         ("mask_score", pa.float64()),
         ("mask_shift", pa.string()),
+        ("error_kind", pa.string()),  # transient | permanent (pipeline/errors.py)
     ]
 )
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 from . import quality
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
+from .errors import error_kind
 from .inference import unpack_bits
 from .schema import ERROR, OK, STATS_SCHEMA, table
 from .storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
@@ -64,6 +65,7 @@ def write_images(
                     status=ERROR,
                     error=f"cannot write the output image: {type(exc).__name__}: {exc}",
                 )
+        stats["error_kind"] = error_kind(stats["status"], stats.get("error"))
         stats["total_ms"] = (time.time() - row["t_start"]) * 1000 if row.get("t_start") else None
         stats["finished_at"] = datetime.now(UTC)
         out.append(stats)

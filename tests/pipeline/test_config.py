@@ -90,3 +90,39 @@ def test_settings_id_tracks_what_changes_outputs_only():
     assert make(dilate=4).settings_id("abc", "spl") != sid
     assert make(output_format="webp").settings_id("abc", "spl") != sid
     assert base.settings_id("def", "spl") != sid
+
+
+def test_the_output_location_has_one_spelling_for_every_write():
+    local = RestoreConfig.from_dict({"images": "in", "mask_template": "m.png",
+                                     "output": "./runs//a/../out/"})  # fmt: skip
+    assert local.output == "runs/out"
+    ok = RestoreConfig.from_dict({"images": "in", "mask_template": "m.png",
+                                  "output": "s3://bucket/restored/"})  # fmt: skip
+    assert ok.output == "s3://bucket/restored"
+    for bad in ("s3://b/a/../out", "s3://b//out", "s3://b/./out"):
+        with pytest.raises(ConfigError, match="`output`"):
+            RestoreConfig.from_dict({"images": "in", "mask_template": "m.png", "output": bad})
+
+
+def test_template_placement_counts_however_the_template_arrives():
+    def sid(**extra) -> str:
+        spec = {"images": "in", "output": "out", "masks": "m.png", **extra}
+        config = RestoreConfig.from_dict(spec)
+        return config.settings_id("abc", "spl", template_url="m.png")
+
+    assert sid(mask_anchor="top-left") != sid(mask_anchor="bottom-right")
+    assert sid(mask_offset="4,4") != sid(mask_offset="8,8")
+
+
+def test_io_timeout_reaches_every_s3_filesystem_the_job_opens():
+    from pipeline.storage import filesystem
+
+    base = {"images": "s3://b/in", "mask_template": "m.png", "output": "s3://b/out",
+            "io_timeout_s": 7}  # fmt: skip
+    endpoint = {"endpoint_url": "http://127.0.0.1:1"}
+    config = RestoreConfig.from_dict({**base, "storage_options": endpoint})
+    fs, _ = filesystem(config.output, config.storage_options)
+    assert fs.config_kwargs["connect_timeout"] == 7 and fs.config_kwargs["read_timeout"] == 7
+    explicit = {"config_kwargs": {"read_timeout": 99}}
+    mine = RestoreConfig.from_dict({**base, "storage_options": explicit})
+    assert mine.storage_options["config_kwargs"]["read_timeout"] == 99

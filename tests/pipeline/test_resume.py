@@ -143,3 +143,50 @@ def test_sigkill_of_the_driver_then_rerun_restores_every_item_exactly_once(
     assert len(images) == ITEMS
     for path in images[:: max(1, ITEMS // 8)]:  # complete files under final names
         Image.open(io.BytesIO(s3.cat_file(path))).load()
+
+
+def test_a_mask_uploaded_after_its_image_is_restored_by_the_next_run_on_its_own(
+    ray_local, tmp_path
+):
+    from pipeline import RestoreConfig, run_restore
+    from pipeline.ledger import latest_rows
+    from tests.pipeline import data as shapes
+
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    images.mkdir()
+    masks.mkdir()
+    for name in ("early", "late"):
+        (images / f"{name}.png").write_bytes(shapes.encode(shapes.photo(7, (64, 48))))
+    (masks / "early.png").write_bytes(shapes.encode(shapes.box_mask((64, 48), (8, 8, 30, 30))))
+    spec = {"images": str(images), "masks": str(masks), "output": str(out),
+            "engine": "opencv-telea", "progress_bars": False}  # fmt: skip
+    first = run_restore(RestoreConfig.from_dict(spec))
+    assert first["counts"]["error"] == 1
+    rows = {r["key"]: r for r in latest_rows(str(out)).to_pylist()}
+    assert rows["late"]["error_kind"] == "transient" and "no mask" in rows["late"]["error"]
+
+    (masks / "late.png").write_bytes(shapes.encode(shapes.box_mask((64, 48), (8, 8, 30, 30))))
+    second = run_restore(RestoreConfig.from_dict(spec))  # no --retry-failed
+    assert second["counts"]["ok"] == 1 and second["counts"]["already_done"] == 1
+
+
+def test_permanent_errors_stay_done_until_retry_failed_and_old_rows_count_as_permanent():
+    import pyarrow as pa
+
+    from pipeline.errors import error_kind
+    from pipeline.ledger import done_keys
+
+    assert error_kind("error", "cannot read s3://b/k: ReadTimeoutError") == "transient"
+    assert error_kind("error", "inpainting failed: OutOfMemoryError: CUDA out of memory") == (
+        "transient"
+    )
+    assert error_kind("error", "the image is corrupt or truncated: broken data") == "permanent"
+    assert error_kind("ok", None) is None
+    history = pa.table({
+        "key": ["bad", "flaky", "legacy", "fine"],
+        "status": ["error", "error", "error", "ok"],
+        "settings_id": ["s"] * 4,
+        "error_kind": ["permanent", "transient", None, None],
+    })  # fmt: skip
+    assert done_keys(history, "s") == {"bad", "legacy", "fine"}
+    assert done_keys(history, "s", retry_failed=True) == {"fine"}
