@@ -238,7 +238,6 @@ class RestoreConfig:
             self.storage_options = {}
         if not isinstance(self.storage_options, dict):
             raise ConfigError("`storage_options` must be a mapping (e.g. {endpoint_url: ...})")
-        self._apply_io_timeout()
         if self.run_id is not None and not RUN_ID_RE.match(str(self.run_id)):
             raise ConfigError(
                 f"`run_id` {self.run_id!r} must be 1-128 characters of letters, digits, . _ - "
@@ -261,17 +260,6 @@ class RestoreConfig:
         return low, high
 
     # ---- derived values -----------------------------------------------------------------
-    def _apply_io_timeout(self) -> None:
-        """`io_timeout_s` becomes the S3 connect/read timeout of every filesystem the job opens
-        (explicit `config_kwargs` timeouts in `storage_options` win)."""
-        urls = (self.images, self.masks, self.mask_template, self.output, self.checkpoint)
-        if not any(isinstance(u, str) and u.startswith(("s3://", "s3a://")) for u in urls):
-            return
-        config_kwargs = dict(self.storage_options.get("config_kwargs") or {})
-        config_kwargs.setdefault("connect_timeout", self.io_timeout_s)
-        config_kwargs.setdefault("read_timeout", self.io_timeout_s)
-        self.storage_options = {**self.storage_options, "config_kwargs": config_kwargs}
-
     def settings_id(self, model_id: str, engine: str, template_url: str | None = None) -> str:
         """Fingerprint of everything that changes an output image; the ledger keys on it.
 

@@ -1,10 +1,11 @@
 """Whether an error row is worth retrying: `transient` errors are retried by the next run on its
 own; `permanent` ones (the input itself is bad) only with `retry_failed`.
 
-Transient: storage reads and writes, timeouts, a file that vanished after listing, a mask that
-is not there (yet), worker and device faults (a lost actor, CUDA out of memory). Everything
-else, such as corrupt or unsupported images, masks that do not fit and unsafe keys, is
-permanent. The messages are this project's own, so their wording is the contract.
+Transient: storage reads and writes, timeouts, a file that vanished after listing, a pair's
+mask that is not there yet (a shard's members never change, so a shard sample without a mask
+is permanent), worker and device faults (a lost actor, CUDA out of memory). Everything else,
+such as corrupt or unsupported images, masks that do not fit and unsafe keys, is permanent.
+The messages are this project's own, so their wording is the contract.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ TRANSIENT_MARKERS = (
     "cannot read ",
     "cannot write ",
     "disappeared after listing",
-    "no mask for this image",
-    "no mask member",
+    "no mask for this image",  # pairs: the mask may be uploaded after its image
     "timed out",
     "timeout",
     "out of memory",
@@ -26,7 +26,6 @@ TRANSIENT_MARKERS = (
     "objectlosterror",
     "connection",
     "slowdown",
-    "unexpected decode failure",
 )
 
 

@@ -113,16 +113,3 @@ def test_template_placement_counts_however_the_template_arrives():
     assert sid(mask_anchor="top-left") != sid(mask_anchor="bottom-right")
     assert sid(mask_offset="4,4") != sid(mask_offset="8,8")
 
-
-def test_io_timeout_reaches_every_s3_filesystem_the_job_opens():
-    from pipeline.storage import filesystem
-
-    base = {"images": "s3://b/in", "mask_template": "m.png", "output": "s3://b/out",
-            "io_timeout_s": 7}  # fmt: skip
-    endpoint = {"endpoint_url": "http://127.0.0.1:1"}
-    config = RestoreConfig.from_dict({**base, "storage_options": endpoint})
-    fs, _ = filesystem(config.output, config.storage_options)
-    assert fs.config_kwargs["connect_timeout"] == 7 and fs.config_kwargs["read_timeout"] == 7
-    explicit = {"config_kwargs": {"read_timeout": 99}}
-    mine = RestoreConfig.from_dict({**base, "storage_options": explicit})
-    assert mine.storage_options["config_kwargs"]["read_timeout"] == 99
