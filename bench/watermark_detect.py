@@ -47,7 +47,7 @@ def main() -> None:
                 Image.fromarray(image).save(f"{tmp}/{i:05d}.jpg", quality=92)
             start = time.perf_counter()
             found = detect_watermark(
-                DetectConfig(images=tmp, output=f"{tmp}/out", sample=count), write=True
+                DetectConfig(images=tmp, output=f"{tmp}/out", sample=count)
             ).found
             detect_s = time.perf_counter() - start
         rows.append({"images": count, "sizes": len(SIZES), "estimate_s": estimate_s,

@@ -79,9 +79,9 @@ def resources(config: RestoreConfig) -> Resources:
         else:  # leave about half of the CPUs to the decode and encode tasks
             size = max(1, int(cpus * 0.5 // max(config.cpus_per_actor, 0.5)))
         pool = (size, size)
-    device = config.device if config.device == "cuda" or not gpu_wanted else "auto"
+    device = ("cuda" if config.device == "cuda" else "auto") if gpu_wanted else "cpu"
     return Resources(
-        device="cpu" if not gpu_wanted else device,
+        device=device,
         actors=pool,
         gpus_per_actor=per_gpu,
         cpus_per_actor=config.cpus_per_actor,

@@ -218,15 +218,16 @@ def train_loop(
         pairs = validation_pairs(config.val_images, config.seed, config.storage_options)
     clock = _Clock(config, trainer.step_count)
     losses: dict[str, float] = {}
+    residual = generator.config.prefill != "none"
     for batch in loader:
         if trainer.step_count >= config.steps or clock.out_of_time():
             break
         trainer.set_lr(_lr(config, clock.progress(trainer.step_count)))
-        image, image_512, mask, prefilled = (
-            _to_device(batch[k], device) for k in ("image", "image_512", "mask", "prefilled")
+        image, image_512, mask = (
+            _to_device(batch[k], device) for k in ("image", "image_512", "mask")
         )
-        residual = generator.config.prefill != "none"
-        losses = trainer.step(image, image_512, mask, prefilled if residual else None)
+        prefilled = _to_device(batch["prefilled"], device) if residual else None
+        losses = trainer.step(image, image_512, mask, prefilled)
         done = trainer.step_count
         if report is not None:
             report({"step": done, **losses})

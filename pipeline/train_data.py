@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
+from torch.utils.data import IterableDataset, get_worker_info
 
 from spl_model.masks import random_mask
 from spl_model.prefill import prefill
@@ -80,12 +81,6 @@ def make_sample(
         "mask": mask.astype(np.uint8),
         "prefilled": filled,
     }
-
-
-try:  # torch is a dependency of training only; decode workers of the restore job never get here
-    from torch.utils.data import IterableDataset, get_worker_info
-except ImportError:  # pragma: no cover
-    IterableDataset = object  # type: ignore[assignment,misc]
 
 
 class PhotoCrops(IterableDataset):

@@ -53,11 +53,9 @@ def validate(
     """
     was_training = generator.training
     device = next(generator.parameters()).device
-    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     inpainter = Inpainter(generator.eval(), device=str(device), strategy="resize")
     restored = inpainter.inpaint([p[0] for p in pairs], [p[1] for p in pairs])
     generator.train(was_training)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     scores: dict[str, list[float]] = {}
     rows = []
     for (image, mask, bucket), ours in zip(pairs, restored):

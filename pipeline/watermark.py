@@ -67,9 +67,9 @@ class Detection:
 
 
 def detect_watermark(
-    config: DetectConfig, write: bool = True, progress: Callable[[int, int], None] | None = None
+    config: DetectConfig, progress: Callable[[int, int], None] | None = None
 ) -> Detection:
-    """Sample, estimate, and (with `write`) write the outputs; see the module docstring.
+    """Sample, estimate and write the outputs; see the module docstring.
 
     `progress(done, total)` is called as the sample's read tasks finish."""
     start = time.time()
@@ -100,15 +100,13 @@ def detect_watermark(
             f" offset {placement['mask_offset']}"
         )
         detection = Detection(True, message, placement, template, groups, time.time() - start)
-        if write:
-            _write(config, detection, best, images)
-    if write:
-        fs, root = filesystem(config.output, config.storage_options)
-        report = {"found": detection.found, "message": detection.message,
-                  "placement": detection.placement, "groups": groups,
-                  "sampled": len(images), "seconds": round(detection.seconds, 2)}  # fmt: skip
-        blob = json.dumps(report, indent=1).encode()
-        atomic_write(fs, posixpath.join(root, "detection.json"), blob)
+        _write(config, detection, best, images)
+    fs, root = filesystem(config.output, config.storage_options)
+    report = {"found": detection.found, "message": detection.message,
+              "placement": detection.placement, "groups": groups,
+              "sampled": len(images), "seconds": round(detection.seconds, 2)}  # fmt: skip
+    blob = json.dumps(report, indent=1).encode()
+    atomic_write(fs, posixpath.join(root, "detection.json"), blob)
     log.info("%s (%.1f s)", detection.message, detection.seconds)
     return detection
 
@@ -128,7 +126,8 @@ def sample_images(
     rng.shuffle(units)
     if units and units[0]["kind"] == "pair":
         units = units[: config.sample]
-    chunks = [units[i :: max(1, min(len(units), 16))] for i in range(min(len(units), 16))]
+    tasks = min(len(units), 16)
+    chunks = [units[i::tasks] for i in range(tasks)]
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     task = ray.remote(_read_gray)
@@ -194,12 +193,10 @@ def _estimate_groups(images: list[np.ndarray], min_group: int) -> list[Estimate]
 def _placement(best: Estimate, found: list[Estimate]) -> dict[str, Any]:
     """Anchor, offset and scale of the template as `spl restore` spec keys."""
     height, width = best.size
-    x0, y0, x1, y1 = best.box
-    horizontal, dx = _axis(x0, x1, width, ("left", "right"))
-    vertical, dy = _axis(y0, y1, height, ("top", "bottom"))
-    anchor = "-".join(p for p in (vertical, horizontal) if p) or "center"
-    offsets = {_offset_px(e) for e in found if e.size != best.size}
-    disagree = any(abs(o[0] - dx) > 3 or abs(o[1] - dy) > 3 for o in offsets)
+    x0, _, x1, _ = best.box
+    anchor, dx, dy = _anchor_offset(best)
+    others = [_anchor_offset(e) for e in found if e.size != best.size]
+    disagree = any(abs(ox - dx) > 3 or abs(oy - dy) > 3 for _, ox, oy in others)
     relative = disagree or "pooled" in best.reason
     if relative:
         offset = f"{100 * dx / width:.2f}%,{100 * dy / height:.2f}%"
@@ -219,9 +216,12 @@ def _axis(low: int, high: int, size: int, names: tuple[str, str]) -> tuple[str, 
     return "", low - (size - (high - low)) // 2
 
 
-def _offset_px(e: Estimate) -> tuple[int, int]:
+def _anchor_offset(e: Estimate) -> tuple[str, int, int]:
+    """The anchor nearest to the estimate's box, and the box's (x, y) offset from it in px."""
     x0, y0, x1, y1 = e.box
-    return (_axis(x0, x1, e.size[1], ("l", "r"))[1], _axis(y0, y1, e.size[0], ("t", "b"))[1])
+    horizontal, dx = _axis(x0, x1, e.size[1], ("left", "right"))
+    vertical, dy = _axis(y0, y1, e.size[0], ("top", "bottom"))
+    return "-".join(p for p in (vertical, horizontal) if p) or "center", dx, dy
 
 
 def _group_summary(e: Estimate) -> dict[str, Any]:
