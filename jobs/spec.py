@@ -20,6 +20,7 @@ from pipeline.config import (
     ENGINES,
     FORMATS,
     OUTPUT_FORMATS,
+    OUTPUT_LAYOUTS,
     PRECISIONS,
     SECRET_KEYS,
     SECRET_WORDS,
@@ -36,6 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES,
     "precision": PRECISIONS,
     "output_format": OUTPUT_FORMATS,
+    "output_layout": OUTPUT_LAYOUTS,
     "mask_anchor": ANCHORS,
 }
 # (help, metavar) per key; keys the pipeline adds later still get a flag, with a generic help.
@@ -80,6 +82,11 @@ HELP: dict[str, tuple[str, str | None]] = {
     "overwrite": ("Redo every item, even those already restored.", None),
     "output_format": ("Format of restored images; same keeps the input's.", None),
     "output_quality": ("JPEG/WebP quality of restored images (1-100).", "Q"),
+    "output_layout": (
+        "Loose files under OUT/images, or shards under OUT/shards; auto: the input's own.",
+        None,
+    ),
+    "shard_size": ("Items per output shard when the input is loose files.", "N"),
     "max_image_pixels": ("Refuse images larger than this many pixels.", "N"),
     "run_id": ("Name of this run (OUT/runs/<run_id>.json); default: time-based.", "ID"),
     "ray_address": ("Ray cluster to join (GCS address or auto); default: a local Ray.", "ADDRESS"),

@@ -23,6 +23,7 @@ STRATEGIES = ("crop", "resize")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
+OUTPUT_LAYOUTS = ("auto", "files", "webdataset", "parquet")  # auto: the input's own layout
 ANCHORS = (
     "fill",
     "center",
@@ -108,6 +109,8 @@ class RestoreConfig:
     storage_options: dict[str, Any] = field(default_factory=dict)
     output_format: str = "same"
     output_quality: int = 95
+    output_layout: str = "auto"
+    shard_size: int = 1000  # items per output shard when the input has no shards of its own
     max_image_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS
     run_id: str | None = None
     ray_address: str | None = None
@@ -167,6 +170,7 @@ class RestoreConfig:
         if self.output_format == "jpeg":
             self.output_format = "jpg"
         _choice("output_format", self.output_format, OUTPUT_FORMATS)
+        _choice("output_layout", self.output_layout, OUTPUT_LAYOUTS)
         if self.engine is not None:
             _choice("engine", self.engine, ENGINES)
         if self.engine in ("opencv-telea", "opencv-ns") and self.checkpoint:
@@ -196,6 +200,7 @@ class RestoreConfig:
         self.batch_size = _int("batch_size", self.batch_size, low=1)
         self.output_quality = _int("output_quality", self.output_quality, low=1, high=100)
         self.io_retries = _int("io_retries", self.io_retries, low=0)
+        self.shard_size = _int("shard_size", self.shard_size, low=1)
         self.stats_flush_rows = _int("stats_flush_rows", self.stats_flush_rows, low=1)
         if self.max_image_pixels is not None:
             self.max_image_pixels = _int("max_image_pixels", self.max_image_pixels, low=1)
@@ -260,12 +265,25 @@ class RestoreConfig:
         return low, high
 
     # ---- derived values -----------------------------------------------------------------
-    def settings_id(self, model_id: str, engine: str, template_url: str | None = None) -> str:
+    def layout_for(self, input_layout: str) -> str:
+        """The output layout: `output_layout`, or for `auto` the input's own (pairs: files)."""
+        if self.output_layout != "auto":
+            return self.output_layout
+        return "files" if input_layout == "pairs" else input_layout
+
+    def settings_id(
+        self,
+        model_id: str,
+        engine: str,
+        template_url: str | None = None,
+        output_layout: str = "files",
+    ) -> str:
         """Fingerprint of everything that changes an output image; the ledger keys on it.
 
         Batch size, actors and device are left out on purpose: they change speed, not results.
         `template_url`: the template the listing found (`masks` naming one file is a template
-        too), so its placement counts however it arrived.
+        too), so its placement counts however it arrived. A shard `output_layout` counts (its
+        items live in shards, not files); `files` adds nothing, so older fingerprints hold.
         """
         templated = bool(self.mask_template or template_url)
         settings = {
@@ -286,6 +304,7 @@ class RestoreConfig:
             ),
             "output_format": self.output_format,
             "output_quality": self.output_quality,
+            **({"output_layout": output_layout} if output_layout != "files" else {}),
         }
         blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -128,6 +128,7 @@ def build_dataset(
     settings_id: str,
     done_ref: Any = None,
     template: bytes | None = None,
+    output_layout: str = "files",
 ) -> ray.data.Dataset:
     batch = config.batch_size
     per_unit = layout in ("webdataset", "parquet")  # one shard per block: streamed inside
@@ -190,5 +191,7 @@ def build_dataset(
             "settings_id": settings_id,
             "strategy": config.strategy,
             "max_image_pixels": config.max_image_pixels,
+            "layout": output_layout,
+            "input_layout": layout,
         },
     )

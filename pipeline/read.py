@@ -45,17 +45,36 @@ def read_units(
     reader = _Reader(storage_options, io_retries, done or frozenset(), has_template)
     pending: list[dict[str, Any]] = []
     for unit in units.to_pylist():
-        for row in reader.items(unit):
+        for row in _count_items(unit, reader.items(unit)):
             if row.get("status") == ERROR and row["key"] in reader.done:
                 # a damaged shard or an unusable key found again: the ledger already holds
                 # its error row (the key is done unless `retry_failed`)
-                row = {"key": row["key"], "image_uri": row.get("image_uri"), "status": ALREADY_DONE}
+                keep = ("key", "image_uri", "shard", "seq", "shard_items", "sample")
+                row = {name: row.get(name) for name in keep} | {"status": ALREADY_DONE}
             pending.append(row)
             if len(pending) >= batch_size:
                 yield table(pending, WORK_SCHEMA)
                 pending = []
     if pending:
         yield table(pending, WORK_SCHEMA)
+
+
+def _count_items(unit: dict[str, Any], rows: Iterable[dict[str, Any]]) -> Iterator[dict]:
+    """A shard's item rows, the last one carrying `shard_items` (how many items the shard
+    holds), so the driver knows when every item of the shard has its result. A shard that
+    fails part-way ends with a row without `seq`, and so gets no count."""
+    if unit["kind"] not in ("tar", "parquet"):
+        yield from rows  # pair units carry their own shard fields
+        return
+    last, count = None, 0
+    for row in rows:
+        if last is not None:
+            yield last
+        last, count = row, count + 1
+    if last is not None:
+        if last.get("seq") is not None:
+            last["shard_items"] = count
+        yield last
 
 
 class _Reader:
@@ -69,10 +88,12 @@ class _Reader:
     def items(self, unit: dict[str, Any]) -> Iterable[dict[str, Any]]:
         kind = unit["kind"]
         self.seen = {}
+        shard = {name: unit.get(name) for name in ("shard", "seq", "shard_items")}
         if kind == "invalid":
-            return [_error(unit["key"], unit["image"], unit.get("mask"), unit["error"])]
+            row = _error(unit["key"], unit["image"], unit.get("mask"), unit["error"])
+            return [row | shard]
         if kind == "pair":
-            return [self._pair(unit)]
+            return [self._pair(unit) | shard]
         if kind == "tar":
             return self._tar(unit)
         return self._parquet(unit)
@@ -121,14 +142,14 @@ class _Reader:
             attempt += 1
             seen = 0
             try:
-                for key, parts in _tar_samples(fs, path):
+                for key, parts in tar_samples(fs, path):
                     seen += 1
                     if seen <= emitted:
                         continue  # already emitted before a transient failure
                     emitted += 1
                     row = self._tar_row(url, prefix, key, parts)
                     if row is not None:
-                        yield row
+                        yield row | {"shard": prefix, "seq": seen - 1, "sample": key}
                 return
             except Exception as exc:
                 if attempt <= self.retries and is_transient(exc):
@@ -141,7 +162,7 @@ class _Reader:
                     None,
                     f"tar shard unreadable after {emitted} item(s): {type(exc).__name__}: {exc}; "
                     "items after that point were not read",
-                )
+                ) | {"shard": prefix}
                 return
 
     def _tar_row(
@@ -206,12 +227,15 @@ class _Reader:
                         None,
                         f"Parquet shard lacks column(s) {sorted(missing)}; expected "
                         "key, image (bytes), mask (bytes), optional reference",
-                    )
+                    ) | {"shard": prefix}
                     return
                 columns = [c for c in ("key", "image", "mask", "reference") if c in names]
                 for batch in parquet.iter_batches(batch_size=16, columns=columns):
                     for record in batch.to_pylist():
-                        yield self._parquet_row(url, prefix, row_index, record)
+                        row = self._parquet_row(url, prefix, row_index, record)
+                        raw = record.get("key")
+                        sample = None if raw is None else str(raw)
+                        yield row | {"shard": prefix, "seq": row_index, "sample": sample}
                         row_index += 1
         except Exception as exc:
             yield _error(
@@ -219,7 +243,7 @@ class _Reader:
                 url,
                 None,
                 f"Parquet shard unreadable after {row_index} row(s): {type(exc).__name__}: {exc}",
-            )
+            ) | {"shard": prefix}
 
     def _parquet_row(self, url: str, prefix: str, index: int, record: dict[str, Any]):
         start = time.time()
@@ -248,14 +272,23 @@ class _Reader:
         return row
 
 
-def _tar_samples(fs: Any, path: str) -> Iterator[tuple[str, dict[str, tuple[str, bytes]]]]:
+def is_item_member(ext: str) -> bool:
+    """Whether a tar member (by its extension after the key) belongs to an image item: the
+    image, its mask or its reference. Samples with none of them are metadata only."""
+    return ext in TAR_IMAGE_EXTS or ext.split(".", 1)[0] in ("mask", "gt")
+
+
+def tar_samples(
+    fs: Any, path: str, everything: bool = False
+) -> Iterator[tuple[str, dict[str, tuple[str, bytes]]]]:
     """(key, {ext: (member name, bytes)}) per WebDataset sample, streaming the tar once.
 
     The key is the member path up to the first dot of its file name (WebDataset's rule);
-    members of one sample are adjacent. Members that are not images are skipped unread.
+    members of one sample are adjacent. Members that are not images are skipped unread unless
+    `everything` (shard outputs pass them through); sample boundaries are the same either way.
     """
     with fs.open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r|*") as tar:
-        current, parts = None, {}
+        current, parts, exts = None, {}, set()
         for member in tar:
             if not member.isfile():
                 continue
@@ -264,12 +297,12 @@ def _tar_samples(fs: Any, path: str) -> Iterator[tuple[str, dict[str, tuple[str,
                 continue
             stem, _, ext = base.partition(".")
             key, ext = posixpath.join(folder, stem), ext.lower()
-            if key != current or ext in parts:  # a repeated member starts a new sample
+            if key != current or ext in exts:  # a repeated member starts a new sample
                 if current is not None:
                     yield current, parts
-                current, parts = key, {}
-            wanted = ext in TAR_IMAGE_EXTS or ext.split(".", 1)[0] in ("mask", "gt")
-            if wanted:
+                current, parts, exts = key, {}, set()
+            exts.add(ext)
+            if everything or is_item_member(ext):
                 data = tar.extractfile(member)
                 parts[ext] = (member.name, data.read() if data else b"")
         if current is not None:

@@ -238,12 +238,20 @@ def _thumbnail(uri: str, size: int, so: dict[str, Any]) -> str | None:
 def fetch_item_bytes(uri: str, so: dict[str, Any]) -> bytes:
     """Bytes behind a stats row's URI.
 
-    Plain URLs, `shard.tar#member` (WebDataset) and `file.parquet#row=N[/mask]` (Parquet).
+    Plain URLs, `shard.tar#member` (WebDataset), `file.parquet#row=N[/mask]` and
+    `file.parquet#key=K` (Parquet).
     """
     base, _, fragment = uri.partition("#")
     fs, path = filesystem(base, so)
     if not fragment:
         return read_bytes(fs, path)
+    if fragment.startswith("key="):
+        with fs.open(path, "rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(columns=["key", "image"]):
+                for record in batch.to_pylist():
+                    if record["key"] == fragment[4:]:
+                        return record["image"]
+        raise KeyError(f"{uri}: no such key")
     found = re.fullmatch(r"row=(\d+)(/mask)?", fragment)
     if found:
         index, column = int(found.group(1)), "mask" if found.group(2) else "image"

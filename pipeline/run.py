@@ -16,12 +16,12 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from . import ledger
+from . import ledger, shards
 from .config import RestoreConfig
 from .model import choose_model
 from .plan import build_dataset, resources, wait_for_gpus
 from .progress import Progress
-from .schema import ALREADY_DONE
+from .schema import ALREADY_DONE, STATS_SCHEMA
 from .sources import list_units
 from .stats import StatsSink
 from .storage import atomic_write, filesystem, full_url, read_bytes
@@ -58,19 +58,32 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
             config = resolve_auto_template(config)
         model = choose_model(config)
         listing = list_units(config)
-        settings_id = config.settings_id(model.model_id, model.engine, listing.template_url)
+        layout = config.layout_for(listing.layout)
+        settings_id = config.settings_id(
+            model.model_id, model.engine, listing.template_url, layout
+        )
         history = ledger.load_history(config.output, config.storage_options, config.io_retries)
         done = ledger.done_keys(history, settings_id, config.retry_failed, config.overwrite)
         units, already = listing.units, 0
         if listing.layout == "pairs":  # keys are known: skip done items before reading them
             units = [u for u in units if u["key"] not in done]
             already = len(listing.units) - len(units)
+        markers: dict[str, Any] = {}
+        if layout != "files":
+            markers = shards.load_markers(
+                config.output, config.storage_options, config.io_retries
+            )
+            units, published = _plan_shards(
+                config, units, listing.layout, settings_id, markers, run_id
+            )
+            already += published
         template = None
         if listing.template_url:
             fs, path = filesystem(listing.template_url, config.storage_options, config.io_retries)
             template = read_bytes(fs, path, config.io_retries)
         res = resources(config)
         summary = _summary(config, run_id, model, settings_id, listing, started_at)
+        summary["output_layout"] = layout
         summary["resources"] = {
             "device": res.device,
             "actors": list(res.actors),
@@ -99,6 +112,11 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
             config.stats_flush_rows,
             config.stats_flush_s,
         )
+        publisher = None
+        if layout != "files":
+            publisher = shards.ShardPublisher(
+                config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
+            )
         try:
             if units:
                 wait_for_gpus(res, config.gpu_wait_s)
@@ -114,9 +132,13 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
                     settings_id=settings_id,
                     done_ref=done_ref,
                     template=template,
+                    output_layout=layout,
                 )
-                _consume(ds, sink, progress)
+                _consume(ds, sink, progress, publisher)
             sink.flush()
+            if publisher is not None:
+                summary["shards"] = publisher.finish()
+                summary["shards"]["already_published"] = len(listing.units) - len(units)
         except BaseException as exc:
             _flush_quietly(sink)
             summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -133,25 +155,64 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
             ray.shutdown()
 
 
-def _consume(ds: Any, sink: StatsSink, progress: Progress) -> None:
-    """Stream stats rows to the sink; rows of items found done only count."""
+def _consume(
+    ds: Any, sink: StatsSink, progress: Progress, publisher: shards.ShardPublisher | None = None
+) -> None:
+    """Stream stats rows to the sink (rows of items found done only count), and tell the
+    shard publisher which shards' items have all come through."""
     seen: set[str] = set()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         statuses = batch["status"].to_pylist()
         keys = batch["key"].to_pylist()
-        keep = []
+        keep, counted = [], []
         for i, (key, status) in enumerate(zip(keys, statuses, strict=True)):
             if key in seen:  # never two rows for one item in one run
                 log.warning("dropping a second row for key %r in this run", key)
                 continue
             seen.add(key)
+            counted.append(i)
             progress.add(status)
             if status != ALREADY_DONE:
                 keep.append(i)
         if keep:
-            sink.add(batch.take(keep) if len(keep) < batch.num_rows else batch)
+            rows = batch.take(keep) if len(keep) < batch.num_rows else batch
+            sink.add(rows.select(STATS_SCHEMA.names))
+        if publisher is not None and counted:
+            rows = batch.take(counted)
+            publisher.add(rows["shard"].to_pylist(), rows["shard_items"].to_pylist())
         progress.maybe_log()
     progress.maybe_log(force=True)
+
+
+def _plan_shards(
+    config: RestoreConfig,
+    units: list[dict[str, Any]],
+    input_layout: str,
+    settings_id: str,
+    markers: dict[str, Any],
+    run_id: str,
+) -> tuple[list[dict[str, Any]], int]:
+    """(units to run, items found already published). Input shards published with these
+    settings are not read again; loose files are cut into output shards of `shard_size`
+    items, named after the run (each run's new items make new shards)."""
+    layout = config.layout_for(input_layout)
+    if input_layout == "pairs":
+        for i, unit in enumerate(units):
+            n, seq = divmod(i, config.shard_size)
+            unit.update(shard=f"{run_id}-{n:06d}", seq=seq)
+            if seq == config.shard_size - 1 or i == len(units) - 1:
+                unit["shard_items"] = seq + 1
+        return units, 0
+    todo, already = [], 0
+    for unit in units:
+        marker = markers.get(unit["key"])
+        if shards.is_complete(
+            marker, unit, settings_id, layout, config.retry_failed, config.overwrite
+        ):
+            already += marker["items"]
+        else:
+            todo.append(unit)
+    return todo, already
 
 
 def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:

@@ -52,6 +52,12 @@ WORK_SCHEMA = pa.schema(
         ("node", pa.string()),
         ("mask_score", pa.float64()),  # watermark match score (mask_search)
         ("mask_shift", pa.string()),  # "dx,dy" px from the template's expected place
+        # shard outputs (pipeline/shards.py): the output shard, the item's place in it, and on
+        # the shard's last item the number of items it holds
+        ("shard", pa.string()),
+        ("seq", pa.int64()),
+        ("shard_items", pa.int64()),
+        ("sample", pa.string()),  # the sample's key inside its input shard
     ]
 )
 
@@ -100,8 +106,12 @@ STATS_SCHEMA = pa.schema(
         ("mask_score", pa.float64()),
         ("mask_shift", pa.string()),
         ("error_kind", pa.string()),  # transient | permanent (pipeline/errors.py)
+        ("shard", pa.string()),  # the output shard holding the item (shard output layouts)
     ]
 )
+
+# What the finish stage hands the driver: stats rows plus what it needs to publish shards.
+RESULT_SCHEMA = STATS_SCHEMA.append(pa.field("shard_items", pa.int64()))
 
 
 def table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

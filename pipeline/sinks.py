@@ -1,7 +1,9 @@
-"""Image sink stage: encode each restored row, write it under OUT/images, emit its stats row.
+"""Image sink stage: encode each restored row, write it (a file under OUT/images, or into a
+shard's part file), emit its stats row.
 
 Runs as Ray tasks after the actor pool. The image is written before its stats row exists,
-so a stats row with status `ok` always points at a complete file (see docs/PIPELINE.md).
+so a stats row with status `ok` always points at bytes that are safely in OUT: a complete
+file, or a part that its shard is published from (see docs/PIPELINE.md).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import quality
+from . import quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .errors import error_kind
 from .inference import unpack_bits
-from .schema import ERROR, OK, STATS_SCHEMA, table
+from .schema import ERROR, OK, RESULT_SCHEMA, table
 from .storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
 
 log = logging.getLogger(__name__)
@@ -37,39 +39,54 @@ def write_images(
     settings_id: str,
     strategy: str,
     max_image_pixels: int | None = None,
+    layout: str = "files",
+    input_layout: str = "pairs",
 ) -> pa.Table:
-    """WORK_SCHEMA rows in, STATS_SCHEMA rows out (one per row, whatever its status)."""
+    """WORK_SCHEMA rows in, RESULT_SCHEMA rows out (one per row, whatever its status).
+
+    `files`: each image goes to OUT/images/<key>.<ext>. A shard layout: the batch's results go
+    to one part file per output shard (pipeline/shards.py), which publishes the shard once all
+    of its items have results.
+    """
     fs, root = filesystem(output, storage_options, io_retries)
-    images_root = f"{root}/images"
-    out = []
+    out, encoded = [], []
     for row in batch.to_pylist():
         stats = _stats_base(row, run_id, settings_id, strategy)
+        data = ext = None
+        if layout == "files":
+            stats["shard"] = None
         if not row.get("status"):
             try:
-                stats.update(
-                    _write_one(
-                        row,
-                        fs,
-                        images_root,
-                        output_format,
-                        output_quality,
-                        io_retries,
-                        max_image_pixels,
+                data, ext, result = _encode_one(row, output_format, output_quality)
+                if layout == "files":
+                    path = join_under(f"{root}/images", f"{row['key']}.{ext}")
+                    atomic_write(fs, path, data, attempts=max(1, io_retries))
+                    result["output_uri"] = full_url(fs, path)
+                else:
+                    result["output_uri"] = shard_parts.member_uri(
+                        fs, root, layout, input_layout, row, ext
                     )
-                )
-                stats["status"] = OK
+                result.update(_scores(row, max_image_pixels))
+                stats.update(result, status=OK)
             except (ItemError, UnsafeKeyError) as exc:
                 stats.update(status=ERROR, error=str(exc))
+                data = None
             except Exception as exc:
                 stats.update(
                     status=ERROR,
                     error=f"cannot write the output image: {type(exc).__name__}: {exc}",
                 )
+                data = None
         stats["error_kind"] = error_kind(stats["status"], stats.get("error"))
         stats["total_ms"] = (time.time() - row["t_start"]) * 1000 if row.get("t_start") else None
         stats["finished_at"] = datetime.now(UTC)
         out.append(stats)
-    return table(out, STATS_SCHEMA)
+        encoded.append((data, ext, row))
+    if layout != "files":
+        shard_parts.write_parts(
+            fs, root, input_layout, settings_id, run_id, out, encoded, io_retries
+        )
+    return table(out, RESULT_SCHEMA)
 
 
 def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: str) -> dict:
@@ -95,39 +112,35 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
         "input_format",
         "mask_score",
         "mask_shift",
+        "shard",
+        "shard_items",
     )
     stats = {name: row.get(name) for name in keep}
     stats.update(run_id=run_id, settings_id=settings_id, strategy=strategy)
     return stats
 
 
-def _write_one(
-    row: dict[str, Any],
-    fs: Any,
-    images_root: str,
-    output_format: str,
-    output_quality: int,
-    io_retries: int,
-    max_image_pixels: int | None,
-) -> dict[str, Any]:
+def _encode_one(
+    row: dict[str, Any], output_format: str, output_quality: int
+) -> tuple[bytes, str, dict[str, Any]]:
+    """(file bytes, extension, stats) of a restored row in its output format."""
     height, width = row["height"], row["width"]
     restored = np.frombuffer(row["restored"], np.uint8).reshape(height, width, 3)
     changed = unpack_bits(row["changed"], height, width)
     img = compose(restored, changed, row["orig_mode"] or "RGB", row.get("orig"))
     ext, kind = output_ext(output_format, row.get("input_ext"))
     data, mode = encode(img, kind, output_quality, row.get("icc"), row.get("exif"))
-    path = join_under(images_root, f"{row['key']}.{ext}")
-    atomic_write(fs, path, data, attempts=max(1, io_retries))
-    result: dict[str, Any] = {
-        "output_uri": full_url(fs, path),
-        "output_mode": mode,
-        "output_bytes": len(data),
-    }
-    hole = unpack_bits(row["hole"], height, width)
-    result.update(quality.no_reference(restored, hole))
+    return data, ext, {"output_mode": mode, "output_bytes": len(data)}
+
+
+def _scores(row: dict[str, Any], max_image_pixels: int | None) -> dict[str, Any]:
+    """No-reference quality, and reference scores when the item has a reference image."""
+    height, width = row["height"], row["width"]
+    restored = np.frombuffer(row["restored"], np.uint8).reshape(height, width, 3)
+    scores = quality.no_reference(restored, unpack_bits(row["hole"], height, width))
     if row.get("ref_bytes"):
-        result.update(_reference(row["ref_bytes"], restored, max_image_pixels))
-    return result
+        scores.update(_reference(row["ref_bytes"], restored, max_image_pixels))
+    return scores
 
 
 def _reference(data: bytes, restored: np.ndarray, max_pixels: int | None) -> dict[str, Any]:

@@ -42,6 +42,11 @@ UNIT_SCHEMA = pa.schema(
         ("mask", pa.string()),
         ("ref", pa.string()),
         ("error", pa.string()),  # for `invalid` units: why the item cannot run
+        ("size", pa.int64()),  # bytes of a shard, as listed
+        # shard outputs of pair inputs: the output shard, place in it, and its item count
+        ("shard", pa.string()),
+        ("seq", pa.int64()),
+        ("shard_items", pa.int64()),
     ]
 )
 
@@ -63,7 +68,8 @@ def list_units(config: RestoreConfig) -> Listing:
     if not fs.exists(root):
         raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     single = fs.isfile(root)
-    files = [root] if single else _find(fs, root, exclude=_excluded(config))
+    sizes = {root: fs.size(root)} if single else _find(fs, root, exclude=_excluded(config))
+    files = list(sizes)
     layout = config.format if config.format != "auto" else _detect(files, config.images)
     template = config.mask_template
     if config.masks:
@@ -76,9 +82,9 @@ def list_units(config: RestoreConfig) -> Listing:
     if layout == "pairs":
         listing = _pairs(config, fs, files, base, template)
     elif layout == "webdataset":
-        listing = _shards(fs, files, base, "tar", ".tar")
+        listing = _shards(fs, sizes, base, "tar", ".tar")
     else:
-        listing = _shards(fs, files, base, "parquet", ".parquet")
+        listing = _shards(fs, sizes, base, "parquet", ".parquet")
         listing.items = _parquet_rows(fs, files)
     listing.template_url = template
     if listing.orphan_masks:
@@ -96,16 +102,17 @@ def _excluded(config: RestoreConfig) -> list[str]:
     return out
 
 
-def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> list[str]:
-    found = sorted(fs.find(root))
-    keep = []
-    for path in found:
+def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, int | None]:
+    """Input files under `root` (sorted) with their sizes."""
+    found = fs.find(root, detail=True)
+    keep: dict[str, int | None] = {}
+    for path in sorted(found):
         rel = posixpath.relpath(path, root)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files and our own temp files
         if any((path + "/").startswith(prefix) for prefix in exclude):
             continue
-        keep.append(path)
+        keep[path] = found[path].get("size")
     return keep
 
 
@@ -193,9 +200,13 @@ def _rank(ext: str) -> int:
 
 
 def _shards(
-    fs: fsspec.AbstractFileSystem, files: list[str], base: str, kind: str, suffix: str
+    fs: fsspec.AbstractFileSystem,
+    sizes: dict[str, int | None],
+    base: str,
+    kind: str,
+    suffix: str,
 ) -> Listing:
-    shards = [p for p in files if p.lower().endswith(suffix)]
+    shards = [p for p in sizes if p.lower().endswith(suffix)]
     if not shards:
         raise ConfigError(f"no {suffix} shards found for format {kind!r}")
     keys = [_rel_key(p, base) for p in shards]
@@ -209,7 +220,7 @@ def _shards(
     for path, key in zip(shards, keys, strict=True):
         if key in folders:  # a.tar next to a/b.tar: a.tar's `b/x` and a/b.tar's `x` would
             key = posixpath.relpath(path, base)  # both be a/b/x; a.tar keeps its extension
-        unit = {"kind": kind, "image": full_url(fs, path), "key": key}
+        unit = {"kind": kind, "image": full_url(fs, path), "key": key, "size": sizes[path]}
         try:
             unit["key"] = sanitize_key(unit["key"])
         except UnsafeKeyError as exc:

@@ -42,7 +42,7 @@ def run_corpus(tmp: Path, files: dict[str, bytes], images: str, **spec) -> dict:
                 batch_size=4,
                 actors="1",
                 max_image_pixels=corpus.MAX_PIXELS,
-                **spec,
+                **{"output_layout": "files", **spec},
             )
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -141,6 +142,7 @@ def test_webdataset_on_s3_keys_stay_under_out(ray_local, seaweedfs, s3, s3_prefi
         images=f"{s3_prefix}/shards",
         output=out,
         format="auto",
+        output_layout="files",
         storage_options=seaweedfs.storage_options,
     )
     check_summary(summary)
@@ -151,9 +153,35 @@ def test_webdataset_on_s3_keys_stay_under_out(ray_local, seaweedfs, s3, s3_prefi
     assert all(p.startswith((f"{root}/shards", f"{root}/out/")) for p in s3.find(root))
     # a re-run reads the shards again but redoes nothing
     again = restore(
-        images=f"{s3_prefix}/shards", output=out, storage_options=seaweedfs.storage_options
+        images=f"{s3_prefix}/shards",
+        output=out,
+        output_layout="files",
+        storage_options=seaweedfs.storage_options,
     )
     assert again["counts"]["already_done"] == 4 and again["stats_rows"] == 0
+    # WebDataset out (the default for shards): one shard per input shard, safe member names
+    shards = restore(
+        images=f"{s3_prefix}/shards", output=f"{out}-wds", storage_options=seaweedfs.storage_options
+    )
+    assert shards["shards"]["published"] == 2 and shards["counts"]["ok"] == 3
+    found = sorted(p.removeprefix(f"{root}/out-wds/") for p in s3.find(f"{root}/out-wds"))
+    assert [p for p in found if not p.startswith(("stats/", "runs/"))] == [
+        "published/part-0.json",
+        "published/part-1.json",
+        "shards/part-0.tar",
+        "shards/part-1.tar",
+    ]  # the parts are gone
+    with tarfile.open(fileobj=io.BytesIO(s3.cat_file(f"{root}/out-wds/shards/part-0.tar"))) as tar:
+        assert tar.getnames() == [
+            "x0.png",
+            "x0.mask.png",
+            "x0.spl.json",
+            "__/__/__/escape.png",
+            "__/__/__/escape.mask.png",
+            "__/__/__/escape.spl.json",
+            "nomask.png",
+            "nomask.spl.json",
+        ]
 
 
 def test_parquet_on_s3_with_reference_images(ray_local, seaweedfs, s3, s3_prefix):
@@ -176,6 +204,7 @@ def test_parquet_on_s3_with_reference_images(ray_local, seaweedfs, s3, s3_prefix
         images=f"{s3_prefix}/pq",
         output=out,
         output_format="jpg",
+        output_layout="files",
         storage_options=seaweedfs.storage_options,
     )
     check_summary(summary)

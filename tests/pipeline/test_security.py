@@ -56,7 +56,7 @@ def restore_local(tmp: Path, images: str, **spec) -> tuple[dict, list[dict], set
                 progress_bars=False,
                 actors="1",
                 batch_size=4,
-                **spec,
+                **{"output_layout": "files", **spec},
             )
         )
     )

@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline.decode import decode_batch
 from pipeline.inference import InpaintActor
 from pipeline.read import read_units
-from pipeline.schema import STATS_SCHEMA, WORK_SCHEMA, table
+from pipeline.schema import RESULT_SCHEMA, WORK_SCHEMA, table
 from pipeline.sinks import write_images
 from pipeline.sources import UNIT_SCHEMA
 from pipeline.template import place_template
@@ -48,7 +48,7 @@ def run_stages(image_bytes: bytes, mask_bytes: bytes | None, out: str, **decode_
         settings_id="s",
         strategy="crop",
     )
-    assert stats.schema == STATS_SCHEMA
+    assert stats.schema == RESULT_SCHEMA
     return stats.to_pylist()[0]
 
 
