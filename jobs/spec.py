@@ -19,6 +19,7 @@ from pipeline.config import (
     DEVICES,
     ENGINES,
     FORMATS,
+    MASK_ORIENTATIONS,
     OUTPUT_FORMATS,
     OUTPUT_LAYOUTS,
     PRECISIONS,
@@ -39,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "output_format": OUTPUT_FORMATS,
     "output_layout": OUTPUT_LAYOUTS,
     "mask_anchor": ANCHORS,
+    "mask_orientation": MASK_ORIENTATIONS,
 }
 # (help, metavar) per key; keys the pipeline adds later still get a flag, with a generic help.
 HELP: dict[str, tuple[str, str | None]] = {
@@ -65,6 +67,11 @@ HELP: dict[str, tuple[str, str | None]] = {
         "PX",
     ),
     "mask_min_score": ("Below this match score an image is skipped, never filled.", "S"),
+    "mask_orientation": (
+        "Masks are drawn on the image as displayed (EXIF orientation applied) or on its "
+        "stored pixels.",
+        None,
+    ),
     "output": ("Where restored images, stats and run summaries go (any fsspec URL).", "URI"),
     "format": ("Input layout; auto detects pairs, WebDataset tars or Parquet shards.", None),
     "checkpoint": ("SPL weights (official .pth or the project's .safetensors).", "URI"),

@@ -24,6 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
 OUTPUT_LAYOUTS = ("auto", "files", "webdataset", "parquet")  # auto: the input's own layout
+MASK_ORIENTATIONS = ("display", "stored")  # masks drawn on the upright image, or on its pixels
 ANCHORS = (
     "fill",
     "center",
@@ -92,6 +93,7 @@ class RestoreConfig:
     mask_scale: float | None = None
     mask_search: int = 0  # px: find the template near its place in each image (0: off)
     mask_min_score: float = 0.3  # below this match score an image is skipped, not filled
+    mask_orientation: str = "display"  # masks follow the image's EXIF orientation (see decode)
     format: str = "auto"
     checkpoint: str | None = None
     engine: str | None = None
@@ -167,6 +169,7 @@ class RestoreConfig:
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("mask_anchor", self.mask_anchor, ANCHORS)
+        _choice("mask_orientation", self.mask_orientation, MASK_ORIENTATIONS)
         if self.output_format == "jpeg":
             self.output_format = "jpg"
         _choice("output_format", self.output_format, OUTPUT_FORMATS)
@@ -305,6 +308,11 @@ class RestoreConfig:
             "output_format": self.output_format,
             "output_quality": self.output_quality,
             **({"output_layout": output_layout} if output_layout != "files" else {}),
+            **(
+                {"mask_orientation": self.mask_orientation}
+                if self.mask_orientation != "display"
+                else {}
+            ),
         }
         blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
+from . import metadata
 from .schema import ERROR, SKIPPED, WORK_SCHEMA, table
 from .template import NotFound, Placement
 
@@ -57,6 +58,7 @@ def decode_batch(
     max_image_pixels: int | None = None,
     search: int = 0,
     min_score: float = 0.3,
+    mask_orientation: str = "display",
 ) -> pa.Table:
     out = []
     placement = Placement(template, anchor, offset, scale, search, min_score)
@@ -65,7 +67,7 @@ def decode_batch(
             out.append(row)
             continue
         try:
-            out.append(decode_row(row, placement, max_image_pixels))
+            out.append(decode_row(row, placement, max_image_pixels, mask_orientation))
         except ItemError as exc:
             out.append(_fail(row, str(exc)))
         except Exception as exc:  # never let one item take its neighbours down
@@ -74,12 +76,24 @@ def decode_batch(
 
 
 def decode_row(
-    row: dict[str, Any], placement: Placement, max_image_pixels: int | None
+    row: dict[str, Any],
+    placement: Placement,
+    max_image_pixels: int | None,
+    mask_orientation: str = "display",
 ) -> dict[str, Any]:
-    img, fmt = open_image(row["image_bytes"], "image", max_image_pixels)
+    source = row["image_bytes"]
+    stored, fmt = open_image(source, "image", max_image_pixels, upright=False)
+    orientation = metadata.orientation_of(stored)
+    icc, exif = stored.info.get("icc_profile"), stored.info.get("exif")
+    img = _upright(stored, "image")
     input_mode = img.mode
-    icc, exif = img.info.get("icc_profile"), img.info.get("exif")
-    rgb, out_mode, orig = to_rgb(img)
+    wide = _wide_rgb(source, fmt, stored)
+    if wide is not None:  # 48/64-bit RGB(A): the model sees the top 8 bits, the rest is kept
+        wide = metadata.to_display(wide, orientation)
+        input_mode = out_mode = "RGBA;16" if wide.shape[2] == 4 else "RGB;16"
+        rgb, orig = (wide[..., :3] >> 8).astype(np.uint8), wide.tobytes()
+    else:
+        rgb, out_mode, orig = to_rgb(img)
     height, width = rgb.shape[:2]
     if placement.template is not None:
         try:
@@ -93,15 +107,14 @@ def decode_row(
         row.update(mask_score=score, mask_shift=shift)
     else:
         mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
-        try:
-            hole = prepare_mask(mask_img, (height, width))
-        except MaskError as exc:
-            raise ItemError(f"mask does not fit the image: {exc}") from None
+        hole = _mask_hole(mask_img, (height, width), orientation, mask_orientation)
     stats = mask_stats(hole)
     _fill(row, width, height, input_mode, fmt, out_mode)
     row.update(
         icc=icc,
         exif=exif if isinstance(exif, bytes) else None,
+        orientation=orientation,
+        input_bytes=len(source),
         hole_pixels=int(stats["hole_pixels"]),
         hole_ratio=float(stats["hole_ratio"]),
         regions=int(stats["regions"]),
@@ -113,7 +126,58 @@ def decode_row(
     row["pixels"] = np.ascontiguousarray(rgb).tobytes()
     row["hole"] = np.packbits(hole.ravel()).tobytes()
     row["orig"] = orig
+    if fmt == "JPEG":  # the sink copies its DCT coefficients outside the hole
+        row["image_bytes"] = source
     return row
+
+
+def _mask_hole(
+    mask: Image.Image, size: tuple[int, int], orientation: int, convention: str
+) -> np.ndarray:
+    """The hole map of a mask. Masks are drawn on the image as displayed (EXIF orientation
+    applied; `mask_orientation: display`) or on its stored pixels (`stored`: the image's
+    orientation is applied to the mask too). A mask whose shape only fits the other
+    convention is an error that says so."""
+    turn = metadata.TRANSPOSE.get(orientation)
+    oriented = mask.transpose(turn) if convention == "stored" and turn is not None else mask
+    try:
+        return prepare_mask(oriented, size)
+    except MaskError as exc:
+        other = "display" if convention == "stored" else "stored"
+        if turn is not None:
+            try:
+                prepare_mask(mask if convention == "stored" else mask.transpose(turn), size)
+            except MaskError:
+                pass
+            else:
+                raise ItemError(
+                    f"mask does not fit the image: {exc}; it fits the image with "
+                    f"`mask_orientation: {other}` (this image has EXIF orientation "
+                    f"{orientation}, and masks are read as drawn on the "
+                    f"{'stored pixels' if convention == 'stored' else 'displayed image'})"
+                ) from None
+        raise ItemError(f"mask does not fit the image: {exc}") from None
+
+
+def _wide_rgb(data: bytes, fmt: str, img: Image.Image) -> np.ndarray | None:
+    """16-bit-per-channel RGB(A) PNG or TIFF as an H x W x 3|4 uint16 array in stored order
+    (Pillow opens these as 8-bit); None for every other image."""
+    if fmt == "PNG":
+        wide = data[24:25] == b"\x10" and data[25:26] in (b"\x02", b"\x06")
+    elif fmt == "TIFF":
+        bits = getattr(img, "tag_v2", {}).get(258) or ()
+        wide = len(bits) >= 3 and all(b == 16 for b in bits)
+    else:
+        return None
+    if not wide:
+        return None
+    import cv2
+
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint16 or array.ndim != 3 or array.shape[2] not in (3, 4):
+        return None
+    code = cv2.COLOR_BGR2RGB if array.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+    return cv2.cvtColor(array, code)
 
 
 def _fill(
@@ -131,8 +195,11 @@ def _fill(
     )
 
 
-def open_image(data: bytes | None, what: str, max_pixels: int | None) -> tuple[Image.Image, str]:
-    """Open, size-check and fully decode; EXIF orientation applied. Returns (image, format)."""
+def open_image(
+    data: bytes | None, what: str, max_pixels: int | None, upright: bool = True
+) -> tuple[Image.Image, str]:
+    """Open, size-check and fully decode; EXIF orientation applied unless `upright` is False.
+    Returns (image, format)."""
     if not data:
         raise ItemError(f"the {what} is empty (0 bytes)")
     Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding pixels
@@ -145,7 +212,8 @@ def open_image(data: bytes | None, what: str, max_pixels: int | None) -> tuple[I
                 f"{max_pixels}; raise `max_image_pixels` in the job if you trust this input"
             )
         img.load()
-        img = ImageOps.exif_transpose(img)
+        if upright:
+            img = ImageOps.exif_transpose(img)
     except UnidentifiedImageError:
         raise ItemError(
             f"the {what} is not an image Pillow can read (supported: JPEG, PNG, WebP, TIFF, BMP, "
@@ -156,6 +224,13 @@ def open_image(data: bytes | None, what: str, max_pixels: int | None) -> tuple[I
     if img.width == 0 or img.height == 0:
         raise ItemError(f"the {what} has no pixels ({img.width}x{img.height})")
     return img, fmt
+
+
+def _upright(img: Image.Image, what: str) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ItemError(f"the {what} is corrupt or truncated: {exc}") from None
 
 
 def to_rgb(img: Image.Image) -> tuple[np.ndarray, str, bytes | None]:

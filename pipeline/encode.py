@@ -11,6 +11,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from . import metadata
+
 # output format -> (Pillow format, modes it can store)
 FORMATS = {
     "jpg": ("JPEG", ("L", "RGB", "CMYK")),
@@ -20,6 +22,7 @@ FORMATS = {
 }
 EXT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 FALLBACK_MODE = {"LA": "RGBA", "I;16": "L", "CMYK": "RGB"}
+WIDE_MODES = {"RGB;16": 3, "RGBA;16": 4}  # 16 bits per channel, kept as uint16 arrays
 
 
 def output_ext(output_format: str, input_ext: str | None) -> tuple[str, str]:
@@ -38,9 +41,15 @@ def compose(
     changed: np.ndarray,
     mode: str,
     orig: bytes | None,
-) -> Image.Image:
-    """The restored image in `mode`; unchanged pixels come from `orig` when it is given."""
+) -> Image.Image | np.ndarray:
+    """The restored image in `mode`; unchanged pixels come from `orig` when it is given.
+    16-bit RGB(A) (`RGB;16`, `RGBA;16`), which Pillow cannot hold, comes back as a uint16
+    array: changed pixels are the model's 8 bits scaled to 16, every other value is kept."""
     height, width = restored.shape[:2]
+    if mode in WIDE_MODES:
+        wide = np.frombuffer(orig, np.uint16).reshape(height, width, WIDE_MODES[mode]).copy()
+        wide[changed, :3] = restored[changed].astype(np.uint16) * 257
+        return wide
     rgb = Image.fromarray(restored, "RGB")
     if mode == "RGB":
         return rgb
@@ -63,13 +72,19 @@ def compose(
 
 
 def encode(
-    img: Image.Image,
+    img: Image.Image | np.ndarray,
     kind: str,
     quality: int,
     icc: bytes | None = None,
     exif: bytes | None = None,
 ) -> tuple[bytes, str]:
-    """(file bytes, mode written). Modes a format cannot hold fall back (CMYK->RGB in PNG)."""
+    """(file bytes, mode written). Modes a format cannot hold fall back (CMYK->RGB in PNG,
+    16-bit RGB to 8 bits in JPEG and WebP)."""
+    if isinstance(img, np.ndarray):
+        mode = "RGBA;16" if img.shape[2] == 4 else "RGB;16"
+        if kind in ("png", "tiff"):
+            return _encode_wide(img, kind, icc), mode
+        img = Image.fromarray((img >> 8).astype(np.uint8), mode.split(";")[0])
     pil_format, modes = FORMATS[kind]
     if img.mode not in modes:
         icc = None  # the profile describes the old colour space (e.g. CMYK), not the new one
@@ -97,3 +112,14 @@ def encode(
         options.pop("exif", None)
         img.save(buffer, format=pil_format, **options)
     return buffer.getvalue(), img.mode
+
+
+def _encode_wide(wide: np.ndarray, kind: str, icc: bytes | None) -> bytes:
+    """16-bit RGB(A) as PNG or TIFF (OpenCV writes them; Pillow cannot), ICC kept in PNG."""
+    import cv2
+
+    code = cv2.COLOR_RGB2BGR if wide.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+    ok, data = cv2.imencode(f".{'png' if kind == 'png' else 'tiff'}", cv2.cvtColor(wide, code))
+    if not ok:
+        raise ValueError(f"OpenCV could not write 16-bit {kind}")
+    return metadata.png_with_icc(data.tobytes(), icc) if kind == "png" else data.tobytes()

@@ -148,6 +148,7 @@ def build_dataset(
         "max_image_pixels": config.max_image_pixels,
         "search": config.mask_search,
         "min_score": config.mask_min_score,
+        "mask_orientation": config.mask_orientation,
     }
     ds = ds.map_batches(
         read_and_decode,

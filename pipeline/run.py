@@ -226,6 +226,11 @@ def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: fl
     summary["items_per_s"] = round(progress.processed / wall, 4) if wall > 0 else 0.0
     summary["stats_files"] = sink.files
     summary["stats_rows"] = sink.rows_written
+    summary["bytes"] = {  # of the items restored in this run
+        "input": sink.bytes_in,
+        "output": sink.bytes_out,
+        "ratio": round(sink.bytes_out / sink.bytes_in, 4) if sink.bytes_in else None,
+    }
 
 
 def _summary(

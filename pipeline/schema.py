@@ -33,7 +33,9 @@ WORK_SCHEMA = pa.schema(
         ("input_format", pa.string()),
         ("input_ext", pa.string()),
         ("icc", pa.large_binary()),
-        ("exif", pa.large_binary()),
+        ("exif", pa.large_binary()),  # as in the file (thumbnail and orientation included)
+        ("orientation", pa.int32()),  # EXIF orientation of the stored pixels (1-8)
+        ("input_bytes", pa.int64()),
         ("pixels", pa.large_binary()),  # RGB uint8 H*W*3, for the model
         ("hole", pa.large_binary()),  # np.packbits of the H*W bool hole map
         ("orig", pa.large_binary()),  # raw pixels in orig_mode, when RGB cannot round-trip
@@ -107,6 +109,8 @@ STATS_SCHEMA = pa.schema(
         ("mask_shift", pa.string()),
         ("error_kind", pa.string()),  # transient | permanent (pipeline/errors.py)
         ("shard", pa.string()),  # the output shard holding the item (shard output layouts)
+        ("input_bytes", pa.int64()),
+        ("jpeg_path", pa.string()),  # JPEG out of JPEG in: coefficients | reencode: <why>
     ]
 )
 

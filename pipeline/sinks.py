@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import quality, shard_parts
+from . import metadata, quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
+from .encode_jpeg import NotApplicable, encode_keeping_blocks
 from .errors import error_kind
 from .inference import unpack_bits
 from .schema import ERROR, OK, RESULT_SCHEMA, table
@@ -114,6 +115,7 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
         "mask_shift",
         "shard",
         "shard_items",
+        "input_bytes",
     )
     stats = {name: row.get(name) for name in keep}
     stats.update(run_id=run_id, settings_id=settings_id, strategy=strategy)
@@ -123,14 +125,30 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
 def _encode_one(
     row: dict[str, Any], output_format: str, output_quality: int
 ) -> tuple[bytes, str, dict[str, Any]]:
-    """(file bytes, extension, stats) of a restored row in its output format."""
+    """(file bytes, extension, stats) of a restored row in its output format. A JPEG written
+    from a JPEG keeps the source's coefficients outside the changed MCUs (encode_jpeg.py)."""
     height, width = row["height"], row["width"]
     restored = np.frombuffer(row["restored"], np.uint8).reshape(height, width, 3)
     changed = unpack_bits(row["changed"], height, width)
-    img = compose(restored, changed, row["orig_mode"] or "RGB", row.get("orig"))
     ext, kind = output_ext(output_format, row.get("input_ext"))
-    data, mode = encode(img, kind, output_quality, row.get("icc"), row.get("exif"))
-    return data, ext, {"output_mode": mode, "output_bytes": len(data)}
+    stats: dict[str, Any] = {}
+    if kind == "jpg" and row.get("input_format") == "JPEG":
+        try:
+            if row["orig_mode"] not in ("RGB", "L"):
+                raise NotApplicable(f"{row['input_mode']} JPEG")
+            kept = encode_keeping_blocks(
+                row["image_bytes"], restored, changed, row["orientation"] or 1, row.get("exif")
+            )
+            path = f"coefficients: {kept.mcus} of {kept.mcus_total} MCUs re-encoded"
+            stats["jpeg_path"] = path + (f"; {kept.note}" if kept.note else "")
+            stats.update(output_mode=row["orig_mode"], output_bytes=len(kept.data))
+            return kept.data, ext, stats
+        except NotApplicable as exc:
+            stats["jpeg_path"] = f"reencode: {exc}"
+    img = compose(restored, changed, row["orig_mode"] or "RGB", row.get("orig"))
+    exif = metadata.clean_exif(row.get("exif"), drop_orientation=True)  # pixels are upright
+    data, mode = encode(img, kind, output_quality, row.get("icc"), exif)
+    return data, ext, stats | {"output_mode": mode, "output_bytes": len(data)}
 
 
 def _scores(row: dict[str, Any], max_image_pixels: int | None) -> dict[str, Any]:

@@ -15,9 +15,10 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .schema import STATS_SCHEMA
+from .schema import OK, STATS_SCHEMA
 from .storage import atomic_write, filesystem, full_url
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,15 @@ class StatsSink:
         self.last_flush = time.monotonic()
         self.files: list[str] = []
         self.rows_written = 0
+        self.bytes_in = self.bytes_out = 0  # of the restored (ok) items
 
     def add(self, rows: pa.Table) -> None:
         if rows.num_rows:
             self.buffer.append(rows)
             self.buffered += rows.num_rows
+            ok = rows.filter(pc.equal(rows["status"], OK))
+            self.bytes_in += pc.sum(ok["input_bytes"]).as_py() or 0
+            self.bytes_out += pc.sum(ok["output_bytes"]).as_py() or 0
         if self.buffered >= self.flush_rows or (
             self.buffered and time.monotonic() - self.last_flush >= self.flush_s
         ):

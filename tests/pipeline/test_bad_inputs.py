@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pipeline import RestoreConfig, run_restore
 from pipeline.ledger import load_history
@@ -110,10 +110,12 @@ def test_webdataset_corpus_outputs_are_what_a_user_expects(webdataset_run):
     assert (opened["gray16"].mode, opened["gray16"].format) == ("I;16", "PNG")
     assert (opened["cmyk"].mode, opened["cmyk"].format) == ("CMYK", "JPEG")
     assert opened["palette"].mode == "RGBA" and opened["gray"].mode == "L"
-    # EXIF orientation: the output is upright, and matches the upright original off the hole
+    # EXIF orientation: the output shows upright (a JPEG keeps its stored pixels and its tag),
+    # and matches the upright original off the hole
     upright = next(c for c in cases if c.key == "corpus/exif").extra["upright"]
-    assert opened["exif"].size == (48, 64) == (rows["exif"]["width"], rows["exif"]["height"])
-    below_hole = np.asarray(opened["exif"], float)[40:]
+    shown = ImageOps.exif_transpose(opened["exif"])
+    assert shown.size == (48, 64) == (rows["exif"]["width"], rows["exif"]["height"])
+    below_hole = np.asarray(shown, float)[40:]
     right = np.abs(below_hole - np.asarray(upright, float)[40:]).mean()
     upside_down = np.asarray(upright.transpose(Image.Transpose.ROTATE_180), float)[40:]
     assert right < 12 and right * 3 < np.abs(below_hole - upside_down).mean()

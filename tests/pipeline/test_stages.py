@@ -6,7 +6,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pipeline.decode import decode_batch
 from pipeline.inference import InpaintActor
@@ -21,7 +21,13 @@ SIZE = (64, 48)  # width, height
 BOX = (16, 12, 40, 30)
 
 
-def run_stages(image_bytes: bytes, mask_bytes: bytes | None, out: str, **decode_kwargs):
+def run_stages(
+    image_bytes: bytes,
+    mask_bytes: bytes | None,
+    out: str,
+    output_format: str = "same",
+    **decode_kwargs,
+):
     """One item through decode -> inpaint (OpenCV) -> encode+write; returns its stats row."""
     rows = table(
         [
@@ -42,7 +48,7 @@ def run_stages(image_bytes: bytes, mask_bytes: bytes | None, out: str, **decode_
         output=out,
         storage_options={},
         io_retries=1,
-        output_format="same",
+        output_format=output_format,
         output_quality=95,
         run_id="r",
         settings_id="s",
@@ -97,7 +103,7 @@ def test_output_keeps_the_input_mode_and_every_pixel_outside_the_hole(
         assert np.array_equal(after[..., -1], before[..., -1])
 
 
-def test_exif_orientation_is_applied_and_not_written_again(tmp_path):
+def test_exif_orientation_is_applied_once(tmp_path):
     src = data.photo(2, (64, 48))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
@@ -106,9 +112,14 @@ def test_exif_orientation_is_applied_and_not_written_again(tmp_path):
     row = run_stages(jpeg, mask, str(tmp_path))
     assert row["status"] == "ok", row["error"]
     assert (row["width"], row["height"]) == (48, 64)
+    # JPEG out of JPEG keeps the stored pixels (and their coefficients) and the orientation tag
     out = Image.open(row["output_uri"])
-    assert out.size == (48, 64) and out.format == "JPEG"
-    assert out.getexif().get(0x0112, 1) == 1
+    assert out.size == (64, 48) and out.format == "JPEG" and out.getexif().get(0x0112) == 6
+    assert ImageOps.exif_transpose(out).size == (48, 64)
+    # any other output format is written upright, without the tag
+    png = run_stages(jpeg, mask, str(tmp_path / "png"), output_format="png")
+    out = Image.open(png["output_uri"])
+    assert out.size == (48, 64) and out.getexif().get(0x0112, 1) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,143 @@
+"""Lossless-outside-the-hole JPEG: a restored JPEG keeps the source's DCT coefficients in every
+MCU that the restore did not touch, and re-encodes only the MCUs (8x8 or 16x16 pixel blocks, by
+the chroma subsampling) that hold a changed pixel, with the source's own quantisation tables and
+sampling factors. A second restore with the same mask changes nothing outside the hole.
+
+The coefficients are read and written with jpeglib (libjpeg; see docs/PIPELINE.md for why this
+library). Every marker segment of the source (JFIF, EXIF, XMP, IPTC, ICC, comments) is kept; the
+EXIF loses only its thumbnail. The pixels stay in the file's stored orientation and the EXIF
+keeps its orientation tag. A source this path cannot take (CMYK/YCCK, an unreadable coefficient
+stream, a size mismatch) raises `NotApplicable` with the reason, and the sink re-encodes instead.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import metadata
+
+
+class NotApplicable(Exception):
+    """This JPEG cannot take the coefficient path; the message says why."""
+
+
+@dataclass
+class JpegResult:
+    data: bytes
+    mcus: int  # MCUs re-encoded
+    mcus_total: int
+    note: str  # e.g. "progressive source written as baseline"
+
+
+def encode_keeping_blocks(
+    source: bytes, restored: np.ndarray, changed: np.ndarray, orientation: int, exif: bytes | None
+) -> JpegResult:
+    """The restored image as a JPEG that copies `source`'s coefficients outside the changed MCUs.
+
+    `restored` (H x W x 3 uint8) and `changed` (H x W bool) are upright (EXIF orientation applied),
+    as the model saw them; `exif` is the source's EXIF, written back without its thumbnail.
+    """
+    import jpeglib
+
+    if metadata.is_arithmetic(source):
+        raise NotApplicable("arithmetic-coded JPEG (written back with Huffman coding instead)")
+    restored = metadata.to_stored(restored, orientation)
+    changed = metadata.to_stored(changed, orientation)
+    with tempfile.TemporaryDirectory(prefix="spl-jpeg-") as folder:
+        src, new, out = (os.path.join(folder, n) for n in ("src.jpg", "new.jpg", "out.jpg"))
+        with open(src, "wb") as handle:
+            handle.write(source)
+        try:
+            coefficients = jpeglib.read_dct(src)
+            coefficients.load()
+        except Exception as exc:
+            raise NotApplicable(f"coefficients unreadable: {exc}") from None
+        if coefficients.has_black or coefficients.num_components not in (1, 3):
+            raise NotApplicable("CMYK/YCCK JPEG")
+        samp = np.asarray(coefficients.samp_factor).reshape(-1, 2)  # (V, H) per component
+        mcu_h, mcu_w = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
+        height, width = changed.shape
+        components = ("Y", "Cb", "Cr")[: coefficients.num_components]
+        rows, cols = -(-height // mcu_h), -(-width // mcu_w)
+        padded = np.zeros((rows * mcu_h, cols * mcu_w), bool)
+        padded[:height, :width] = changed
+        touched = padded.reshape(rows, mcu_h, cols, mcu_w).any(axis=(1, 3))
+        if touched.any():
+            # Encode only the MCU-aligned box around the touched MCUs: blocks are coded
+            # independently (chroma is averaged within an MCU), so its coefficients equal
+            # those of a whole-image encode, at a fraction of the cost.
+            ys, xs = np.nonzero(touched)
+            r0, r1, c0, c1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            crop = restored[r0 * mcu_h : r1 * mcu_h, c0 * mcu_w : c1 * mcu_w]
+            _encode_like(coefficients, crop, new)
+            fresh = jpeglib.read_dct(new)
+            for index, name in enumerate(components):
+                v, h = int(samp[index, 0]), int(samp[index, 1])
+                old, part = getattr(coefficients, name), getattr(fresh, name)
+                top, left = r0 * v, c0 * h
+                rows_b = min(part.shape[0], old.shape[0] - top)
+                cols_b = min(part.shape[1], old.shape[1] - left)
+                want = np.repeat(np.repeat(touched[r0:r1, c0:c1], v, axis=0), h, axis=1)
+                want = want[:rows_b, :cols_b]
+                region = old[top : top + rows_b, left : left + cols_b]
+                region[want] = part[:rows_b, :cols_b][want]
+                setattr(coefficients, name, old)
+        data = _write(coefficients, out, standard_huffman(source))
+    notes = []
+    if metadata.is_progressive(source):
+        notes.append("progressive source written as baseline")
+    if metadata.restart_interval(source):
+        notes.append("restart markers dropped")
+    data = metadata.replace_exif(data, metadata.clean_exif(exif, drop_orientation=False))
+    return JpegResult(data, int(touched.sum()), int(touched.size), "; ".join(notes))
+
+
+def _encode_like(coefficients, restored: np.ndarray, path: str) -> None:
+    """Compress `restored` with the source's quantisation tables and sampling factors."""
+    import jpeglib
+
+    if coefficients.num_components == 1:
+        gray = np.asarray(Image.fromarray(restored, "RGB").convert("L"))[..., None]
+        spatial = jpeglib.from_spatial(np.ascontiguousarray(gray), jpeglib.JCS_GRAYSCALE)
+    else:
+        spatial = jpeglib.from_spatial(np.ascontiguousarray(restored), jpeglib.JCS_RGB)
+        spatial.samp_factor = np.asarray(coefficients.samp_factor)
+    spatial.write_spatial(
+        path, qt=coefficients.qt, quant_tbl_no=np.asarray(coefficients.quant_tbl_no)
+    )
+
+
+def _write(coefficients, path: str, standard: bool) -> bytes:
+    """Write with the standard Huffman tables when the source used them, else optimised ones
+    (as progressive and most re-saved files do), so the file keeps its size."""
+    coefficients.write_dct(path, flags=[] if standard else ["+OPTIMIZE_CODING"])
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+# Bit counts (codes of length 1..16) of the four tables of JPEG Annex K.3
+STANDARD_HUFFMAN_BITS = {
+    bytes([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
+    bytes([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]),
+    bytes([0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D]),
+    bytes([0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77]),
+}
+
+
+def standard_huffman(data: bytes) -> bool:
+    """Whether every Huffman table of a JPEG (before its first scan) is a standard one."""
+    for marker, start, end in metadata.jpeg_segments(data):
+        if marker != 0xC4:
+            continue
+        pos = start + 4
+        while pos + 17 <= end:
+            bits = data[pos + 1 : pos + 17]
+            if bits not in STANDARD_HUFFMAN_BITS:
+                return False
+            pos += 17 + sum(bits)
+    return not metadata.is_progressive(data)

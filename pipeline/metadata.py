@@ -1,0 +1,137 @@
+"""Image metadata that must stay true after a restore: EXIF without its stale thumbnail,
+orientation handled once, and JPEG marker segments (EXIF, XMP, IPTC, ICC) carried over.
+
+The EXIF thumbnail (IFD1) is a small JPEG of the original picture, watermark and all; it is
+dropped, never kept stale (Pillow's EXIF writer leaves IFD1 out). Everything else in EXIF is
+kept: IFD0, the Exif and GPS sub-IFDs.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+ORIENTATION = 0x0112
+EXIF_HEADER = b"Exif\x00\x00"
+
+
+def clean_exif(data: bytes | None, drop_orientation: bool) -> bytes | None:
+    """EXIF bytes without the thumbnail; without the orientation tag when the pixels are
+    written upright. None when there is nothing left worth writing, or the EXIF is unreadable."""
+    if not data:
+        return None
+    exif = Image.Exif()
+    try:
+        exif.load(data)
+    except Exception:  # unreadable EXIF: drop it rather than copy something stale
+        return None
+    if drop_orientation:
+        exif.pop(ORIENTATION, None)
+    if not len(exif):
+        return None
+    return EXIF_HEADER + exif.tobytes()
+
+
+def orientation_of(img: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened image; 1 when absent or invalid."""
+    try:
+        value = int(img.getexif().get(ORIENTATION, 1))
+    except Exception:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+# EXIF orientation -> the Pillow transpose that shows the stored pixels upright
+TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# ... and the same as array operations, with their inverses
+_TO_DISPLAY = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+_TO_STORED = {**_TO_DISPLAY, 6: _TO_DISPLAY[8], 8: _TO_DISPLAY[6]}
+
+
+def to_display(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation to an H x W (x C) array, as Pillow's `exif_transpose` does."""
+    step = _TO_DISPLAY.get(orientation)
+    return np.ascontiguousarray(step(array)) if step else array
+
+
+def to_stored(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Undo EXIF orientation: an upright array back in the file's stored order."""
+    step = _TO_STORED.get(orientation)
+    return np.ascontiguousarray(step(array)) if step else array
+
+
+def png_with_icc(data: bytes, icc: bytes | None) -> bytes:
+    """A PNG with an iCCP chunk (the colour profile) after its IHDR, for writers without one."""
+    if not icc or data[:8] != b"\x89PNG\r\n\x1a\n":
+        return data
+    body = b"ICC profile\x00\x00" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body
+    chunk += struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    ihdr_end = 8 + 8 + 13 + 4
+    return data[:ihdr_end] + chunk + data[ihdr_end:]
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(marker, start, end) of each marker segment of a JPEG before its first scan (SOS)."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no SOI marker)")
+    out, pos = [], 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ValueError(f"bad JPEG marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        out.append((marker, pos, pos + 2 + length))
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            break
+        pos += 2 + length
+    return out
+
+
+def replace_exif(data: bytes, exif: bytes | None) -> bytes:
+    """The JPEG with its EXIF APP1 segment replaced by `exif` (removed when None)."""
+    for marker, start, end in jpeg_segments(data):
+        if marker == 0xE1 and data[start + 4 : start + 10] == EXIF_HEADER:
+            if not exif:
+                return data[:start] + data[end:]
+            segment = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+            return data[:start] + segment + data[end:]
+    return data
+
+
+def is_progressive(data: bytes) -> bool:
+    return any(marker in (0xC2, 0xC6, 0xCA, 0xCE) for marker, _, _ in jpeg_segments(data))
+
+
+def is_arithmetic(data: bytes) -> bool:
+    arithmetic = (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)  # SOF9-11, SOF13-15
+    return any(marker in arithmetic for marker, _, _ in jpeg_segments(data))
+
+
+def restart_interval(data: bytes) -> int:
+    for marker, start, _ in jpeg_segments(data):
+        if marker == 0xDD:
+            return struct.unpack(">H", data[start + 4 : start + 6])[0]
+    return 0
