@@ -101,6 +101,7 @@ HELP: dict[str, tuple[str, str | None]] = {
     "io_retries": ("Retries for transient storage errors.", "N"),
     "io_timeout_s": ("Storage connect/read timeout in seconds.", "S"),
     "gpu_wait_s": ("Seconds a GPU job waits for the autoscaler's GPUs before failing.", "S"),
+    "lease_ttl_s": ("A run's lease on OUT expires this long after its last renewal.", "S"),
     "stats_flush_rows": ("Write a stats file at least every N rows.", "N"),
     "stats_flush_s": ("Write a stats file at least every S seconds.", "S"),
     "progress_s": ("Seconds between progress lines in the log.", "S"),

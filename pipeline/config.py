@@ -120,6 +120,7 @@ class RestoreConfig:
     io_retries: int = 5
     io_timeout_s: float = 60.0
     gpu_wait_s: float = 900.0  # how long a GPU job waits for the autoscaler before it fails
+    lease_ttl_s: float = 120.0  # a run's lease on OUT expires this long after its last renewal
     stats_flush_rows: int = 1000
     stats_flush_s: float = 30.0
     progress_s: float = 10.0
@@ -214,6 +215,7 @@ class RestoreConfig:
         self.cpus_per_actor = _float("cpus_per_actor", self.cpus_per_actor, low=0.0)
         self.io_timeout_s = _float("io_timeout_s", self.io_timeout_s, low=0.1)
         self.gpu_wait_s = _float("gpu_wait_s", self.gpu_wait_s, low=0.0)
+        self.lease_ttl_s = _float("lease_ttl_s", self.lease_ttl_s, low=1.0)
         self.stats_flush_s = _float("stats_flush_s", self.stats_flush_s, low=0.0)
         self.progress_s = _float("progress_s", self.progress_s, low=0.1)
         if self.gpus_per_actor is not None:
@@ -316,6 +318,14 @@ class RestoreConfig:
         }
         blob = json.dumps(settings, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def io_options(self) -> dict[str, Any]:
+        """`storage_options` plus `io_timeout_s`, as `storage.filesystem` takes them (the user's
+        options are left as given)."""
+        from .storage import IO_TIMEOUT_KEY
+
+        return {**self.storage_options, IO_TIMEOUT_KEY: self.io_timeout_s}
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with credentials replaced by `***` (safe to write to OUT)."""

@@ -135,7 +135,7 @@ def build_dataset(
     blocks = len(units) if per_unit else max(1, math.ceil(len(units) / batch))
     ds = ray.data.from_items(units, override_num_blocks=max(1, min(blocks, len(units))))
     read_kwargs = {
-        "storage_options": config.storage_options,
+        "storage_options": config.io_options,
         "io_retries": config.io_retries,
         "batch_size": batch,
         "has_template": template is not None,
@@ -184,7 +184,7 @@ def build_dataset(
         batch_format="pyarrow",
         fn_kwargs={
             "output": config.output,
-            "storage_options": config.storage_options,
+            "storage_options": config.io_options,
             "io_retries": config.io_retries,
             "output_format": config.output_format,
             "output_quality": config.output_quality,

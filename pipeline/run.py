@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from . import ledger, shards
 from .config import RestoreConfig
+from .lease import Lease
 from .model import choose_model
 from .plan import build_dataset, resources, wait_for_gpus
 from .progress import Progress
@@ -50,109 +51,117 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
 
     started_at, t0 = datetime.now(UTC), time.monotonic()
     run_id = config.run_id or new_run_id()
-    started_ray = _ensure_ray(config)
-    try:
-        if config.mask_template == "auto":
-            from .watermark import resolve_auto_template
-
-            config = resolve_auto_template(config)
-        model = choose_model(config)
-        listing = list_units(config)
-        layout = config.layout_for(listing.layout)
-        settings_id = config.settings_id(
-            model.model_id, model.engine, listing.template_url, layout
-        )
-        history = ledger.load_history(config.output, config.storage_options, config.io_retries)
-        done = ledger.done_keys(history, settings_id, config.retry_failed, config.overwrite)
-        units, already = listing.units, 0
-        if listing.layout == "pairs":  # keys are known: skip done items before reading them
-            units = [u for u in units if u["key"] not in done]
-            already = len(listing.units) - len(units)
-        markers: dict[str, Any] = {}
-        if layout != "files":
-            markers = shards.load_markers(
-                config.output, config.storage_options, config.io_retries
-            )
-            units, published = _plan_shards(
-                config, units, listing.layout, settings_id, markers, run_id
-            )
-            already += published
-        template = None
-        if listing.template_url:
-            fs, path = filesystem(listing.template_url, config.storage_options, config.io_retries)
-            template = read_bytes(fs, path, config.io_retries)
-        res = resources(config)
-        summary = _summary(config, run_id, model, settings_id, listing, started_at)
-        summary["output_layout"] = layout
-        summary["resources"] = {
-            "device": res.device,
-            "actors": list(res.actors),
-            "gpus_per_actor": res.gpus_per_actor,
-            "cpus_per_actor": res.cpus_per_actor,
-        }
-        _write_summary(config, run_id, summary)
-        log.info(
-            "run %s: %s layout, %s items listed, %d already done, engine %s (%s), "
-            "%d-%d actors on %s",
-            run_id,
-            listing.layout,
-            listing.items if listing.items is not None else "?",
-            already,
-            model.engine,
-            model.model_id[:12],
-            *res.actors,
-            res.device,
-        )
-        progress = Progress(listing.items, config.progress_s, already_done=already)
-        sink = StatsSink(
-            config.output,
-            run_id,
-            config.storage_options,
-            config.io_retries,
-            config.stats_flush_rows,
-            config.stats_flush_s,
-        )
-        publisher = None
-        if layout != "files":
-            publisher = shards.ShardPublisher(
-                config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
-            )
+    # one run per OUT: a second one fails here, naming the holder
+    with Lease(config.output, config.io_options, run_id, config.lease_ttl_s, config.io_retries):
+        started_ray = _ensure_ray(config)
         try:
-            if units:
-                wait_for_gpus(res, config.gpu_wait_s)
-                _ray_data_options(config)
-                done_ref = ray.put(done) if listing.layout != "pairs" and done else None
-                ds = build_dataset(
-                    config,
-                    units,
-                    listing.layout,
-                    model,
-                    res,
-                    run_id=run_id,
-                    settings_id=settings_id,
-                    done_ref=done_ref,
-                    template=template,
-                    output_layout=layout,
-                )
-                _consume(ds, sink, progress, publisher)
-            sink.flush()
-            if publisher is not None:
-                summary["shards"] = publisher.finish()
-                summary["shards"]["already_published"] = len(listing.units) - len(units)
-        except BaseException as exc:
-            _flush_quietly(sink)
-            summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-            _finish(summary, progress, sink, t0)
-            _write_summary(config, run_id, summary)
-            raise
-        summary["status"] = "finished"
+            return _run(config, run_id, started_at, t0)
+        finally:
+            if started_ray:
+                ray.shutdown()
+
+
+def _run(config: RestoreConfig, run_id: str, started_at: datetime, t0: float) -> dict[str, Any]:
+    import ray
+
+    if config.mask_template == "auto":
+        from .watermark import resolve_auto_template
+
+        config = resolve_auto_template(config)
+    model = choose_model(config)
+    listing = list_units(config)
+    layout = config.layout_for(listing.layout)
+    settings_id = config.settings_id(
+        model.model_id, model.engine, listing.template_url, layout
+    )
+    history = ledger.load_history(config.output, config.io_options, config.io_retries)
+    done = ledger.done_keys(history, settings_id, config.retry_failed, config.overwrite)
+    units, already = listing.units, 0
+    if listing.layout == "pairs":  # keys are known: skip done items before reading them
+        units = [u for u in units if u["key"] not in done]
+        already = len(listing.units) - len(units)
+    markers: dict[str, Any] = {}
+    if layout != "files":
+        markers = shards.load_markers(
+            config.output, config.io_options, config.io_retries
+        )
+        units, published = _plan_shards(
+            config, units, listing.layout, settings_id, markers, run_id
+        )
+        already += published
+    template = None
+    if listing.template_url:
+        fs, path = filesystem(listing.template_url, config.io_options, config.io_retries)
+        template = read_bytes(fs, path, config.io_retries)
+    res = resources(config)
+    summary = _summary(config, run_id, model, settings_id, listing, started_at)
+    summary["output_layout"] = layout
+    summary["resources"] = {
+        "device": res.device,
+        "actors": list(res.actors),
+        "gpus_per_actor": res.gpus_per_actor,
+        "cpus_per_actor": res.cpus_per_actor,
+    }
+    _write_summary(config, run_id, summary)
+    log.info(
+        "run %s: %s layout, %s items listed, %d already done, engine %s (%s), "
+        "%d-%d actors on %s",
+        run_id,
+        listing.layout,
+        listing.items if listing.items is not None else "?",
+        already,
+        model.engine,
+        model.model_id[:12],
+        *res.actors,
+        res.device,
+    )
+    progress = Progress(listing.items, config.progress_s, already_done=already)
+    sink = StatsSink(
+        config.output,
+        run_id,
+        config.io_options,
+        config.io_retries,
+        config.stats_flush_rows,
+        config.stats_flush_s,
+    )
+    publisher = None
+    if layout != "files":
+        publisher = shards.ShardPublisher(
+            config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
+        )
+    try:
+        if units:
+            wait_for_gpus(res, config.gpu_wait_s)
+            _ray_data_options(config)
+            done_ref = ray.put(done) if listing.layout != "pairs" and done else None
+            ds = build_dataset(
+                config,
+                units,
+                listing.layout,
+                model,
+                res,
+                run_id=run_id,
+                settings_id=settings_id,
+                done_ref=done_ref,
+                template=template,
+                output_layout=layout,
+            )
+            _consume(ds, sink, progress, publisher)
+        sink.flush()
+        if publisher is not None:
+            summary["shards"] = publisher.finish()
+            summary["shards"]["already_published"] = len(listing.units) - len(units)
+    except BaseException as exc:
+        _flush_quietly(sink)
+        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         _finish(summary, progress, sink, t0)
         _write_summary(config, run_id, summary)
-        log.info("run %s finished: %s", run_id, progress.line())
-        return summary
-    finally:
-        if started_ray:
-            ray.shutdown()
+        raise
+    summary["status"] = "finished"
+    _finish(summary, progress, sink, t0)
+    _write_summary(config, run_id, summary)
+    log.info("run %s finished: %s", run_id, progress.line())
+    return summary
 
 
 def _consume(
@@ -258,7 +267,7 @@ def _summary(
 
 
 def _write_summary(config: RestoreConfig, run_id: str, summary: dict[str, Any]) -> str:
-    fs, root = filesystem(config.output, config.storage_options, config.io_retries)
+    fs, root = filesystem(config.output, config.io_options, config.io_retries)
     path = f"{root}/runs/{run_id}.json"
     data = json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
     atomic_write(fs, path, data, attempts=max(1, config.io_retries))

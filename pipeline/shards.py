@@ -233,7 +233,7 @@ class ShardPublisher:
         self.flush()
         rest = set(self.inputs) | set(self.seen)
         if self.input_layout == "pairs":  # shards of loose files left by interrupted runs
-            fs, root = filesystem(self.config.output, self.config.storage_options)
+            fs, root = filesystem(self.config.output, self.config.io_options)
             rest |= list_part_shards(fs, root, self.settings_id)
         for shard in sorted(rest - set(self.started)):
             self._start(shard)
@@ -262,7 +262,7 @@ class ShardPublisher:
             input_url=unit.get("image"),
             input_size=unit.get("size"),
             output=self.config.output,
-            storage_options=self.config.storage_options,
+            storage_options=self.config.io_options,
             retries=self.config.io_retries,
             settings_id=self.settings_id,
             run_id=self.run_id,

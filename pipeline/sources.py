@@ -64,7 +64,7 @@ class Listing:
 
 def list_units(config: RestoreConfig) -> Listing:
     """Resolve the layout and list units; raises ConfigError for unusable inputs."""
-    fs, root = filesystem(config.images, config.storage_options, config.io_retries)
+    fs, root = filesystem(config.images, config.io_options, config.io_retries)
     if not fs.exists(root):
         raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     single = fs.isfile(root)
@@ -73,7 +73,7 @@ def list_units(config: RestoreConfig) -> Listing:
     layout = config.format if config.format != "auto" else _detect(files, config.images)
     template = config.mask_template
     if config.masks:
-        mfs, mroot = filesystem(config.masks, config.storage_options, config.io_retries)
+        mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
         if not mfs.exists(mroot):
             raise ConfigError(f"`masks` {config.masks!r} does not exist (or is not readable)")
         if mfs.isfile(mroot):  # one mask file for every image: the template case
@@ -93,11 +93,12 @@ def list_units(config: RestoreConfig) -> Listing:
 
 
 def _excluded(config: RestoreConfig) -> list[str]:
-    """Prefixes inside `images` that are not inputs: the output and the masks."""
+    """Prefixes inside `images` that are not inputs: the output, the masks, the template."""
     out = []
-    for url in (config.output, config.masks):
+    template = config.mask_template if config.mask_template != "auto" else None
+    for url in (config.output, config.masks, template):
         if url and protocol_of(url) == protocol_of(config.images):
-            path = filesystem(url, config.storage_options)[1]
+            path = filesystem(url, config.io_options)[1]
             out.append(path.rstrip("/") + "/")
     return out
 
@@ -159,7 +160,7 @@ def _pairs(
     masks: dict[str, str] = {}
     mfs = None
     if config.masks and not template:
-        mfs, mroot = filesystem(config.masks, config.storage_options, config.io_retries)
+        mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
         for path in _find(mfs, mroot, exclude=[]):
             stem, ext = strip_ext(posixpath.relpath(path, mroot))
             if ext not in IMAGE_EXTS:

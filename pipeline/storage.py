@@ -24,6 +24,7 @@ T = TypeVar("T")
 
 LOCAL_PROTOCOLS = {"file", "local"}
 MAX_SEGMENT_BYTES = 255
+IO_TIMEOUT_KEY = "_spl_io_timeout_s"  # our own option, never handed to fsspec
 MAX_KEY_BYTES = 900  # S3 allows 1024 for the whole object key; leave room for OUT and ext
 PERMANENT_ERRORS = (
     FileNotFoundError,
@@ -68,12 +69,14 @@ def filesystem(
     """(filesystem, path) for a URL; storage options apply to remote protocols only.
 
     S3 gets botocore retries (standard mode) and connect/read timeouts unless the options
-    already set them; credentials and endpoints otherwise come the standard AWS way.
+    already set them; credentials and endpoints otherwise come the standard AWS way. The
+    timeout may also come as the option `IO_TIMEOUT_KEY` (see `RestoreConfig.io_options`).
     """
     protocol = protocol_of(url)
     options: dict[str, Any] = {}
     if protocol not in LOCAL_PROTOCOLS:
         options = dict(storage_options or {})
+    timeout_s = float(options.pop(IO_TIMEOUT_KEY, timeout_s))
     if protocol in ("s3", "s3a"):
         config_kwargs = dict(options.get("config_kwargs") or {})
         config_kwargs.setdefault("retries", {"max_attempts": max(1, retries), "mode": "standard"})

@@ -54,3 +54,18 @@ def test_progress_line_has_done_total_rate_and_eta():
     assert line.startswith("50/100 items (50%)")
     assert "images/s" in line and "ETA" in line and "already_done 10" in line
     assert "?" in Progress(total=None).line()
+
+
+def test_a_mask_template_stored_among_the_images_is_not_an_image(tmp_path):
+    item = data.good_item(1)
+    for rel in ("photos/a.jpg", "photos/b.jpg", "photos/watermark.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(item["image"])
+    config = RestoreConfig.from_dict(
+        {
+            "images": str(tmp_path / "photos"),
+            "mask_template": str(tmp_path / "photos" / "watermark.png"),
+            "output": str(tmp_path / "out"),
+        }
+    )
+    assert sorted(u["key"] for u in list_units(config).units) == ["a", "b"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.config import RestoreConfig
 from pipeline.storage import (
     UnsafeKeyError,
     atomic_write,
@@ -85,3 +86,14 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not():
     with pytest.raises(FileNotFoundError):
         with_retries(missing, "missing", attempts=5, base_delay_s=0.001)
     assert calls["n"] == 1
+
+
+def test_io_timeout_reaches_s3_clients_but_not_the_users_options():
+    config = RestoreConfig.from_dict(
+        {"images": "s3://b/in", "output": "s3://b/out", "masks": "s3://b/m", "io_timeout_s": 7,
+         "storage_options": {"anon": True}}
+    )  # fmt: skip
+    fs, _ = filesystem("s3://b/x", config.io_options, config.io_retries)
+    assert fs.config_kwargs["connect_timeout"] == fs.config_kwargs["read_timeout"] == 7.0
+    assert config.storage_options == {"anon": True}
+    assert all(not k.startswith("_spl") for k in fs.storage_options)
