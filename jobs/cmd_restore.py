@@ -22,7 +22,12 @@ Examples:
 To run on a Ray cluster through its Jobs API, use `spl submit` with the same flags.""",
 )
 @spec_options(aliases={"ray_address": ["--address"]})
-@click.option("--dry-run", is_flag=True, help="Print the checked job spec (YAML) and exit.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the checked job spec (YAML), then list the inputs, consult OUT's ledger and "
+    "print what a run would do (new, changed, retry, already done); write nothing.",
+)
 @click.pass_context
 def restore(ctx: click.Context, **params: object) -> None:
     """Restore images: fill masked regions and write images, stats and a run summary.
@@ -33,6 +38,13 @@ def restore(ctx: click.Context, **params: object) -> None:
     config = validate(spec_from_cli(ctx, params))
     if params["dry_run"]:
         click.echo(yaml.safe_dump(config.redacted(), sort_keys=False), nl=False)
+        from pipeline.work import dry_run
+
+        try:
+            plan = {"plan": dry_run(config)}
+        except Exception as exc:  # storage unreachable, inputs missing: the spec still printed
+            plan = {"plan_error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        click.echo(yaml.safe_dump(plan, sort_keys=False), nl=False)
         return
     joining = config.ray_address or os.environ.get("RAY_ADDRESS")
     if joining and joining.startswith(("http://", "https://")):

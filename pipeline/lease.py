@@ -5,8 +5,9 @@ the run lives.
   (`If-None-Match: *`) on S3. Of two runs that start together, exactly one gets it.
 - Renewed every `ttl / 4` seconds by a daemon thread of the driver. A second run fails at once
   with a sentence naming the holder (run id, host, pid) and when the lease expires.
-- A lease not renewed for `ttl` seconds (its driver was killed, its machine lost) has expired:
-  the next run takes it over (a file system renames it away atomically; S3 deletes it after
+- A lease not renewed for `ttl` seconds (its driver was killed, its machine lost) has expired,
+  and so has one whose holder ran on this host and whose process is gone: the next run takes
+  it over (a file system renames it away atomically; S3 deletes it after
   reading it back unchanged) and creates its own.
 - Released (deleted) at the end of the run, if it is still this run's.
 """
@@ -55,7 +56,7 @@ class Lease:
         """Take the lease or raise `LeaseHeld`; starts renewing it."""
         if not self._create():
             holder = self._read()
-            if holder is not None and not _expired(holder):
+            if holder is not None and not _expired(holder) and not _dead_here(holder):
                 raise LeaseHeld(_held_message(self.output, holder))
             log.warning("taking over the expired lease of run %s", (holder or {}).get("run_id"))
             self._take_over(holder)
@@ -162,6 +163,20 @@ class Lease:
 
 def _expired(holder: dict[str, Any]) -> bool:
     return float(holder.get("expires_at") or 0) < time.time()
+
+
+def _dead_here(holder: dict[str, Any]) -> bool:
+    """A holder on this host whose process is gone (a killed driver): no need to wait for
+    its lease to expire."""
+    if holder.get("host") != platform.node() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _held_message(output: str, holder: dict[str, Any]) -> str:

@@ -27,7 +27,16 @@ from .schema import ERROR, OK, SKIPPED, STATS_SCHEMA
 from .storage import filesystem, with_retries
 
 log = logging.getLogger(__name__)
-LEDGER_COLUMNS = ["run_id", "key", "status", "settings_id", "finished_at", "error_kind"]
+LEDGER_COLUMNS = [
+    "run_id",
+    "key",
+    "status",
+    "settings_id",
+    "finished_at",
+    "error_kind",
+    "image_uri",
+    "input_version",
+]
 
 
 def stats_files(output: str, storage_options: dict[str, Any], retries: int = 5) -> list[str]:
@@ -65,8 +74,16 @@ def done_keys(
     history: pa.Table, settings_id: str, retry_failed: bool = False, overwrite: bool = False
 ) -> frozenset[str]:
     """Keys this run must not redo (see the module docstring)."""
+    return frozenset(done_versions(history, settings_id, retry_failed, overwrite))
+
+
+def done_versions(
+    history: pa.Table, settings_id: str, retry_failed: bool = False, overwrite: bool = False
+) -> dict[str, str | None]:
+    """Done keys -> the `input_version` their row recorded (None for rows from before it was
+    recorded). An item is redone when its input's version differs (a replaced file)."""
     if overwrite or history.num_rows == 0:
-        return frozenset()
+        return {}
     same = history.filter(pc.equal(history["settings_id"], settings_id))
     finished = pc.is_in(same["status"], pa.array([OK, SKIPPED]))
     if not retry_failed:
@@ -76,7 +93,28 @@ def done_keys(
         )
         finished = pc.or_(finished, permanent)
     done = same.filter(finished)
-    return frozenset(pc.unique(done["key"]).to_pylist())
+    if "finished_at" in done.column_names:
+        done = done.sort_by([("finished_at", "ascending")])  # the latest row of a key wins
+    keys = done["key"].to_pylist()
+    if "input_version" not in done.column_names:
+        return dict.fromkeys(keys)
+    return dict(zip(keys, done["input_version"].to_pylist(), strict=True))
+
+
+def is_done(done: dict[str, str | None], key: str, version: str | None) -> bool:
+    if key not in done:
+        return False
+    recorded = done[key]
+    return recorded is None or not version or recorded == version
+
+
+def known_keys(history: pa.Table) -> dict[str, str]:
+    """Image URL -> the key an earlier run gave it (any settings), so that keys stay stable
+    when files are added beside it."""
+    if history.num_rows == 0:
+        return {}
+    uris, keys = history["image_uri"].to_pylist(), history["key"].to_pylist()
+    return {uri: key for uri, key in zip(uris, keys, strict=True) if uri and "#" not in uri}
 
 
 def latest_rows(output: str, storage_options: dict[str, Any] | None = None) -> pa.Table:

@@ -46,11 +46,13 @@ def read_units(
     pending: list[dict[str, Any]] = []
     for unit in units.to_pylist():
         for row in _count_items(unit, reader.items(unit)):
+            row.setdefault("input_version", unit.get("version"))
             if row.get("status") == ERROR and row["key"] in reader.done:
                 # a damaged shard or an unusable key found again: the ledger already holds
                 # its error row (the key is done unless `retry_failed`)
                 keep = ("key", "image_uri", "shard", "seq", "shard_items", "sample")
                 row = {name: row.get(name) for name in keep} | {"status": ALREADY_DONE}
+                row["input_version"] = unit.get("version")
             pending.append(row)
             if len(pending) >= batch_size:
                 yield table(pending, WORK_SCHEMA)

@@ -16,16 +16,16 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from . import ledger, shards
+from . import shards
 from .config import RestoreConfig
 from .lease import Lease
 from .model import choose_model
 from .plan import build_dataset, resources, wait_for_gpus
 from .progress import Progress
 from .schema import ALREADY_DONE, STATS_SCHEMA
-from .sources import list_units
 from .stats import StatsSink
 from .storage import atomic_write, filesystem, full_url, read_bytes
+from .work import find_work
 
 log = logging.getLogger(__name__)
 VERSIONED = (
@@ -51,44 +51,29 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
 
     started_at, t0 = datetime.now(UTC), time.monotonic()
     run_id = config.run_id or new_run_id()
+    model = choose_model(config)  # an unusable checkpoint fails before anything is touched
     # one run per OUT: a second one fails here, naming the holder
     with Lease(config.output, config.io_options, run_id, config.lease_ttl_s, config.io_retries):
         started_ray = _ensure_ray(config)
         try:
-            return _run(config, run_id, started_at, t0)
+            return _run(config, model, run_id, started_at, t0)
         finally:
             if started_ray:
                 ray.shutdown()
 
 
-def _run(config: RestoreConfig, run_id: str, started_at: datetime, t0: float) -> dict[str, Any]:
+def _run(
+    config: RestoreConfig, model: Any, run_id: str, started_at: datetime, t0: float
+) -> dict[str, Any]:
     import ray
 
     if config.mask_template == "auto":
         from .watermark import resolve_auto_template
 
         config = resolve_auto_template(config)
-    model = choose_model(config)
-    listing = list_units(config)
-    layout = config.layout_for(listing.layout)
-    settings_id = config.settings_id(
-        model.model_id, model.engine, listing.template_url, layout
-    )
-    history = ledger.load_history(config.output, config.io_options, config.io_retries)
-    done = ledger.done_keys(history, settings_id, config.retry_failed, config.overwrite)
-    units, already = listing.units, 0
-    if listing.layout == "pairs":  # keys are known: skip done items before reading them
-        units = [u for u in units if u["key"] not in done]
-        already = len(listing.units) - len(units)
-    markers: dict[str, Any] = {}
-    if layout != "files":
-        markers = shards.load_markers(
-            config.output, config.io_options, config.io_retries
-        )
-        units, published = _plan_shards(
-            config, units, listing.layout, settings_id, markers, run_id
-        )
-        already += published
+    work = find_work(config, run_id, model)
+    model, listing, layout, settings_id = work.model, work.listing, work.layout, work.settings_id
+    units, already, done, markers = work.units, work.already, work.done, work.markers
     template = None
     if listing.template_url:
         fs, path = filesystem(listing.template_url, config.io_options, config.io_retries)
@@ -102,14 +87,14 @@ def _run(config: RestoreConfig, run_id: str, started_at: datetime, t0: float) ->
         "gpus_per_actor": res.gpus_per_actor,
         "cpus_per_actor": res.cpus_per_actor,
     }
+    summary["plan"] = work.counts
     _write_summary(config, run_id, summary)
     log.info(
-        "run %s: %s layout, %s items listed, %d already done, engine %s (%s), "
-        "%d-%d actors on %s",
+        "run %s: %s layout, %s items listed (%s), engine %s (%s), %d-%d actors on %s",
         run_id,
         listing.layout,
         listing.items if listing.items is not None else "?",
-        already,
+        ", ".join(f"{k} {v}" for k, v in work.counts.items()),
         model.engine,
         model.model_id[:12],
         *res.actors,
@@ -191,37 +176,6 @@ def _consume(
             publisher.add(rows["shard"].to_pylist(), rows["shard_items"].to_pylist())
         progress.maybe_log()
     progress.maybe_log(force=True)
-
-
-def _plan_shards(
-    config: RestoreConfig,
-    units: list[dict[str, Any]],
-    input_layout: str,
-    settings_id: str,
-    markers: dict[str, Any],
-    run_id: str,
-) -> tuple[list[dict[str, Any]], int]:
-    """(units to run, items found already published). Input shards published with these
-    settings are not read again; loose files are cut into output shards of `shard_size`
-    items, named after the run (each run's new items make new shards)."""
-    layout = config.layout_for(input_layout)
-    if input_layout == "pairs":
-        for i, unit in enumerate(units):
-            n, seq = divmod(i, config.shard_size)
-            unit.update(shard=f"{run_id}-{n:06d}", seq=seq)
-            if seq == config.shard_size - 1 or i == len(units) - 1:
-                unit["shard_items"] = seq + 1
-        return units, 0
-    todo, already = [], 0
-    for unit in units:
-        marker = markers.get(unit["key"])
-        if shards.is_complete(
-            marker, unit, settings_id, layout, config.retry_failed, config.overwrite
-        ):
-            already += marker["items"]
-        else:
-            todo.append(unit)
-    return todo, already
 
 
 def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:

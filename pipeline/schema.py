@@ -60,6 +60,7 @@ WORK_SCHEMA = pa.schema(
         ("seq", pa.int64()),
         ("shard_items", pa.int64()),
         ("sample", pa.string()),  # the sample's key inside its input shard
+        ("input_version", pa.string()),  # ETag or size:mtime of the inputs (sources.py)
     ]
 )
 
@@ -111,6 +112,7 @@ STATS_SCHEMA = pa.schema(
         ("shard", pa.string()),  # the output shard holding the item (shard output layouts)
         ("input_bytes", pa.int64()),
         ("jpeg_path", pa.string()),  # JPEG out of JPEG in: coefficients | reencode: <why>
+        ("input_version", pa.string()),  # a changed input is redone by the next run
     ]
 )
 

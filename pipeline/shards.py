@@ -42,6 +42,7 @@ class ShardJob:
     input_layout: str  # webdataset | parquet | pairs
     input_url: str | None  # the input shard (None for a shard of loose files)
     input_size: int | None
+    input_version: str | None
     output: str
     storage_options: dict[str, Any]
     retries: int
@@ -119,6 +120,7 @@ def _publish(job: ShardJob, fs: Any, root: str) -> dict[str, Any]:
         "output_uri": full_url(fs, target),
         "input_uri": job.input_url,
         "input_size": job.input_size,
+        "input_version": job.input_version,
         "run_id": job.run_id,
         "samples": writer.samples,
         "items": sum(counts[s] for s in ("ok", "error", "skipped")),
@@ -179,17 +181,24 @@ def is_complete(
     retry_failed: bool,
     overwrite: bool,
 ) -> bool:
-    """Whether an input shard needs no reading: published with these settings from an input
-    of the same size, with no error the next run would retry."""
+    """Whether an input shard needs no reading: published with these settings from the same
+    input (ETag, or size and mtime), with no error the next run would retry."""
     return bool(
         marker
         and not overwrite
         and marker["settings_id"] == settings_id
         and marker["layout"] == layout
-        and marker.get("input_size") == unit.get("size")
+        and _same_input(marker, unit)
         and marker["retryable"] == 0
         and not (retry_failed and marker["counts"]["error"])
     )
+
+
+def _same_input(marker: dict[str, Any], unit: dict[str, Any]) -> bool:
+    """Whether the input shard is the file the marker's shard was built from."""
+    if marker.get("input_version") and unit.get("version"):
+        return marker["input_version"] == unit["version"]
+    return marker.get("input_size") == unit.get("size")
 
 
 # ---- during the run: the driver's bookkeeping ---------------------------------------------------
@@ -261,6 +270,7 @@ class ShardPublisher:
             input_layout=self.input_layout,
             input_url=unit.get("image"),
             input_size=unit.get("size"),
+            input_version=unit.get("version"),
             output=self.config.output,
             storage_options=self.config.io_options,
             retries=self.config.io_retries,
@@ -270,7 +280,7 @@ class ShardPublisher:
                 marker
                 and not self.config.overwrite
                 and marker["settings_id"] == self.settings_id
-                and marker.get("input_size") == unit.get("size")
+                and _same_input(marker, unit)
             ),
         )
         task = ray.remote(publish_shard).options(num_cpus=1, max_retries=2)

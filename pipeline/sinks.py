@@ -116,6 +116,7 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
         "shard",
         "shard_items",
         "input_bytes",
+        "input_version",
     )
     stats = {name: row.get(name) for name in keep}
     stats.update(run_id=run_id, settings_id=settings_id, strategy=strategy)

@@ -43,6 +43,7 @@ UNIT_SCHEMA = pa.schema(
         ("ref", pa.string()),
         ("error", pa.string()),  # for `invalid` units: why the item cannot run
         ("size", pa.int64()),  # bytes of a shard, as listed
+        ("version", pa.string()),  # ETag or size:mtime of the image (and mask), or the shard
         # shard outputs of pair inputs: the output shard, place in it, and its item count
         ("shard", pa.string()),
         ("seq", pa.int64()),
@@ -62,14 +63,17 @@ class Listing:
     template_url: str | None = None
 
 
-def list_units(config: RestoreConfig) -> Listing:
-    """Resolve the layout and list units; raises ConfigError for unusable inputs."""
+def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) -> Listing:
+    """Resolve the layout and list units; raises ConfigError for unusable inputs.
+
+    `known_keys` (image URL -> key, from the ledger) keeps the key a file was given before,
+    whatever has been added beside it since."""
     fs, root = filesystem(config.images, config.io_options, config.io_retries)
     if not fs.exists(root):
         raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     single = fs.isfile(root)
-    sizes = {root: fs.size(root)} if single else _find(fs, root, exclude=_excluded(config))
-    files = list(sizes)
+    details = {root: fs.info(root)} if single else _find(fs, root, exclude=_excluded(config))
+    files = list(details)
     layout = config.format if config.format != "auto" else _detect(files, config.images)
     template = config.mask_template
     if config.masks:
@@ -80,11 +84,11 @@ def list_units(config: RestoreConfig) -> Listing:
             template = config.masks
     base = posixpath.dirname(root) if single else root
     if layout == "pairs":
-        listing = _pairs(config, fs, files, base, template)
+        listing = _pairs(config, fs, details, base, template, known_keys or {})
     elif layout == "webdataset":
-        listing = _shards(fs, sizes, base, "tar", ".tar")
+        listing = _shards(fs, details, base, "tar", ".tar")
     else:
-        listing = _shards(fs, sizes, base, "parquet", ".parquet")
+        listing = _shards(fs, details, base, "parquet", ".parquet")
         listing.items = _parquet_rows(fs, files)
     listing.template_url = template
     if listing.orphan_masks:
@@ -103,18 +107,29 @@ def _excluded(config: RestoreConfig) -> list[str]:
     return out
 
 
-def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, int | None]:
-    """Input files under `root` (sorted) with their sizes."""
+def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, dict]:
+    """Input files under `root` (sorted) with their listing details (size, ETag, mtime)."""
     found = fs.find(root, detail=True)
-    keep: dict[str, int | None] = {}
+    keep: dict[str, dict] = {}
     for path in sorted(found):
         rel = posixpath.relpath(path, root)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files and our own temp files
         if any((path + "/").startswith(prefix) for prefix in exclude):
             continue
-        keep[path] = found[path].get("size")
+        keep[path] = found[path]
     return keep
+
+
+def version(info: dict | None) -> str:
+    """What changes when a file is replaced: its ETag (object stores), else size and mtime."""
+    if not info:
+        return ""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return str(etag).strip('"')
+    when = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or ""
+    return f"{info.get('size')}:{when}"
 
 
 def _detect(files: list[str], url: str) -> str:
@@ -148,39 +163,56 @@ def _rel_key(path: str, base: str) -> str:
 def _pairs(
     config: RestoreConfig,
     fs: fsspec.AbstractFileSystem,
-    files: list[str],
+    details: dict[str, dict],
     base: str,
     template: str | None,
+    known: dict[str, str],
 ) -> Listing:
-    images = [p for p in files if strip_ext(p)[1] in IMAGE_EXTS]
+    images = [p for p in details if strip_ext(p)[1] in IMAGE_EXTS]
     stems = [_rel_key(p, base) for p in images]
     counts: dict[str, int] = {}
     for stem in stems:
         counts[stem] = counts.get(stem, 0) + 1
     masks: dict[str, str] = {}
+    mask_details: dict[str, dict] = {}
     mfs = None
     if config.masks and not template:
         mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
-        for path in _find(mfs, mroot, exclude=[]):
+        mask_details = _find(mfs, mroot, exclude=[])
+        for path in mask_details:
             stem, ext = strip_ext(posixpath.relpath(path, mroot))
             if ext not in IMAGE_EXTS:
                 continue
-            known = masks.get(stem)
-            if known is None or _rank(ext) < _rank(strip_ext(known)[1]):
+            known_mask = masks.get(stem)
+            if known_mask is None or _rank(ext) < _rank(strip_ext(known_mask)[1]):
                 masks[stem] = path
     units = []
-    seen: dict[str, int] = {}
-    for path, stem in zip(images, stems, strict=True):
-        # Two images with one stem (photo.jpg, photo.png) keep their extension in the key.
-        raw_key = posixpath.relpath(path, base) if counts[stem] > 1 else stem
-        unit = {"kind": "pair", "image": full_url(fs, path), "key": raw_key}
-        try:  # `a\\b.png` and `a/b.png` both sanitise to a/b: the second becomes a/b~2
-            unit["key"] = unique_key(sanitize_key(raw_key), seen)
-        except UnsafeKeyError as exc:
-            unit.update(kind="invalid", error=str(exc))
+    urls = [full_url(fs, path) for path in images]
+    current = set(urls)
+    # keys given before stay taken, by their file or by a file since removed
+    seen: dict[str, int] = {key: 1 for url, key in known.items() if url not in current}
+    for url in urls:
+        if url in known:
+            seen[known[url]] = 1
+    for path, stem, url in zip(images, stems, urls, strict=True):
+        unit = {"kind": "pair", "image": url}
+        if url in known:  # the key this file was given by an earlier run, whatever is new
+            unit["key"] = known[url]
+        else:
+            # Two images with one stem (photo.jpg, photo.png), or a stem an earlier file took:
+            # the new file keeps its extension in the key.
+            clash = counts[stem] > 1 or stem in seen
+            raw_key = posixpath.relpath(path, base) if clash else stem
+            unit["key"] = raw_key
+            try:  # `a\\b.png` and `a/b.png` both sanitise to a/b: the second becomes a/b~2
+                unit["key"] = unique_key(sanitize_key(raw_key), seen)
+            except UnsafeKeyError as exc:
+                unit.update(kind="invalid", error=str(exc))
+        mask_version = ""
         if mfs is not None:
             mask = masks.get(stem)
             unit["mask"] = full_url(mfs, mask) if mask else None
+            mask_version = version(mask_details.get(mask)) if mask else ""
             if mask is None:
                 unit.update(
                     kind="invalid",
@@ -190,6 +222,7 @@ def _pairs(
                         "relative path without extension"
                     ),
                 )
+        unit["version"] = f"{version(details[path])}|{mask_version}"
         units.append(unit)
     used = set(stems)
     orphans = sum(1 for stem in masks if stem not in used)
@@ -202,12 +235,12 @@ def _rank(ext: str) -> int:
 
 def _shards(
     fs: fsspec.AbstractFileSystem,
-    sizes: dict[str, int | None],
+    details: dict[str, dict],
     base: str,
     kind: str,
     suffix: str,
 ) -> Listing:
-    shards = [p for p in sizes if p.lower().endswith(suffix)]
+    shards = [p for p in details if p.lower().endswith(suffix)]
     if not shards:
         raise ConfigError(f"no {suffix} shards found for format {kind!r}")
     keys = [_rel_key(p, base) for p in shards]
@@ -221,7 +254,8 @@ def _shards(
     for path, key in zip(shards, keys, strict=True):
         if key in folders:  # a.tar next to a/b.tar: a.tar's `b/x` and a/b.tar's `x` would
             key = posixpath.relpath(path, base)  # both be a/b/x; a.tar keeps its extension
-        unit = {"kind": kind, "image": full_url(fs, path), "key": key, "size": sizes[path]}
+        unit = {"kind": kind, "image": full_url(fs, path), "key": key}
+        unit.update(size=details[path].get("size"), version=version(details[path]))
         try:
             unit["key"] = sanitize_key(unit["key"])
         except UnsafeKeyError as exc:
