@@ -1,7 +1,8 @@
 """Inference stage: a Ray actor that loads the model once and inpaints batches of RGB rows.
 
 Only the public `spl_model` API is used. A batch that fails is retried item by item, so
-one bad item becomes one `error` row instead of failing its neighbours.
+one bad item becomes one `error` row instead of failing its neighbours; an item that crashes
+the worker itself is found and bounded by the run's crash journal (pipeline/crashes.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .crashes import CRASH_ERROR, LIMIT, maybe_crash
 from .schema import ERROR, WORK_SCHEMA, table
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,10 @@ class InpaintActor:
         *,
         expected_model_id: str | None = None,
         threads: int | None = None,
+        journal: Any = None,
         **inpainter_kwargs: Any,
     ):
+        self.journal = journal  # the run's CrashJournal (pipeline/crashes.py), when on Ray
         if threads:
             import torch
 
@@ -81,13 +85,40 @@ class InpaintActor:
         rows = batch.to_pylist()
         todo = [row for row in rows if not row.get("status")]
         if todo:
-            images = [_rgb(row) for row in todo]
-            masks = [_hole(row) for row in todo]
-            for row, image, outcome in zip(todo, images, self._run(images, masks), strict=True):
-                _apply(row, image, outcome)
+            crashed = self._crashed([row["key"] for row in todo])
+            groups = [todo] if not crashed else [[row] for row in todo]  # isolate a crasher
+            for group in groups:
+                self._inpaint(group, crashed)
         for row in rows:
             row.update(engine=self.engine, model_id=self.model_id, node=self.node, pixels=None)
         return table(rows, WORK_SCHEMA)
+
+    def _inpaint(self, rows: list[dict[str, Any]], crashed: dict[str, int]) -> None:
+        keys = [row["key"] for row in rows]
+        if len(rows) == 1 and crashed.get(keys[0], 0) >= LIMIT:
+            rows[0].update(status=ERROR, error=CRASH_ERROR.format(n=crashed[keys[0]]))
+            return
+        self._journal("begin", keys)
+        for key in keys:
+            maybe_crash(key)
+        images = [_rgb(row) for row in rows]
+        masks = [_hole(row) for row in rows]
+        for row, image, outcome in zip(rows, images, self._run(images, masks), strict=True):
+            _apply(row, image, outcome)
+        self._journal("end", keys)
+
+    def _crashed(self, keys: list[str]) -> dict[str, int]:
+        if self.journal is None:
+            return {}
+        import ray
+
+        return ray.get(self.journal.crashes.remote(keys))
+
+    def _journal(self, method: str, keys: list[str]) -> None:
+        if self.journal is not None:
+            import ray
+
+            ray.get(getattr(self.journal, method).remote(keys))
 
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[Any]:
         """Per item: (restored, info) or the exception that item raised."""

@@ -19,6 +19,7 @@ import ray.data
 from ray.data import ActorPoolStrategy
 
 from .config import ConfigError, RestoreConfig
+from .crashes import RESTARTS
 from .decode import decode_batch
 from .inference import InpaintActor
 from .model import ModelChoice
@@ -129,6 +130,7 @@ def build_dataset(
     done_ref: Any = None,
     template: bytes | None = None,
     output_layout: str = "files",
+    journal: Any = None,
 ) -> ray.data.Dataset:
     batch = config.batch_size
     per_unit = layout in ("webdataset", "parquet")  # one shard per block: streamed inside
@@ -166,7 +168,10 @@ def build_dataset(
         compute=ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=res.cpus_per_actor,
         num_gpus=res.gpus_per_actor,
+        max_restarts=RESTARTS,  # bounded: an item that keeps killing its actor cannot hang
+        max_task_retries=RESTARTS,  # the job (pipeline/crashes.py gives it an error row)
         fn_constructor_kwargs={
+            "journal": journal,
             "model": model.source,
             "expected_model_id": model.model_id,
             "threads": config.threads_per_actor,

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from . import shards
 from .config import RestoreConfig
+from .crashes import start_journal
 from .lease import Lease
 from .model import choose_model
 from .plan import build_dataset, resources, wait_for_gpus
@@ -130,6 +131,7 @@ def _run(
                 done_ref=done_ref,
                 template=template,
                 output_layout=layout,
+                journal=start_journal(run_id),
             )
             _consume(ds, sink, progress, publisher)
         sink.flush()

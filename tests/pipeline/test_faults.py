@@ -284,3 +284,44 @@ def test_unreachable_or_missing_checkpoint_fails_fast_before_reading_inputs(
     assert time.monotonic() - started < 60
     assert checkpoint.split("/")[-1] in str(info.value)
     assert not (tmp_path / "out").exists()  # nothing was read or written
+
+
+def test_an_item_that_crashes_its_worker_gets_an_error_row_and_the_job_goes_on(tmp_path):
+    """A segfault on one item (fault injection): its batch is retried item by item, the item
+    gets an error row after two crashes, its neighbours are restored, and the job ends."""
+    import sys
+
+    import yaml
+
+    from tests.conftest import clean_env
+
+    fs = __import__("fsspec").filesystem("file", auto_mkdir=True)
+    items = {f"p{i}": data.good_item(i, (64, 48)) for i in range(6)}
+    data.write_pairs(fs, str(tmp_path / "img"), str(tmp_path / "mask"), items)
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "images": str(tmp_path / "img"),
+                "masks": str(tmp_path / "mask"),
+                "output": str(tmp_path / "out"),
+                "engine": "opencv-telea",
+                "batch_size": 3,
+                "actors": "1",
+                "num_cpus": 2,
+                "progress_bars": False,
+            }
+        )
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**clean_env(), "SPL_FAULT_CRASH_KEYS": "p4", "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.restore", "--config", str(config)],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {r["key"]: r for r in latest_rows(str(tmp_path / "out")).to_pylist()}
+    assert rows["p4"]["status"] == "error" and "crashed its inference worker 2 times" in (
+        rows["p4"]["error"]
+    )
+    assert all(rows[f"p{i}"]["status"] == "ok" for i in (0, 1, 2, 3, 5))

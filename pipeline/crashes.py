@@ -1,0 +1,57 @@
+"""Items that crash their inference worker: found, retried a bounded number of times, then given
+an error row, so the job goes on.
+
+A segfault, a process killed for memory or a lost node takes down the actor with its whole
+batch. Ray restarts the actor and retries the batch, a bounded number of times (`RESTARTS`).
+The `CrashJournal`, one small actor per run owned by the driver, remembers which keys were begun
+and never ended. A batch that comes back with such keys is run one item at a time, so the next
+crash names its item; an item that has crashed `LIMIT` times gets an error row instead of
+another try, and its neighbours are restored.
+
+`SPL_FAULT_CRASH_KEYS` (comma-separated keys) makes the actor exit abruptly on those items:
+fault injection for tests, as a segfault would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Any
+
+LIMIT = 2  # crashes of one item before it gets an error row
+RESTARTS = 4  # actor restarts and task retries of the inference stage (bounded: never a hang)
+CRASH_ERROR = (
+    "this item crashed its inference worker {n} times (a segfault, or killed for memory); "
+    "it is not tried again (--retry-failed tries it again)"
+)
+
+
+class CrashJournal:
+    """Per key: how many times it was begun and never ended."""
+
+    def __init__(self) -> None:
+        self.open: Counter[str] = Counter()
+
+    def begin(self, keys: list[str]) -> None:
+        self.open.update(keys)
+
+    def end(self, keys: list[str]) -> None:
+        for key in keys:
+            self.open.pop(key, None)
+
+    def crashes(self, keys: list[str]) -> dict[str, int]:
+        return {key: self.open[key] for key in keys if self.open.get(key)}
+
+
+def start_journal(run_id: str) -> Any:
+    """The run's journal actor (no CPU reserved; it dies with the driver)."""
+    import ray
+
+    return ray.remote(CrashJournal).options(num_cpus=0, name=f"spl-crashes-{run_id}").remote()
+
+
+def maybe_crash(key: str) -> None:
+    """Fault injection: exit at once, as a segfault would, on keys named in the environment."""
+    names = os.environ.get("SPL_FAULT_CRASH_KEYS")
+    if names and key in names.split(","):
+        os._exit(139)
