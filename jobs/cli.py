@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("jobs.train", "train", "Train or fine-tune an SPL generator."),
     "report": ("jobs.report", "report", "Write one HTML page about a restore run."),
     "watermark": ("jobs.watermark", "watermark", "Find the watermark an archive shares."),
+    "compact": ("jobs.compact", "compact", "Merge a restore output's stats files into one."),
     "demo": ("jobs.cli", "demo", "Restore a built-in sample archive into out/demo."),
 }
 

@@ -45,9 +45,13 @@ def stats_files(output: str, storage_options: dict[str, Any], retries: int = 5) 
     if not fs.exists(folder):
         return []
     found = with_retries(lambda: fs.find(folder), f"list {folder}", retries)
-    return sorted(
+    files = sorted(
         p for p in found if p.endswith(".parquet") and not posixpath.basename(p).startswith(".")
     )
+    from .compact import replaced_by  # a compaction that was interrupted: skip what it merged
+
+    replaced = replaced_by(fs, files, retries)
+    return [p for p in files if posixpath.basename(p) not in replaced]
 
 
 def load_history(

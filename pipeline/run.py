@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from . import shards
+from .compact import compact
 from .config import RestoreConfig
 from .crashes import start_journal
 from .lease import Lease
@@ -147,6 +148,10 @@ def _run(
     summary["status"] = "finished"
     _finish(summary, progress, sink, t0)
     _write_summary(config, run_id, summary)
+    try:  # small stats files of recurring runs, merged once there are many (pipeline/compact.py)
+        compact(config.output, config.io_options, config.io_retries, full=False, min_files=64)
+    except Exception:
+        log.exception("could not compact the stats files (the next run tries again)")
     log.info("run %s finished: %s", run_id, progress.line())
     return summary
 

@@ -14,6 +14,7 @@ DESIGN_COMMANDS = {
     "evaluate", "train", "report", "schedule", "demo",
     "watermark",  # `spl watermark detect`
     "data",  # builds the default model's photo set (docs/ARCHITECTURE.md)
+    "compact",
 }  # fmt: skip
 
 
