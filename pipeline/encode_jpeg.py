@@ -7,7 +7,7 @@ The coefficients are read and written with jpeglib (libjpeg; see docs/PIPELINE.m
 library). Every marker segment of the source (JFIF, EXIF, XMP, IPTC, ICC, comments) is kept; the
 EXIF loses only its thumbnail. The pixels stay in the file's stored orientation and the EXIF
 keeps its orientation tag. A source this path cannot take (CMYK/YCCK, an unreadable coefficient
-stream, a size mismatch) raises `NotApplicable` with the reason, and the sink re-encodes instead.
+stream) raises `NotApplicable` with the reason, and the sink re-encodes instead.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ def encode_keeping_blocks(
     """
     import jpeglib
 
-    if metadata.is_arithmetic(source):
-        raise NotApplicable("arithmetic-coded JPEG (written back with Huffman coding instead)")
     restored = metadata.to_stored(restored, orientation)
     changed = metadata.to_stored(changed, orientation)
     with tempfile.TemporaryDirectory(prefix="spl-jpeg-") as folder:
@@ -87,7 +85,7 @@ def encode_keeping_blocks(
                 region = old[top : top + rows_b, left : left + cols_b]
                 region[want] = part[:rows_b, :cols_b][want]
                 setattr(coefficients, name, old)
-        data = _write(coefficients, out, standard_huffman(source))
+        data = _write(coefficients, out, _coding(source))
     notes = []
     if metadata.is_progressive(source):
         notes.append("progressive source written as baseline")
@@ -112,10 +110,16 @@ def _encode_like(coefficients, restored: np.ndarray, path: str) -> None:
     )
 
 
-def _write(coefficients, path: str, standard: bool) -> bytes:
-    """Write with the standard Huffman tables when the source used them, else optimised ones
-    (as progressive and most re-saved files do), so the file keeps its size."""
-    coefficients.write_dct(path, flags=[] if standard else ["+OPTIMIZE_CODING"])
+def _coding(source: bytes) -> list[str]:
+    """libjpeg flags that keep the source's entropy coding, and so its size: arithmetic coding,
+    the standard Huffman tables, or optimised ones (as progressive and re-saved files have)."""
+    if metadata.is_arithmetic(source):
+        return ["+ARITH_CODE"]
+    return [] if standard_huffman(source) else ["+OPTIMIZE_CODING"]
+
+
+def _write(coefficients, path: str, flags: list[str]) -> bytes:
+    coefficients.write_dct(path, flags=flags)
     with open(path, "rb") as handle:
         return handle.read()
 

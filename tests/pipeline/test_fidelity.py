@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -28,6 +29,7 @@ JPEG_VARIANTS = {
     "progressive": {"quality": 90, "progressive": True},
     "restart": {"quality": 90, "restart_marker_blocks": 3},
     "optimized": {"quality": 85, "optimize": True},
+    "arithmetic": {"quality": 90, "arithmetic": True},
 }
 
 
@@ -54,6 +56,11 @@ def jpeg(variant: dict, seed: int = 1, exif: bytes | None = None) -> bytes:
     img = data.photo(seed, SIZE)
     if options.pop("mode", "RGB") == "L":
         img = img.convert("L")
+    if options.pop("arithmetic", False):  # Pillow cannot write these; libjpeg (jpeglib) can
+        with tempfile.TemporaryDirectory() as folder:
+            spatial = jpeglib.from_spatial(np.asarray(img))
+            spatial.write_spatial(f"{folder}/a.jpg", qt=options["quality"], flags=["+ARITH_CODE"])
+            return Path(f"{folder}/a.jpg").read_bytes()
     return data.encode(img, "JPEG", **options, **({"exif": exif} if exif else {}))
 
 

@@ -57,10 +57,10 @@ def test_an_expired_lease_is_taken_over(out_url):
 
 
 def test_a_live_lease_is_renewed_past_its_ttl(tmp_path):
-    with Lease(str(tmp_path), {}, run_id="long-run", ttl_s=0.8):
-        time.sleep(1.5)  # two renewals later it is still held
+    with Lease(str(tmp_path), {}, run_id="long-run", ttl_s=2):
+        time.sleep(3)  # past its first expiry, renewed every 0.5 s: still held
         with pytest.raises(LeaseHeld):
-            Lease(str(tmp_path), {}, run_id="other", ttl_s=0.8).acquire()
+            Lease(str(tmp_path), {}, run_id="other", ttl_s=2).acquire()
 
 
 def test_a_restore_on_a_held_output_fails_at_once_and_holds_it_while_it_runs(ray_local, tmp_path):

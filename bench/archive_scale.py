@@ -1,0 +1,168 @@
+"""Listing plus ledger at archive scale: driver wall time and peak memory of the step every run
+starts with (`pipeline.work.find_work`: list inputs, match masks, read the ledger, decide what
+is done), on synthetic archives.
+
+    python bench/archive_scale.py [--sizes 10000,100000] [--s3 20000] [--new 0.01]
+
+Per size N: N image/mask pairs on local disk (1000 per folder; tiny files, since listing never
+reads them), and a ledger of N `ok` rows in 20 stats files. Two scenarios: `fresh` (empty OUT)
+and `rerun` (all N done, plus N * --new new pairs). Each measurement runs in its own process:
+peak RSS growth of that process over the step (ru_maxrss after, minus RSS before) and bytes per
+listed key. `--s3 N` repeats the rerun on SeaweedFS S3. Prints a table and writes
+bench/results/archive_scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+RESULTS = REPO / "bench" / "results" / "archive_scale.json"
+SETTINGS_PROBE = {"engine": "opencv-telea"}
+
+
+def make_archive(fs, root: str, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        folder = f"d{i // 1000:05d}"
+        fs.pipe_file(f"{root}/images/{folder}/{i:08d}.png", b"x")
+        fs.pipe_file(f"{root}/masks/{folder}/{i:08d}.png", b"m")
+
+
+def make_ledger(root: str, count: int, options: dict) -> None:
+    """`count` ok rows for the first `count` items, with the settings id a run would use."""
+    import pyarrow as pa
+
+    from pipeline import RestoreConfig
+    from pipeline.schema import STATS_SCHEMA
+    from pipeline.stats import StatsSink
+
+    config = RestoreConfig.from_dict(spec(root, options))
+    settings = config.settings_id("opencv-telea", "opencv-telea", None, "files")
+    sink = StatsSink(config.output, "ledger", options, flush_rows=10**9)
+    per_file = max(1, count // 20)
+    for first in range(0, count, per_file):
+        keys = [f"d{i // 1000:05d}/{i:08d}" for i in range(first, min(count, first + per_file))]
+        uris = [f"{config.images}/{k}.png" for k in keys]
+        n = len(keys)
+        columns = {name: pa.nulls(n, STATS_SCHEMA.field(name).type) for name in STATS_SCHEMA.names}
+        columns.update(
+            run_id=pa.array(["ledger"] * n),
+            key=pa.array(keys),
+            image_uri=pa.array(uris),
+            status=pa.array(["ok"] * n),
+            settings_id=pa.array([settings] * n),
+        )
+        sink.add(pa.table(columns, schema=STATS_SCHEMA))
+        sink.flush()
+
+
+def spec(root: str, options: dict) -> dict:
+    return {
+        "images": f"{root}/images",
+        "masks": f"{root}/masks",
+        "output": f"{root}/out",
+        "storage_options": options,
+        **SETTINGS_PROBE,
+    }
+
+
+PROBE = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from pipeline import RestoreConfig
+from pipeline.work import find_work
+
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+config = RestoreConfig.from_dict(json.loads(sys.argv[2]))
+before = rss()
+t0 = time.perf_counter()
+work = find_work(config, "bench")
+wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"wall_s": wall, "peak_growth": peak - before, "listed": work.listing.items,
+                  "to_run": len(work.units), "already": work.already}))
+"""
+
+
+def measure(root: str, options: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO), json.dumps(spec(root, options))],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["bytes_per_key"] = round(result["peak_growth"] / max(1, result["listed"]), 1)
+    return result
+
+
+def scenario(fs, root: str, size: int, new: float, options: dict, where: str) -> list[dict]:
+    rows = []
+    make_archive(fs, root, 0, size)
+    fresh = measure(root, options)
+    rows.append({"where": where, "keys": size, "scenario": "fresh", **fresh})
+    print(rows[-1], flush=True)
+    make_ledger(root, size, options)
+    make_archive(fs, root, size, int(size * new))
+    rerun = measure(root, options)
+    rows.append({"where": where, "keys": size, "scenario": f"rerun +{new:.0%} new", **rerun})
+    print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--s3", type=int, default=0, help="keys on SeaweedFS S3 (0: skip)")
+    parser.add_argument("--new", type=float, default=0.01)
+    args = parser.parse_args()
+    import fsspec
+
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="spl-archive-") as root:
+            fs = fsspec.filesystem("file", auto_mkdir=True)
+            rows += scenario(fs, root, size, args.new, {}, "local")
+    if args.s3:
+        from bench.shard_outputs import start_seaweedfs
+        from tests.conftest import S3_KEY, S3_SECRET
+
+        workdir = Path(tempfile.mkdtemp(prefix="spl-archive-s3-"))
+        process, endpoint, _ = start_seaweedfs(workdir)
+        try:
+            import s3fs
+
+            options = {"key": S3_KEY, "secret": S3_SECRET, "endpoint_url": endpoint}
+            fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+            fs.mkdir("archive")
+            started = time.monotonic()
+            rows += scenario(fs, "s3://archive", args.s3, args.new, options, "seaweedfs-s3")
+            print(f"(S3 scenario incl. uploads: {time.monotonic() - started:.0f} s)")
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    print()
+    print("| where | keys | scenario | wall s | driver peak growth MB | bytes/key | to run |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['where']} | {r['keys']} | {r['scenario']} | {r['wall_s']:.2f} | "
+            f"{r['peak_growth'] / 2**20:.1f} | {r['bytes_per_key']} | {r['to_run']} |"
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"rows": rows}, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
