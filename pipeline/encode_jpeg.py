@@ -21,6 +21,8 @@ from PIL import Image
 
 from . import metadata
 
+LIBJPEG = "turbo210"  # the libjpeg-turbo build in jpeglib: it reads and writes arithmetic coding
+
 
 class NotApplicable(Exception):
     """This JPEG cannot take the coefficient path; the message says why."""
@@ -42,6 +44,15 @@ def encode_keeping_blocks(
     `restored` (H x W x 3 uint8) and `changed` (H x W bool) are upright (EXIF orientation applied),
     as the model saw them; `exif` is the source's EXIF, written back without its thumbnail.
     """
+    import jpeglib
+
+    with jpeglib.version(LIBJPEG):
+        return _encode_keeping_blocks(source, restored, changed, orientation, exif)
+
+
+def _encode_keeping_blocks(
+    source: bytes, restored: np.ndarray, changed: np.ndarray, orientation: int, exif: bytes | None
+) -> JpegResult:
     import jpeglib
 
     restored = metadata.to_stored(restored, orientation)

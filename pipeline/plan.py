@@ -168,8 +168,10 @@ def build_dataset(
         compute=ActorPoolStrategy(min_size=low, max_size=high),
         num_cpus=res.cpus_per_actor,
         num_gpus=res.gpus_per_actor,
-        max_restarts=RESTARTS,  # bounded: an item that keeps killing its actor cannot hang
-        max_task_retries=RESTARTS,  # the job (pipeline/crashes.py gives it an error row)
+        # bounded: an item that keeps killing its actor cannot hang the job (crashes.py gives
+        # it an error row). Ray 2.60 takes these only as ray_remote_args (deprecation warning).
+        max_restarts=RESTARTS,
+        max_task_retries=RESTARTS,
         fn_constructor_kwargs={
             "journal": journal,
             "model": model.source,

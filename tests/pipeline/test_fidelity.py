@@ -57,7 +57,7 @@ def jpeg(variant: dict, seed: int = 1, exif: bytes | None = None) -> bytes:
     if options.pop("mode", "RGB") == "L":
         img = img.convert("L")
     if options.pop("arithmetic", False):  # Pillow cannot write these; libjpeg (jpeglib) can
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, jpeglib.version("turbo210"):
             spatial = jpeglib.from_spatial(np.asarray(img))
             spatial.write_spatial(f"{folder}/a.jpg", qt=options["quality"], flags=["+ARITH_CODE"])
             return Path(f"{folder}/a.jpg").read_bytes()
@@ -67,8 +67,9 @@ def jpeg(variant: dict, seed: int = 1, exif: bytes | None = None) -> bytes:
 def coefficients(blob: bytes, tmp: Path) -> object:
     path = tmp / f"c{abs(hash(blob))}.jpg"
     path.write_bytes(blob)
-    dct = jpeglib.read_dct(str(path))
-    dct.load()
+    with jpeglib.version("turbo210"):  # the build that reads arithmetic coding too
+        dct = jpeglib.read_dct(str(path))
+        dct.load()
     return dct
 
 
