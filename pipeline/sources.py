@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import fsspec
 import pyarrow as pa
@@ -24,6 +25,7 @@ from .storage import (
     UnsafeKeyError,
     filesystem,
     full_url,
+    is_local,
     protocol_of,
     sanitize_key,
     strip_ext,
@@ -72,7 +74,11 @@ def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) 
     if not fs.exists(root):
         raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     single = fs.isfile(root)
-    details = {root: fs.info(root)} if single else _find(fs, root, exclude=_excluded(config))
+    if single:
+        info = fs.info(root)
+        details = {root: Found(version(info), info.get("size"))}
+    else:
+        details = _find(fs, root, exclude=_excluded(config))
     files = list(details)
     layout = config.format if config.format != "auto" else _detect(files, config.images)
     template = config.mask_template
@@ -107,18 +113,31 @@ def _excluded(config: RestoreConfig) -> list[str]:
     return out
 
 
-def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, dict]:
-    """Input files under `root` (sorted) with their listing details (size, ETag, mtime)."""
-    found = fs.find(root, detail=True)
-    keep: dict[str, dict] = {}
-    for path in sorted(found):
+def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, Found]:
+    """Input files under `root` (sorted) with what the listing says of them (version, size).
+
+    Only that is kept per file: a listing's full detail dicts cost about 1 KB per key. Local
+    folders are walked one at a time; object stores are listed flat (one request per 1000 keys).
+    """
+    if is_local(fs):
+        walked = fs.walk(root, detail=True)
+        entries = ((info["name"], info) for _, _, files in walked for info in files.values())
+    else:
+        entries = iter(fs.find(root, detail=True).items())
+    keep: dict[str, Found] = {}
+    for path, info in entries:
         rel = posixpath.relpath(path, root)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files and our own temp files
         if any((path + "/").startswith(prefix) for prefix in exclude):
             continue
-        keep[path] = found[path]
-    return keep
+        keep[path] = Found(version(info), info.get("size"))
+    return dict(sorted(keep.items()))
+
+
+class Found(NamedTuple):
+    version: str  # ETag, or size:mtime
+    size: int | None
 
 
 def version(info: dict | None) -> str:
@@ -163,7 +182,7 @@ def _rel_key(path: str, base: str) -> str:
 def _pairs(
     config: RestoreConfig,
     fs: fsspec.AbstractFileSystem,
-    details: dict[str, dict],
+    details: dict[str, Found],
     base: str,
     template: str | None,
     known: dict[str, str],
@@ -174,7 +193,7 @@ def _pairs(
     for stem in stems:
         counts[stem] = counts.get(stem, 0) + 1
     masks: dict[str, str] = {}
-    mask_details: dict[str, dict] = {}
+    mask_details: dict[str, Found] = {}
     mfs = None
     if config.masks and not template:
         mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
@@ -212,7 +231,7 @@ def _pairs(
         if mfs is not None:
             mask = masks.get(stem)
             unit["mask"] = full_url(mfs, mask) if mask else None
-            mask_version = version(mask_details.get(mask)) if mask else ""
+            mask_version = mask_details[mask].version if mask else ""
             if mask is None:
                 unit.update(
                     kind="invalid",
@@ -222,7 +241,7 @@ def _pairs(
                         "relative path without extension"
                     ),
                 )
-        unit["version"] = f"{version(details[path])}|{mask_version}"
+        unit["version"] = f"{details[path].version}|{mask_version}"
         units.append(unit)
     used = set(stems)
     orphans = sum(1 for stem in masks if stem not in used)
@@ -235,7 +254,7 @@ def _rank(ext: str) -> int:
 
 def _shards(
     fs: fsspec.AbstractFileSystem,
-    details: dict[str, dict],
+    details: dict[str, Found],
     base: str,
     kind: str,
     suffix: str,
@@ -255,7 +274,7 @@ def _shards(
         if key in folders:  # a.tar next to a/b.tar: a.tar's `b/x` and a/b.tar's `x` would
             key = posixpath.relpath(path, base)  # both be a/b/x; a.tar keeps its extension
         unit = {"kind": kind, "image": full_url(fs, path), "key": key}
-        unit.update(size=details[path].get("size"), version=version(details[path]))
+        unit.update(size=details[path].size, version=details[path].version)
         try:
             unit["key"] = sanitize_key(unit["key"])
         except UnsafeKeyError as exc:
