@@ -44,10 +44,16 @@ class CrashJournal:
 
 
 def start_journal(run_id: str) -> Any:
-    """The run's journal actor (no CPU reserved; it dies with the driver)."""
+    """The run's journal actor, on the driver's node (a worker node may be lost mid-run), with
+    no CPU reserved; it dies with the driver."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return ray.remote(CrashJournal).options(num_cpus=0, name=f"spl-crashes-{run_id}").remote()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    journal = ray.remote(CrashJournal).options(
+        num_cpus=0, name=f"spl-crashes-{run_id}", scheduling_strategy=here, max_restarts=-1
+    )
+    return journal.remote()
 
 
 def maybe_crash(key: str) -> None:

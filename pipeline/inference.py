@@ -108,17 +108,20 @@ class InpaintActor:
         self._journal("end", keys)
 
     def _crashed(self, keys: list[str]) -> dict[str, int]:
+        return self._journal("crashes", keys) or {}
+
+    def _journal(self, method: str, keys: list[str]) -> Any:
+        """Call the crash journal; without one (or if it is lost), items run unguarded."""
         if self.journal is None:
-            return {}
+            return None
         import ray
 
-        return ray.get(self.journal.crashes.remote(keys))
-
-    def _journal(self, method: str, keys: list[str]) -> None:
-        if self.journal is not None:
-            import ray
-
-            ray.get(getattr(self.journal, method).remote(keys))
+        try:
+            return ray.get(getattr(self.journal, method).remote(keys), timeout=60)
+        except Exception as exc:
+            log.warning("crash journal unavailable (%s); going on without it", exc)
+            self.journal = None
+            return None
 
     def _run(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[Any]:
         """Per item: (restored, info) or the exception that item raised."""

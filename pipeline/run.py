@@ -112,7 +112,7 @@ def _run(
         config.stats_flush_s,
     )
     publisher = None
-    if layout != "files":
+    if layout != "files" or listing.layout != "pairs":
         publisher = shards.ShardPublisher(
             config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
         )
@@ -180,7 +180,12 @@ def _consume(
             sink.add(rows.select(STATS_SCHEMA.names))
         if publisher is not None and counted:
             rows = batch.take(counted)
-            publisher.add(rows["shard"].to_pylist(), rows["shard_items"].to_pylist())
+            publisher.add(
+                rows["input_shard" if publisher.layout == "files" else "shard"].to_pylist(),
+                rows["shard_items"].to_pylist(),
+                rows["status"].to_pylist(),
+                rows["error_kind"].to_pylist(),
+            )
         progress.maybe_log()
     progress.maybe_log(force=True)
 

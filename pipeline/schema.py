@@ -116,8 +116,11 @@ STATS_SCHEMA = pa.schema(
     ]
 )
 
-# What the finish stage hands the driver: stats rows plus what it needs to publish shards.
-RESULT_SCHEMA = STATS_SCHEMA.append(pa.field("shard_items", pa.int64()))
+# What the finish stage hands the driver: stats rows plus what it needs to track shards (the
+# input shard an item came from, and on a shard's last item how many items it holds).
+RESULT_SCHEMA = STATS_SCHEMA.append(pa.field("shard_items", pa.int64())).append(
+    pa.field("input_shard", pa.string())
+)
 
 
 def table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -1,5 +1,7 @@
 """Shard outputs: publish each output shard once all of its items have results, and skip
-input shards whose output is already published with the same settings.
+input shards whose output is already published with the same settings. With loose files out
+of shard inputs, the same bookkeeping records input shards whose items are all done, so that
+the next run does not read them again.
 
 The sink stage writes results into part files (pipeline/shard_parts.py). The driver counts the
 stats rows of each shard (`ShardPublisher`); when a shard has all of them it flushes the stats
@@ -190,8 +192,14 @@ def is_complete(
         and marker["layout"] == layout
         and _same_input(marker, unit)
         and marker["retryable"] == 0
-        and not (retry_failed and marker["counts"]["error"])
+        and not (retry_failed and _may_hold_errors(marker))
     )
+
+
+def _may_hold_errors(marker: dict[str, Any]) -> bool:
+    """Errors, or items an earlier run did (whose rows this marker did not see)."""
+    counts = marker["counts"]
+    return bool(counts["error"] or counts.get("already_done"))
 
 
 def _same_input(marker: dict[str, Any], unit: dict[str, Any]) -> bool:
@@ -224,22 +232,39 @@ class ShardPublisher:
             u["key"]: u for u in units if u["kind"] in ("tar", "parquet")
         }  # shard -> its input unit
         self.seen: Counter[str] = Counter()
+        self.statuses: dict[str, Counter[str]] = {}
         self.totals: dict[str, int] = {}
         self.started: dict[str, Any] = {}
+        self.marked = 0
 
-    def add(self, shards: list[str | None], totals: list[int | None]) -> None:
-        for shard, total in zip(shards, totals, strict=True):
+    def add(
+        self,
+        shards: list[str | None],
+        totals: list[int | None],
+        statuses: list[str],
+        kinds: list[str | None],
+    ) -> None:
+        rows = zip(shards, totals, statuses, kinds, strict=True)
+        for shard, total, status, kind in rows:
             if shard is None:
                 continue
             self.seen[shard] += 1
+            counts = self.statuses.setdefault(shard, Counter())
+            counts[status] += 1
+            counts["retryable"] += kind == TRANSIENT
             if total is not None:
                 self.totals[shard] = total
             if self.seen[shard] == self.totals.get(shard) and shard not in self.started:
                 self.flush()  # the stats of every item in the shard are in the ledger first
-                self._start(shard)
+                if self.layout == "files":
+                    self._mark_done(shard)
+                else:
+                    self._start(shard)
 
     def finish(self) -> dict[str, Any]:
         self.flush()
+        if self.layout == "files":
+            return {"layout": "files", "input_shards_done": self.marked}
         rest = set(self.inputs) | set(self.seen)
         if self.input_layout == "pairs":  # shards of loose files left by interrupted runs
             fs, root = filesystem(self.config.output, self.config.io_options)
@@ -258,6 +283,29 @@ class ShardPublisher:
             "not_published": failed,
             "bytes": sum(o.get("bytes", 0) for o in outcomes),
         }
+
+    def _mark_done(self, shard: str) -> None:
+        """Files out of shards: record that every item of the input shard has its row, so the
+        next run need not read it (the images themselves are already under OUT/images)."""
+        self.started[shard] = None
+        unit, counts = self.inputs.get(shard, {}), self.statuses[shard]
+        marker = {
+            "shard": shard,
+            "layout": "files",
+            "settings_id": self.settings_id,
+            "input_uri": unit.get("image"),
+            "input_size": unit.get("size"),
+            "input_version": unit.get("version"),
+            "run_id": self.run_id,
+            "items": self.totals[shard],
+            "counts": {s: counts[s] for s in ("ok", "error", "skipped", "already_done")},
+            "retryable": counts["retryable"],
+            "published_at": datetime.now(UTC).isoformat(),
+        }
+        fs, root = filesystem(self.config.output, self.config.io_options, self.config.io_retries)
+        text = json.dumps(marker, indent=1, sort_keys=True).encode()
+        atomic_write(fs, marker_path(root, shard), text, attempts=max(1, self.config.io_retries))
+        self.marked += 1
 
     def _start(self, shard: str) -> None:
         import ray

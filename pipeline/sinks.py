@@ -54,6 +54,7 @@ def write_images(
     for row in batch.to_pylist():
         stats = _stats_base(row, run_id, settings_id, strategy)
         data = ext = None
+        stats["input_shard"] = row.get("shard")
         if layout == "files":
             stats["shard"] = None
         if not row.get("status"):

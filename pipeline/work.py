@@ -58,7 +58,7 @@ def find_work(config: RestoreConfig, run_id: str, model: ModelChoice | None = No
         done = _done_in_shards(done_at, listing.units)
     del history
     markers: dict[str, Any] = {}
-    if layout != "files":
+    if layout != "files" or listing.layout != "pairs":
         markers = shards.load_markers(config.output, config.io_options, config.io_retries)
         units, published = _plan_shards(config, units, listing.layout, settings_id, markers, run_id)
         already += published

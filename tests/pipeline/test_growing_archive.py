@@ -109,3 +109,25 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(ray_local, archiv
     summary, _ = run(spec)
     assert summary["plan"] == {"new": 1, "changed": 1, "retry": 1}
     assert summary["counts"]["ok"] == 3
+
+
+def test_shards_whose_items_are_all_done_are_not_read_again(ray_local, tmp_path):
+    (tmp_path / "in").mkdir()
+    for name, seed in (("s1", 1), ("s2", 2)):
+        item = data.good_item(seed, SIZE)
+        shard = data.tar_shard([("x.png", item["image"]), ("x.mask.png", item["mask"])])
+        (tmp_path / "in" / f"{name}.tar").write_bytes(shard)
+    spec = {
+        "images": str(tmp_path / "in"),
+        "output": str(tmp_path / "out"),
+        "output_layout": "files",
+        "engine": "opencv-telea",
+        "progress_bars": False,
+    }
+    first, _ = run(spec)
+    assert first["shards"]["input_shards_done"] == 2
+    plan = dry_run(RestoreConfig.from_dict(spec))
+    assert plan["shards_to_read"] == 0 and plan["shards_published"] == 2
+    second, rows = run(spec)
+    assert second["counts"]["already_done"] == 2 and not rows
+    assert second["plan"]["shards_to_read"] == 0
