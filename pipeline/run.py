@@ -138,7 +138,7 @@ def _run(
         sink.flush()
         if publisher is not None:
             summary["shards"] = publisher.finish()
-            summary["shards"]["already_published"] = len(listing.units) - len(units)
+            summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
     except BaseException as exc:
         _flush_quietly(sink)
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
