@@ -2,13 +2,15 @@
 starts with (`pipeline.work.find_work`: list inputs, match masks, read the ledger, decide what
 is done), on synthetic archives.
 
-    python bench/archive_scale.py [--sizes 10000,100000] [--s3 20000] [--new 0.01]
+    python bench/archive_scale.py [--sizes 10000,100000] [--s3 20000] [--manifest 1000000]
+                                  [--new 0.01]
 
 Per size N: N image/mask pairs on local disk (1000 per folder; tiny files, since listing never
 reads them), and a ledger of N `ok` rows in 20 stats files. Two scenarios: `fresh` (empty OUT)
 and `rerun` (all N done, plus N * --new new pairs). Each measurement runs in its own process:
 peak RSS growth of that process over the step (ru_maxrss after, minus RSS before) and bytes per
-listed key. `--s3 N` repeats the rerun on SeaweedFS S3. Prints a table and writes
+listed key. `--s3 N` repeats both on SeaweedFS S3; `--manifest N` names N pairs with a Parquet
+inventory (no files are created, the listing reads the inventory). Prints a table and writes
 bench/results/archive_scale.json.
 """
 
@@ -64,14 +66,27 @@ def make_ledger(root: str, count: int, options: dict) -> None:
         sink.flush()
 
 
-def spec(root: str, options: dict) -> dict:
+def spec(root: str, options: dict, manifest: str | None = None) -> dict:
     return {
         "images": f"{root}/images",
         "masks": f"{root}/masks",
         "output": f"{root}/out",
         "storage_options": options,
+        **({"manifest": manifest} if manifest else {}),
         **SETTINGS_PROBE,
     }
+
+
+def make_manifest(root: str, count: int) -> str:
+    """A Parquet inventory naming `count` image/mask pairs by full path (no files needed)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = [f"d{i // 1000:05d}/{i:08d}.png" for i in range(count)]
+    paths = [f"{root}/images/{k}" for k in keys] + [f"{root}/masks/{k}" for k in keys]
+    path = f"{root}/inventory.parquet"
+    pq.write_table(pa.table({"key": paths, "size": [1] * len(paths)}), path)
+    return path
 
 
 PROBE = r"""
@@ -98,9 +113,9 @@ print(json.dumps({"wall_s": wall, "peak_growth": peak - before, "listed": work.l
 """
 
 
-def measure(root: str, options: dict) -> dict:
+def measure(root: str, options: dict, manifest: str | None = None) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(REPO), json.dumps(spec(root, options))],
+        [sys.executable, "-c", PROBE, str(REPO), json.dumps(spec(root, options, manifest))],
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,11 +142,29 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--s3", type=int, default=0, help="keys on SeaweedFS S3 (0: skip)")
     parser.add_argument("--new", type=float, default=0.01)
+    parser.add_argument(
+        "--manifest", type=int, default=0, help="keys named by a Parquet inventory (0: skip)"
+    )
     args = parser.parse_args()
     import fsspec
 
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    if args.manifest:
+        with tempfile.TemporaryDirectory(prefix="spl-archive-") as root:
+            os.makedirs(f"{root}/images")
+            os.makedirs(f"{root}/masks")
+            fresh = measure(root, {}, make_manifest(root, args.manifest))
+            rows.append({"where": "manifest", "keys": args.manifest, "scenario": "fresh", **fresh})
+            print(rows[-1], flush=True)
+            make_ledger(root, args.manifest, {})
+            grown = make_manifest(root, int(args.manifest * (1 + args.new)))
+            rerun = measure(root, {}, grown)
+            rows.append(
+                {"where": "manifest", "keys": args.manifest,
+                 "scenario": f"rerun +{args.new:.0%} new", **rerun}
+            )  # fmt: skip
+            print(rows[-1], flush=True)
+    for size in (int(s) for s in args.sizes.split(",") if s):
         with tempfile.TemporaryDirectory(prefix="spl-archive-") as root:
             fs = fsspec.filesystem("file", auto_mkdir=True)
             rows += scenario(fs, root, size, args.new, {}, "local")

@@ -52,6 +52,11 @@ HELP: dict[str, tuple[str, str | None]] = {
         "Prefix of the masks, matched to images by relative key (photo.jpg <-> photo.png).",
         "URI",
     ),
+    "manifest": (
+        "An inventory of the inputs instead of a listing: S3 Inventory manifest.json, its CSV "
+        "or Parquet files, or any Parquet with a key column.",
+        "URI",
+    ),
     "mask_template": (
         "One mask for every image (e.g. a fixed-position watermark); `auto` finds it.",
         "FILE|auto",

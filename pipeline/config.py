@@ -87,6 +87,7 @@ class RestoreConfig:
     images: str
     output: str
     masks: str | None = None
+    manifest: str | None = None  # inventory of the input objects instead of a listing
     mask_template: str | None = None
     mask_anchor: str = "fill"
     mask_offset: tuple[str, str] = ("0", "0")

@@ -74,7 +74,10 @@ def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) 
     if not fs.exists(root):
         raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     single = fs.isfile(root)
-    if single:
+    mask_details = None
+    if config.manifest:
+        details, mask_details = _from_manifest(config, root)
+    elif single:
         info = fs.info(root)
         details = {root: Found(version(info), info.get("size"))}
     else:
@@ -90,7 +93,7 @@ def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) 
             template = config.masks
     base = posixpath.dirname(root) if single else root
     if layout == "pairs":
-        listing = _pairs(config, fs, details, base, template, known_keys or {})
+        listing = _pairs(config, fs, details, base, template, known_keys or {}, mask_details)
     elif layout == "webdataset":
         listing = _shards(fs, details, base, "tar", ".tar")
     else:
@@ -133,6 +136,34 @@ def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[
             continue
         keep[path] = Found(version(info), info.get("size"))
     return dict(sorted(keep.items()))
+
+
+def _from_manifest(config: RestoreConfig, root: str) -> tuple[dict[str, Found], dict[str, Found]]:
+    """(images, masks) named by the manifest: its entries under `images` and under `masks`,
+    with the same exclusions as a listing (hidden files, OUT, the template)."""
+    from .manifest import manifest_entries
+
+    roots = [root]
+    if config.masks:
+        roots.append(filesystem(config.masks, config.io_options)[1])
+    found: list[dict[str, Found]] = [{} for _ in roots]
+    exclude = _excluded(config)
+    for entry in manifest_entries(config.manifest, config.io_options, config.io_retries):
+        if entry["bucket"]:
+            path = f"{entry['bucket']}/{entry['key']}"
+        else:  # relative to `images`, or a full path of this file system
+            path = posixpath.join(root, entry["key"])
+        for index, prefix in enumerate(roots):
+            rel = posixpath.relpath(path, prefix) if path.startswith(prefix + "/") else None
+            if rel is None or any(part.startswith(".") for part in rel.split("/")):
+                continue
+            if index == 0 and any((path + "/").startswith(p) for p in exclude):
+                continue
+            info = {"ETag": entry["etag"], "size": entry["size"], "mtime": entry["mtime"]}
+            found[index][path] = Found(version(info), entry["size"])
+    images = dict(sorted(found[0].items()))
+    masks = dict(sorted(found[1].items())) if len(found) > 1 else {}
+    return images, masks
 
 
 class Found(NamedTuple):
@@ -186,6 +217,7 @@ def _pairs(
     base: str,
     template: str | None,
     known: dict[str, str],
+    listed_masks: dict[str, Found] | None = None,
 ) -> Listing:
     images = [p for p in details if strip_ext(p)[1] in IMAGE_EXTS]
     stems = [_rel_key(p, base) for p in images]
@@ -197,7 +229,7 @@ def _pairs(
     mfs = None
     if config.masks and not template:
         mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
-        mask_details = _find(mfs, mroot, exclude=[])
+        mask_details = listed_masks if listed_masks else _find(mfs, mroot, exclude=[])
         for path in mask_details:
             stem, ext = strip_ext(posixpath.relpath(path, mroot))
             if ext not in IMAGE_EXTS:
