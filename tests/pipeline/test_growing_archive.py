@@ -71,24 +71,29 @@ def test_a_file_added_beside_another_never_takes_its_key(ray_local, archive):
     assert rows["a/one.jpg"]["image_uri"].endswith("a/one.jpg")
 
 
-def test_a_changed_shard_is_read_again_and_an_unchanged_one_is_not_redone(ray_local, tmp_path):
+def tar_shard(seed: int) -> bytes:
+    item = data.good_item(seed, SIZE)
+    return data.tar_shard([("x.png", item["image"]), ("x.mask.png", item["mask"])])
+
+
+def two_shards(tmp_path) -> dict:
+    """Shards s1 and s2 of one item each, restored as loose files: the job spec."""
     (tmp_path / "in").mkdir()
-
-    def shard(seed: int) -> bytes:
-        item = data.good_item(seed, SIZE)
-        return data.tar_shard([("x.png", item["image"]), ("x.mask.png", item["mask"])])
-
-    (tmp_path / "in" / "s1.tar").write_bytes(shard(1))
-    (tmp_path / "in" / "s2.tar").write_bytes(shard(2))
-    spec = {
+    (tmp_path / "in" / "s1.tar").write_bytes(tar_shard(1))
+    (tmp_path / "in" / "s2.tar").write_bytes(tar_shard(2))
+    return {
         "images": str(tmp_path / "in"),
         "output": str(tmp_path / "out"),
         "output_layout": "files",
         "engine": "opencv-telea",
         "progress_bars": False,
     }
+
+
+def test_a_changed_shard_is_read_again_and_an_unchanged_one_is_not_redone(ray_local, tmp_path):
+    spec = two_shards(tmp_path)
     assert run(spec)[0]["counts"]["ok"] == 2
-    replace(tmp_path / "in" / "s2.tar", shard(3))
+    replace(tmp_path / "in" / "s2.tar", tar_shard(3))
     summary, rows = run(spec)
     assert set(rows) == {"s2/x"} and summary["counts"]["already_done"] == 1
 
@@ -112,18 +117,7 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(ray_local, archiv
 
 
 def test_shards_whose_items_are_all_done_are_not_read_again(ray_local, tmp_path):
-    (tmp_path / "in").mkdir()
-    for name, seed in (("s1", 1), ("s2", 2)):
-        item = data.good_item(seed, SIZE)
-        shard = data.tar_shard([("x.png", item["image"]), ("x.mask.png", item["mask"])])
-        (tmp_path / "in" / f"{name}.tar").write_bytes(shard)
-    spec = {
-        "images": str(tmp_path / "in"),
-        "output": str(tmp_path / "out"),
-        "output_layout": "files",
-        "engine": "opencv-telea",
-        "progress_bars": False,
-    }
+    spec = two_shards(tmp_path)
     first, _ = run(spec)
     assert first["shards"]["input_shards_done"] == 2
     plan = dry_run(RestoreConfig.from_dict(spec))
