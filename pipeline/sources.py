@@ -124,18 +124,42 @@ def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[
     """
     if is_local(fs):
         walked = fs.walk(root, detail=True)
-        entries = ((info["name"], info) for _, _, files in walked for info in files.values())
+        entries = (
+            (info["name"], version(info), info.get("size"))
+            for _, _, files in walked
+            for info in files.values()
+        )
+    elif hasattr(fs, "_iterdir") and protocol_of(fs.unstrip_protocol(root)) in ("s3", "s3a"):
+        entries = iter(_s3_objects(fs, root))
     else:
-        entries = iter(fs.find(root, detail=True).items())
+        entries = ((p, version(i), i.get("size")) for p, i in fs.find(root, detail=True).items())
     keep: dict[str, Found] = {}
-    for path, info in entries:
+    for path, ver, size in entries:
         rel = posixpath.relpath(path, root)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files and our own temp files
         if any((path + "/").startswith(prefix) for prefix in exclude):
             continue
-        keep[path] = Found(version(info), info.get("size"))
+        keep[path] = Found(ver, size)
     return dict(sorted(keep.items()))
+
+
+def _s3_objects(fs: fsspec.AbstractFileSystem, root: str) -> list[tuple[str, str, int | None]]:
+    """(path, ETag, size) of every object under `root`, page by page: s3fs's `find` would
+    keep a full detail dict per object, and cache them all, until the listing ends."""
+    from fsspec.asyn import sync
+
+    bucket, _, prefix = root.partition("/")
+
+    async def collect() -> list[tuple[str, str, int | None]]:
+        found = []
+        listing = fs._iterdir(bucket, delimiter="", prefix=f"{prefix}/" if prefix else "")
+        async for info in listing:
+            if info.get("type") == "file":
+                found.append((info["name"], version(info), info.get("size")))
+        return found
+
+    return sync(fs.loop, collect)
 
 
 def _from_manifest(config: RestoreConfig, root: str) -> tuple[dict[str, Found], dict[str, Found]]:
