@@ -52,13 +52,12 @@ def compact(
 ) -> dict[str, Any]:
     """Merge the stats files of OUT (all of them, or with `full=False` the ones not yet
     compacted) into one; returns what was done."""
-    from .ledger import stats_files
+    from .ledger import stats_listing
 
     fs, root = filesystem(output, storage_options, retries)
-    files = stats_files(output, storage_options, retries)
+    # leftovers: files a compacted file replaces, not yet deleted (an interrupted compaction)
+    files, leftovers = stats_listing(output, storage_options, retries)
     pending = [p for p in files if full or not posixpath.basename(p).startswith(PREFIX)]
-    leftovers = replaced_by(fs, files, retries)  # replaced, not yet deleted (interrupted)
-    pending = [p for p in pending if posixpath.basename(p) not in leftovers]
     result = {"files_before": len(files), "compacted": 0, "rows": 0, "file": None}
     if len(pending) < max(2, min_files):
         _delete(fs, root, leftovers, retries)

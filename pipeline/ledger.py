@@ -40,18 +40,26 @@ LEDGER_COLUMNS = [
 
 
 def stats_files(output: str, storage_options: dict[str, Any], retries: int = 5) -> list[str]:
+    return stats_listing(output, storage_options, retries)[0]
+
+
+def stats_listing(
+    output: str, storage_options: dict[str, Any], retries: int = 5
+) -> tuple[list[str], set[str]]:
+    """(stats files to read, basenames of files a compacted file replaces: an interrupted
+    compaction's leftovers, skipped by readers)."""
     fs, root = filesystem(output, storage_options, retries)
     folder = f"{root}/stats"
     if not fs.exists(folder):
-        return []
+        return [], set()
     found = with_retries(lambda: fs.find(folder), f"list {folder}", retries)
     files = sorted(
         p for p in found if p.endswith(".parquet") and not posixpath.basename(p).startswith(".")
     )
-    from .compact import replaced_by  # a compaction that was interrupted: skip what it merged
+    from .compact import replaced_by
 
     replaced = replaced_by(fs, files, retries)
-    return [p for p in files if posixpath.basename(p) not in replaced]
+    return [p for p in files if posixpath.basename(p) not in replaced], replaced
 
 
 def load_history(
