@@ -145,6 +145,7 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
         "output": str(out),
         **model,
         "batch_size": batch,
+        "model_batch": batch,
         "actors": "1",
         "threads_per_actor": threads,
         "num_cpus": os.cpu_count(),
@@ -168,7 +169,10 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
     if code != 0:
         raise SystemExit(f"job failed ({code}); see {folder / 'job.log'}")
     summary = json.loads((out / "runs" / "bench.json").read_text())
-    stats = pq.read_table(out / "stats", columns=["finished_at", "infer_ms"])
+    columns = ["finished_at", "infer_ms", "infer_bytes", "crops"]
+    stats = pq.read_table(out / "stats", columns=columns)
+    sent = [b for b in stats["infer_bytes"].to_pylist() if b]
+    windows = sum(c or 0 for c in stats["crops"].to_pylist())
     done = sorted(stats["finished_at"].to_pylist())
     infer_s = sum(ms or 0.0 for ms in stats["infer_ms"].to_pylist()) / 1000
     ok = summary["counts"]["ok"]
@@ -182,6 +186,9 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
         "wall_images_per_s": ok / summary["wall_s"],
         "steady_images_per_s": steady,
         "actor_model_images_per_s": ok / infer_s if infer_s else None,
+        # bytes to and from the inference actor (windows, holes, predictions: nothing else)
+        "actor_bytes_per_item": sum(sent) / len(sent) if sent else None,
+        "actor_bytes_per_window_byte": sum(sent) / (windows * 2 * 256 * 256 * 3) if sent else None,
         "peak_tree_pss_mb": sampler.peak_tree_kb / 1024,
         "peak_driver_rss_mb": sampler.peak_driver_kb / 1024,
     }
@@ -270,6 +277,11 @@ def main() -> None:
         f"(model-only {before['images_per_s']:.3f} img/s before the pipeline run, "
         f"{after['images_per_s']:.3f} after; load average {os.getloadavg()[0]:.1f})"
     )
+    if e2e["actor_bytes_per_item"]:
+        print(
+            f"to and from the actor: {e2e['actor_bytes_per_item'] / 1e6:.2f} MB per item, "
+            f"{e2e['actor_bytes_per_window_byte']:.3f}x the window and prediction bytes"
+        )
     if memory:
         print(f"\nmemory ({memory_config}) {'items':>6} {'tree PSS MB':>12} {'driver RSS MB':>14}")
         for row in memory:

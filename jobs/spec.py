@@ -85,7 +85,11 @@ HELP: dict[str, tuple[str, str | None]] = {
     "dilate": ("Grow every mask by this many pixels (hides halos).", "PX"),
     "device": ("Where the model runs.", None),
     "precision": ("Inference precision; auto: bf16 on CUDA, fp32 on CPU.", None),
-    "batch_size": ("Images per model call.", "N"),
+    "batch_size": ("Items per I/O block (read, decode, encode, write).", "N"),
+    "model_batch": (
+        "Windows per model call, filled from many items; default: 64 on CUDA, 8 on CPU.",
+        "N",
+    ),
     "actors": ("Inference actors: a fixed N or an autoscaling MIN:MAX.", "MIN[:MAX]"),
     "gpus_per_actor": ("GPUs each inference actor reserves (fractions share a GPU).", "F"),
     "cpus_per_actor": ("CPUs each inference actor reserves.", "F"),

@@ -1,4 +1,5 @@
-"""The Ray restoration pipeline: sources -> decode -> inpaint (actor pool) -> encode -> sinks.
+"""The Ray restoration pipeline: sources -> read -> decode -> prepare -> infer (actor pool:
+windows in, predictions out) -> finish -> encode + sinks.
 
 Entry point: `run_restore(RestoreConfig.from_yaml("job.yaml"))`. Outputs, the stats schema
 and resume semantics are described in docs/PIPELINE.md. `run_restore` is imported on first

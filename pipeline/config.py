@@ -102,7 +102,8 @@ class RestoreConfig:
     dilate: int = 0
     device: str = "auto"
     precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
-    batch_size: int = 8
+    batch_size: int = 8  # items per I/O block (read, decode, encode, write)
+    model_batch: int | None = None  # windows per model call; None: by device (CUDA 64, CPU 8)
     actors: str | None = None
     gpus_per_actor: float | None = None
     cpus_per_actor: float = 1.0
@@ -203,6 +204,8 @@ class RestoreConfig:
             )
         self.dilate = _int("dilate", self.dilate, low=0)
         self.batch_size = _int("batch_size", self.batch_size, low=1)
+        if self.model_batch is not None:
+            self.model_batch = _int("model_batch", self.model_batch, low=1)
         self.output_quality = _int("output_quality", self.output_quality, low=1, high=100)
         self.io_retries = _int("io_retries", self.io_retries, low=0)
         self.shard_size = _int("shard_size", self.shard_size, low=1)

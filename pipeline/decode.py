@@ -20,7 +20,7 @@ from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
 from . import metadata
-from .schema import ERROR, SKIPPED, WORK_SCHEMA, table
+from .schema import ERROR, SKIPPED, WORK_SCHEMA, pack_bits, table
 from .template import NotFound, Placement
 
 # input mode -> the mode we write back (None: RGB, and no original pixels need carrying)
@@ -124,7 +124,7 @@ def decode_row(
         row.update(status=SKIPPED, error="mask has no hole pixels: nothing to restore")
         return row
     row["pixels"] = np.ascontiguousarray(rgb).tobytes()
-    row["hole"] = np.packbits(hole.ravel()).tobytes()
+    row["hole"] = pack_bits(hole)
     row["orig"] = orig
     if fmt == "JPEG":  # the sink copies its DCT coefficients outside the hole
         row["image_bytes"] = source

@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass
 
 from .config import ConfigError, RestoreConfig, redact_url
-from .inference import CLASSICAL_ENGINES, build_inpainter
 
 log = logging.getLogger(__name__)
 FALLBACK_ENGINE = "opencv-telea"
+CLASSICAL_ENGINES = ("opencv-telea", "opencv-ns")  # full-resolution CPU engines: no actors
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,15 @@ class ModelChoice:
     engine: str  # spl | opencv-telea | opencv-ns
     source: str  # checkpoint path/URL, or the engine name
     model_id: str  # sha256 of the weights file (the engine name for OpenCV)
+    prefill: str = "none"  # the generator's input convention, applied by the prepare stage
 
 
 def choose_model(config: RestoreConfig) -> ModelChoice:
     """Resolve checkpoint/engine (bundled default, else OpenCV Telea with a warning) and load
     the model once here, so a bad checkpoint fails the job before any actor starts."""
     import spl_model
+
+    from .infer import build_inpainter
 
     engine, source = config.engine, config.checkpoint
     if source is None and engine in CLASSICAL_ENGINES:
@@ -46,4 +49,9 @@ def choose_model(config: RestoreConfig) -> ModelChoice:
         inpainter = build_inpainter(source, device="cpu", storage_options=config.storage_options)
     except spl_model.CheckpointError as exc:
         raise ConfigError(f"`checkpoint` {redact_url(source)!r} cannot be used: {exc}") from None
-    return ModelChoice(engine=inpainter.engine, source=source, model_id=inpainter.model_id)
+    return ModelChoice(
+        engine=inpainter.engine,
+        source=source,
+        model_id=inpainter.model_id,
+        prefill=inpainter.prefill_method,
+    )

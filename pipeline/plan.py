@@ -1,7 +1,10 @@
-"""The plan builder: units -> read -> decode -> inpaint (actor pool) -> encode+write -> stats.
+"""The plan builder: units -> one Ray Data task per group of blocks (read, decode, prepare,
+infer on the actor pool, finish, encode + write) -> stats rows for the driver.
 
-Blocks stay small: units are spread over many blocks, shards are cut into blocks of
-`batch_size` items, and pixels exist only between decode and encode.
+The device boundary is the infer stage: the CPU task sends only model-size windows to an
+inference actor (pipeline/infer.py) and keeps the full-resolution pixels to paste into, so
+pixels never cross the object store. Each task keeps two blocks at the actors while it
+prepares the next or finishes the last, so an actor always has work queued.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,38 +20,51 @@ from typing import Any
 import pyarrow as pa
 import ray
 import ray.data
-from ray.data import ActorPoolStrategy
 
 from .config import ConfigError, RestoreConfig
-from .crashes import RESTARTS
 from .decode import decode_batch
-from .inference import InpaintActor
-from .model import ModelChoice
+from .finish import finish_batch
+from .infer import InferPool
+from .model import CLASSICAL_ENGINES, ModelChoice
+from .prepare import prepare_batch
 from .read import read_units
 from .sinks import write_images
 
 log = logging.getLogger(__name__)
-# Memory reserved for a read+decode task: a worker with torch/NumPy/Pillow imported, plus
-# per item the encoded bytes, RGB, original-mode pixels and hole map of a ~4 MP image.
-# Declaring it also keeps Ray Data from fusing decode into the actor (it fuses only ops with
-# equal resources): decoding runs in CPU tasks, in parallel, while the actors only infer.
-DECODE_MEMORY_BASE = 384 * 2**20
-DECODE_MEMORY_PER_ITEM = 32 * 2**20
+# Memory reserved for a restore task: a worker with torch/NumPy/Pillow imported, plus per item
+# of each of the three blocks it holds (two at the actors, one being prepared or finished) the
+# encoded bytes, RGB, original-mode pixels, hole map and output of a ~4 MP image.
+TASK_MEMORY_BASE = 384 * 2**20
+TASK_MEMORY_PER_ITEM = 32 * 2**20
+BLOCKS_IN_FLIGHT = 2  # blocks of one task at the actors at once
+BLOCKS_PER_TASK = 4  # I/O blocks of loose files per task (a shard is one task however long)
 
 
-def read_and_decode(
+def restore_units(
     units: pa.Table,
-    read_kwargs: dict[str, Any],
-    decode_kwargs: dict[str, Any],
+    stages: dict[str, dict[str, Any]],
+    pool: InferPool | None = None,
     done: Any = None,
 ) -> Iterator[pa.Table]:
-    """The read stage then the decode stage, one block of `batch_size` items at a time.
+    """Read -> decode -> prepare -> infer -> finish -> write, one block of `batch_size` items
+    at a time; RESULT_SCHEMA rows out. `pool` is None for the classical engines (no model).
 
     `done` (keys the ledger holds) may come as an ObjectRef, fetched once per task."""
     if isinstance(done, ray.ObjectRef):
         done = ray.get(done)
-    for block in read_units(units, **read_kwargs, done=done):
-        yield decode_batch(block, **decode_kwargs)
+    in_flight: deque[Any] = deque()
+
+    def complete(sent: Any) -> pa.Table:
+        inferred = pool.collect(sent) if pool is not None else sent
+        return write_images(finish_batch(inferred, **stages["finish"]), **stages["write"])
+
+    for block in read_units(units, **stages["read"], done=done):
+        prepared = prepare_batch(decode_batch(block, **stages["decode"]), **stages["prepare"])
+        in_flight.append(pool.submit(prepared) if pool is not None else prepared)
+        if len(in_flight) >= BLOCKS_IN_FLIGHT or pool is None:
+            yield complete(in_flight.popleft())
+    while in_flight:
+        yield complete(in_flight.popleft())
 
 
 @dataclass(frozen=True)
@@ -123,73 +140,44 @@ def build_dataset(
     units: list[dict[str, Any]],
     layout: str,
     model: ModelChoice,
-    res: Resources,
+    pool: InferPool | None,
     *,
     run_id: str,
     settings_id: str,
     done_ref: Any = None,
     template: bytes | None = None,
     output_layout: str = "files",
-    journal: Any = None,
 ) -> ray.data.Dataset:
     batch = config.batch_size
-    per_unit = layout in ("webdataset", "parquet")  # one shard per block: streamed inside
-    blocks = len(units) if per_unit else max(1, math.ceil(len(units) / batch))
+    per_unit = layout in ("webdataset", "parquet")  # one shard per task: streamed inside
+    per_task = 1 if per_unit else batch * BLOCKS_PER_TASK
+    blocks = max(1, math.ceil(len(units) / per_task))
     ds = ray.data.from_items(units, override_num_blocks=max(1, min(blocks, len(units))))
-    read_kwargs = {
-        "storage_options": config.io_options,
-        "io_retries": config.io_retries,
-        "batch_size": batch,
-        "has_template": template is not None,
-    }
-    decode_kwargs = {
-        "template": template,
-        "anchor": config.mask_anchor,
-        "offset": config.mask_offset,
-        "scale": config.mask_scale,
-        "max_image_pixels": config.max_image_pixels,
-        "search": config.mask_search,
-        "min_score": config.mask_min_score,
-        "mask_orientation": config.mask_orientation,
-    }
-    ds = ds.map_batches(
-        read_and_decode,
-        batch_size=1 if per_unit else batch,
-        batch_format="pyarrow",
-        fn_args=(read_kwargs, decode_kwargs),
-        fn_kwargs={"done": done_ref},
-        memory=DECODE_MEMORY_BASE + DECODE_MEMORY_PER_ITEM * batch,
-    )
-    low, high = res.actors
-    ds = ds.map_batches(
-        InpaintActor,
-        batch_size=batch,
-        batch_format="pyarrow",
-        compute=ActorPoolStrategy(min_size=low, max_size=high),
-        num_cpus=res.cpus_per_actor,
-        num_gpus=res.gpus_per_actor,
-        # bounded: an item that keeps killing its actor cannot hang the job (crashes.py gives
-        # it an error row). Ray 2.60 takes these only as ray_remote_args (deprecation warning).
-        max_restarts=RESTARTS,
-        max_task_retries=RESTARTS,
-        fn_constructor_kwargs={
-            "journal": journal,
-            "model": model.source,
-            "expected_model_id": model.model_id,
-            "threads": config.threads_per_actor,
-            "device": res.device,
-            "precision": config.precision,
+    stages = {
+        "read": {
+            "storage_options": config.io_options,
+            "io_retries": config.io_retries,
+            "batch_size": batch,
+            "has_template": template is not None,
+        },
+        "decode": {
+            "template": template,
+            "anchor": config.mask_anchor,
+            "offset": config.mask_offset,
+            "scale": config.mask_scale,
+            "max_image_pixels": config.max_image_pixels,
+            "search": config.mask_search,
+            "min_score": config.mask_min_score,
+            "mask_orientation": config.mask_orientation,
+        },
+        "prepare": {
+            "engine": model.engine,
             "strategy": config.strategy,
             "dilate": config.dilate,
-            "batch_size": batch,
-            "storage_options": config.storage_options,
+            "prefill": model.prefill,
         },
-    )
-    return ds.map_batches(
-        write_images,
-        batch_size=batch,
-        batch_format="pyarrow",
-        fn_kwargs={
+        "finish": {"engine": model.engine, "dilate": config.dilate},
+        "write": {
             "output": config.output,
             "storage_options": config.io_options,
             "io_retries": config.io_retries,
@@ -201,5 +189,37 @@ def build_dataset(
             "max_image_pixels": config.max_image_pixels,
             "layout": output_layout,
             "input_layout": layout,
+            "engine": model.engine,
+            "model_id": model.model_id,
         },
+    }
+    held = batch * (BLOCKS_IN_FLIGHT + 1)
+    return ds.map_batches(
+        restore_units,
+        batch_size=per_task,
+        batch_format="pyarrow",
+        fn_args=(stages,),
+        fn_kwargs={"pool": pool, "done": done_ref},
+        memory=TASK_MEMORY_BASE + TASK_MEMORY_PER_ITEM * held,
     )
+
+
+def pool_options(
+    config: RestoreConfig, model: ModelChoice, res: Resources, journal: Any
+) -> dict[str, Any] | None:
+    """How `infer.start_pool` builds the run's actors; None when the engine needs none."""
+    if model.engine in CLASSICAL_ENGINES:
+        return None
+    return {
+        "size": res.actors,
+        "num_cpus": res.cpus_per_actor,
+        "num_gpus": res.gpus_per_actor,
+        "model": model.source,
+        "expected_model_id": model.model_id,
+        "threads": config.threads_per_actor,
+        "journal": journal,
+        "device": res.device,
+        "precision": config.precision,
+        "model_batch": config.model_batch,
+        "storage_options": config.storage_options,
+    }

@@ -20,9 +20,10 @@ from . import shards
 from .compact import compact
 from .config import RestoreConfig
 from .crashes import start_journal
+from .infer import start_pool, stop_pool
 from .lease import Lease
 from .model import choose_model
-from .plan import build_dataset, resources, wait_for_gpus
+from .plan import build_dataset, pool_options, resources, wait_for_gpus
 from .progress import Progress
 from .schema import ALREADY_DONE, STATS_SCHEMA
 from .stats import StatsSink
@@ -111,7 +112,7 @@ def _run(
         config.stats_flush_rows,
         config.stats_flush_s,
     )
-    publisher = None
+    publisher, pool = None, None
     if layout != "files" or listing.layout != "pairs":
         publisher = shards.ShardPublisher(
             config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
@@ -120,19 +121,21 @@ def _run(
         if units:
             wait_for_gpus(res, config.gpu_wait_s)
             _ray_data_options(config)
+            options = pool_options(config, model, res, start_journal(run_id))
+            if options is not None:
+                pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
             done_ref = ray.put(done) if listing.layout != "pairs" and done else None
             ds = build_dataset(
                 config,
                 units,
                 listing.layout,
                 model,
-                res,
+                pool,
                 run_id=run_id,
                 settings_id=settings_id,
                 done_ref=done_ref,
                 template=template,
                 output_layout=layout,
-                journal=start_journal(run_id),
             )
             _consume(ds, sink, progress, publisher)
         sink.flush()
@@ -140,11 +143,13 @@ def _run(
             summary["shards"] = publisher.finish()
             summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
     except BaseException as exc:
+        _stop(pool)
         _flush_quietly(sink)
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         _finish(summary, progress, sink, t0)
         _write_summary(config, run_id, summary)
         raise
+    _stop(pool)
     summary["status"] = "finished"
     _finish(summary, progress, sink, t0)
     _write_summary(config, run_id, summary)
@@ -188,6 +193,11 @@ def _consume(
             )
         progress.maybe_log()
     progress.maybe_log(force=True)
+
+
+def _stop(pool: Any) -> None:
+    if pool is not None:
+        stop_pool(pool)
 
 
 def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 OK, ERROR, SKIPPED, ALREADY_DONE = "ok", "error", "skipped", "already_done"
@@ -40,6 +41,16 @@ WORK_SCHEMA = pa.schema(
         ("hole", pa.large_binary()),  # np.packbits of the H*W bool hole map
         ("orig", pa.large_binary()),  # raw pixels in orig_mode, when RGB cannot round-trip
         ("orig_mode", pa.string()),
+        # prepare -> infer -> finish (pipeline/prepare.py): the model-size windows of the item,
+        # N*256*256*3 uint8 (pre-filled as the model reads them) and N packed 256² hole maps;
+        # per window x0, y0, x1, y1, top, left (box and offset in its padded square); the
+        # packed box-sized maps of the hole pixels each window fills
+        ("windows", pa.large_binary()),
+        ("window_holes", pa.large_binary()),
+        ("window_boxes", pa.list_(pa.int32())),
+        ("window_paste", pa.large_binary()),
+        ("predictions", pa.large_binary()),  # N*256*256*3 uint8 from the infer stage
+        ("infer_bytes", pa.int64()),  # bytes to and from the inference actor for this item
         ("restored", pa.large_binary()),  # RGB uint8 H*W*3 from the model
         ("changed", pa.large_binary()),  # np.packbits of pixels the model changed
         ("hole_pixels", pa.int64()),
@@ -113,6 +124,7 @@ STATS_SCHEMA = pa.schema(
         ("input_bytes", pa.int64()),
         ("jpeg_path", pa.string()),  # JPEG out of JPEG in: coefficients | reencode: <why>
         ("input_version", pa.string()),  # a changed input is redone by the next run
+        ("infer_bytes", pa.int64()),  # bytes to and from the inference actor (windows only)
     ]
 )
 
@@ -121,6 +133,17 @@ STATS_SCHEMA = pa.schema(
 RESULT_SCHEMA = STATS_SCHEMA.append(pa.field("shard_items", pa.int64())).append(
     pa.field("input_shard", pa.string())
 )
+
+
+def pack_bits(mask: np.ndarray) -> bytes:
+    """A bool map as the bytes of a packed column (row-major)."""
+    return np.packbits(mask.ravel()).tobytes()
+
+
+def unpack_bits(data: bytes, *shape: int) -> np.ndarray:
+    """The bool map of `shape` that `pack_bits` packed."""
+    count = int(np.prod(shape))
+    return np.unpackbits(np.frombuffer(data, np.uint8), count=count).reshape(shape).astype(bool)
 
 
 def table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -21,8 +21,7 @@ from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .encode_jpeg import NotApplicable, encode_keeping_blocks
 from .errors import error_kind
-from .inference import unpack_bits
-from .schema import ERROR, OK, RESULT_SCHEMA, table
+from .schema import ERROR, OK, RESULT_SCHEMA, table, unpack_bits
 from .storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,8 @@ def write_images(
     max_image_pixels: int | None = None,
     layout: str = "files",
     input_layout: str = "pairs",
+    engine: str | None = None,
+    model_id: str | None = None,
 ) -> pa.Table:
     """WORK_SCHEMA rows in, RESULT_SCHEMA rows out (one per row, whatever its status).
 
@@ -53,6 +54,7 @@ def write_images(
     out, encoded = [], []
     for row in batch.to_pylist():
         stats = _stats_base(row, run_id, settings_id, strategy)
+        stats.update(engine=engine, model_id=model_id)
         data = ext = None
         stats["input_shard"] = row.get("shard")
         if layout == "files":
@@ -118,6 +120,7 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
         "shard_items",
         "input_bytes",
         "input_version",
+        "infer_bytes",
     )
     stats = {name: row.get(name) for name in keep}
     stats.update(run_id=run_id, settings_id=settings_id, strategy=strategy)

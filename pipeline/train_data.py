@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import IterableDataset, get_worker_info
 
 from spl_model.masks import random_mask
-from spl_model.prefill import prefill
+from spl_model.prefill import prefill_holes
 
 from .storage import filesystem, read_bytes
 
@@ -74,7 +74,7 @@ def make_sample(
     crop = np.ascontiguousarray(crop)
     image = _resize(crop, SIZE)
     mask = random_mask(SIZE, SIZE, rng, hole_ratio)
-    filled = prefill(image[None], mask[None], prefill_method)[0]
+    filled = prefill_holes(image[None], mask[None], prefill_method)[0]
     return {
         "image": image,
         "image_512": _resize(crop, 2 * SIZE),

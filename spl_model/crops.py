@@ -102,9 +102,54 @@ def to_model_size(crop: np.ndarray, hole: np.ndarray, size: int) -> tuple[np.nda
 
 
 def from_model_size(prediction: np.ndarray, side: int) -> np.ndarray:
-    """Resize a float [0,1] size²×3 prediction back to side² and round it to uint8."""
-    if prediction.shape[0] != side:
-        shrink = side < prediction.shape[0]
-        interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
-        prediction = cv2.resize(prediction, (side, side), interpolation=interp)
-    return np.clip(np.rint(prediction * 255.0), 0, 255).astype(np.uint8)
+    """Resize a size²×3 uint8 prediction back to side² (area when shrinking, cubic when
+    growing)."""
+    if prediction.shape[0] == side:
+        return prediction
+    interp = cv2.INTER_AREA if side < prediction.shape[0] else cv2.INTER_CUBIC
+    return cv2.resize(prediction, (side, side), interpolation=interp)
+
+
+@dataclass(frozen=True)
+class ModelWindow:
+    """A window cut out for the model: its place in the image and its model-size pixels."""
+
+    window: Window
+    offset: tuple[int, int]  # (top, left) of the box inside its square, reflection-padded form
+    image: np.ndarray  # size×size×3 uint8, what the model sees
+    hole: np.ndarray  # size×size bool: every hole pixel in the window, other groups' included
+
+
+def cut_windows(
+    image: np.ndarray,
+    hole: np.ndarray,
+    strategy: str = "crop",
+    context: float = 3.0,
+    min_side: int = 256,
+    size: int = 256,
+) -> list[ModelWindow]:
+    """The model-size windows of one image and its (already dilated) hole map."""
+    cut = []
+    for window in plan_windows(hole, strategy, context, min_side):
+        x0, y0, x1, y1 = window.box
+        crop, offset = square_pad(image[y0:y1, x0:x1])
+        square_hole, _ = square_pad(hole[y0:y1, x0:x1])
+        crop, square_hole = to_model_size(crop, square_hole, size)
+        cut.append(ModelWindow(window, offset, np.ascontiguousarray(crop), square_hole))
+    return cut
+
+
+def paste_window(
+    output: np.ndarray, window: Window, offset: tuple[int, int], prediction: np.ndarray
+) -> np.ndarray:
+    """Paste a size×size×3 uint8 prediction of `window` (cut at `offset` in its padded square)
+    into `output`, in place and only on the window's own hole pixels; returns the box-sized map
+    of the pixels that changed."""
+    x0, y0, x1, y1 = window.box
+    top, left = offset
+    restored = from_model_size(prediction, window.side)
+    restored = restored[top : top + y1 - y0, left : left + x1 - x0]
+    target = output[y0:y1, x0:x1]
+    changed = window.paste & np.any(target != restored, axis=2)
+    target[window.paste] = restored[window.paste]
+    return changed

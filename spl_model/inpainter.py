@@ -18,11 +18,11 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import load_generator
-from .crops import Window, from_model_size, plan_windows, square_pad, to_model_size
+from .crops import cut_windows, paste_window
 from .engines import CLASSICAL, classical_inpaint
 from .masks import dilate, prepare_mask
 from .metrics import mask_stats
-from .prefill import prefill
+from .prefill import prefill_holes
 from .weights import default_checkpoint
 
 MODEL_SIZE = 256
@@ -66,6 +66,7 @@ class Inpainter:
         self.precision, self.strategy, self.dilate = precision, strategy, dilate
         self.batch_size, self.context, self.min_crop = batch_size, context, min_crop
         self.model: nn.Module | None = None
+        self._copy_stream: Any = None
         if isinstance(model, str) and model in CLASSICAL:
             self.engine, self.model_id = model, model
             return
@@ -107,47 +108,81 @@ class Inpainter:
                     outputs[i] = classical_inpaint(self.engine, img, hole)
                     infos[i]["infer_ms"] = (time.perf_counter() - start) * 1e3
             return list(zip(outputs, infos))
-        jobs = [
-            (i, w)
-            for i, hole in enumerate(holes)
-            for w in plan_windows(hole, self.strategy, self.context, self.min_crop)
+        cuts = [
+            cut_windows(img, hole, self.strategy, self.context, self.min_crop, MODEL_SIZE)
+            for img, hole in zip(images, holes)
         ]
+        jobs = [(i, cut) for i, image_cuts in enumerate(cuts) for cut in image_cuts]
         for start in range(0, len(jobs), self.batch_size):
             batch = jobs[start : start + self.batch_size]
-            self._run_batch(batch, images, holes, outputs, infos)
+            windows = np.stack([cut.image for _, cut in batch])
+            window_holes = np.stack([cut.hole for _, cut in batch])
+            began = time.perf_counter()
+            predictions = self.infer(self.prefill(windows, window_holes), window_holes)
+            elapsed = (time.perf_counter() - began) * 1e3
+            for (i, cut), prediction in zip(batch, predictions):
+                paste_window(outputs[i], cut.window, cut.offset, prediction)
+                info = infos[i]
+                info["crops"] += 1
+                info["crop_scale"] = max(info["crop_scale"], cut.window.side / MODEL_SIZE)
+                info["infer_ms"] += elapsed / len(batch)
         return list(zip(outputs, infos))
 
-    def _run_batch(
-        self,
-        jobs: list[tuple[int, Window]],
-        images: list[np.ndarray],
-        holes: list[np.ndarray],
-        outputs: list[np.ndarray],
-        infos: list[dict[str, Any]],
-    ) -> None:
-        crops, crop_holes, offsets = [], [], []
-        for i, window in jobs:
-            x0, y0, x1, y1 = window.box
-            crop, offset = square_pad(images[i][y0:y1, x0:x1])
-            # Every hole in the window is a hole to the model, other groups' ones included.
-            hole, _ = square_pad(holes[i][y0:y1, x0:x1])
-            crop, hole = to_model_size(crop, hole, MODEL_SIZE)
-            crops.append(crop)
-            crop_holes.append(hole)
-            offsets.append(offset)
-        start = time.perf_counter()
-        predictions = self.predict(np.stack(crops), np.stack(crop_holes))
-        elapsed = (time.perf_counter() - start) * 1e3
-        for (i, window), prediction, (top, left) in zip(jobs, predictions, offsets):
-            x0, y0, x1, y1 = window.box
-            side = window.side
-            restored = from_model_size(prediction, side)[top : top + y1 - y0, left : left + x1 - x0]
-            target = outputs[i][y0:y1, x0:x1]
-            target[window.paste] = restored[window.paste]
-            info = infos[i]
-            info["crops"] += 1
-            info["crop_scale"] = max(info["crop_scale"], side / MODEL_SIZE)
-            info["infer_ms"] += elapsed / len(jobs)
+    @property
+    def prefill_method(self) -> str:
+        """The pre-fill the generator's input convention needs (`none` for the paper's)."""
+        return self.model.config.prefill if self.model is not None else "none"
+
+    def prefill(self, windows: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        """Model-size uint8 windows as the generator reads them (a CPU step: OpenCV Telea for a
+        residual generator, the windows unchanged for the paper's)."""
+        return prefill_holes(windows, holes, self.prefill_method)
+
+    def infer(self, windows: np.ndarray, holes: np.ndarray) -> np.ndarray:
+        """The device step alone: N×256×256×3 uint8 windows (already pre-filled) and N×256×256
+        bool holes in, N×256×256×3 uint8 raw predictions out (rounded on the device)."""
+        return self.fetch(self.launch(windows, holes))
+
+    @torch.inference_mode()
+    def launch(self, windows: np.ndarray, holes: np.ndarray) -> tuple[torch.Tensor, Any]:
+        """Start `infer` without waiting for it. On CUDA the inputs go up from pinned memory on
+        a copy stream and the result comes down non-blocking, so the caller can launch the next
+        batch (its copy overlapping this one's compute) before `fetch`ing this one."""
+        images = torch.from_numpy(np.require(windows, np.uint8, ["C", "W"]))
+        masks = torch.from_numpy(np.require(holes, bool, ["C", "W"]))
+        if self.device.type == "cuda":
+            images, masks = self._upload(images, masks)
+        prediction = self._forward(images, masks)
+        out = (prediction * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        out = out.permute(0, 2, 3, 1)
+        if self.device.type != "cuda":
+            return out.contiguous(), None
+        host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    @staticmethod
+    def fetch(launched: tuple[torch.Tensor, Any]) -> np.ndarray:
+        """The uint8 predictions of a `launch`, once they are on the host."""
+        host, done = launched
+        if done is not None:
+            done.synchronize()
+        return host.numpy()
+
+    def _upload(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            moved = tuple(
+                t.pin_memory().to(self.device, non_blocking=True) for t in (images, masks)
+            )
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_stream(self._copy_stream)
+        for t in moved:
+            t.record_stream(compute)  # the allocator must not reuse them before compute ends
+        return moved
 
     @torch.inference_mode()
     def predict(self, images: np.ndarray, holes: np.ndarray) -> np.ndarray:
@@ -158,10 +193,15 @@ class Inpainter:
         pre-fill gets its 256² input filled that way first. Returns N×256×256×3 float32 in
         [0, 1] (raw predictions, not composited).
         """
+        images = self.prefill(images, holes)
+        x, m = torch.from_numpy(images).to(self.device), torch.from_numpy(holes).to(self.device)
+        return self._forward(x, m).float().permute(0, 2, 3, 1).cpu().numpy()
+
+    def _forward(self, images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+        """uint8 N×H×W×3 and bool N×H×W tensors on the device -> N×3×H×W predictions."""
         assert self.model is not None
-        images = prefill(images, holes, self.model.config.prefill)
-        x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().contiguous() / 255
-        m = torch.from_numpy(holes).to(self.device)[:, None].float()
+        x = images.permute(0, 3, 1, 2).float().contiguous() / 255
+        m = holes[:, None].float()
         masked = x * (1.0 - m) + m
         masked_512 = F.interpolate(masked, size=2 * MODEL_SIZE, mode="nearest")
         mask_512 = F.interpolate(m, size=2 * MODEL_SIZE, mode="nearest")
@@ -172,7 +212,7 @@ class Inpainter:
             )
         with self._autocast():
             prediction, _ = self.model(x, m, masked_512, mask_512)
-        return prediction.float().permute(0, 2, 3, 1).cpu().numpy()
+        return prediction.float()
 
     def _autocast(self):
         if self.precision == "fp32":

@@ -11,7 +11,7 @@ import numpy as np
 PREFILLS = ("none", "telea")
 
 
-def prefill(images: np.ndarray, holes: np.ndarray, method: str) -> np.ndarray:
+def prefill_holes(images: np.ndarray, holes: np.ndarray, method: str) -> np.ndarray:
     """N×H×W×3 uint8 images with each bool N×H×W hole filled by `method` (a copy)."""
     if method not in PREFILLS:
         raise ValueError(f"unknown prefill {method!r}; choose from {PREFILLS}")

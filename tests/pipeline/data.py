@@ -77,3 +77,11 @@ def parquet_shard(records: list[dict[str, Any]]) -> bytes:
 def good_item(seed: int, size: tuple[int, int] = (96, 72), fmt: str = "PNG") -> dict:
     ext = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif"}[fmt]
     return {"image": encode(photo(seed, size), fmt), "mask": encode(box_mask(size)), "ext": ext}
+
+
+def small_checkpoint(path: Any) -> str:
+    """Random spl-small weights in the native format: the model path without trained weights."""
+    import spl_model
+
+    spl_model.save_generator(spl_model.build_generator("spl-small"), path)
+    return str(path)

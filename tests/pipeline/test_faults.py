@@ -109,8 +109,8 @@ def spec(images: str, masks: str, out: str, **more) -> RestoreConfig:
             actors="1",
             stats_flush_rows=2,
             progress_bars=False,
-            **more,
         )
+        | more
     )
 
 
@@ -208,13 +208,13 @@ def test_s3_server_down_for_seconds_mid_run_loses_and_duplicates_nothing(
 
 
 def inpaint_actor_pids() -> list[int]:
-    """Pids of the live actors of the inference pool (Ray names them after InpaintActor)."""
+    """Pids of the live actors of the inference pool (Ray names them after InferActor)."""
     import ray._private.state as state
 
     return [
         int(entry["Pid"])
         for entry in state.actors().values()
-        if "InpaintActor" in entry.get("ActorClassName", "")
+        if "InferActor" in entry.get("ActorClassName", "")
         and entry.get("State") == "ALIVE"
         and entry.get("Pid")
     ]
@@ -222,8 +222,8 @@ def inpaint_actor_pids() -> list[int]:
 
 def test_killing_the_inference_actor_mid_batch_costs_a_restart_not_rows(ray_local, tmp_path):
     images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
-    # Large items with large holes: each takes opencv-ns a while, so the actor is still busy
-    # when the first images are written (the run used to finish inference before that).
+    # Large items with large holes, on the model (classical engines need no actor): the actor
+    # is still busy when the first images are written.
     items, size, hole = ITEMS, (768, 576), (100, 80, 660, 480)
     for i in range(items):
         for folder, img in ((images, data.photo(300 + i, size)), (masks, None)):
@@ -235,7 +235,7 @@ def test_killing_the_inference_actor_mid_batch_costs_a_restart_not_rows(ray_loca
     def kill_actor() -> None:
         wait_for(lambda: len(list((out / "images").glob("*.png"))) >= 2, 120, "no images")
         pids = inpaint_actor_pids()
-        assert pids, "no live InpaintActor"
+        assert pids, "no live InferActor"
         os.kill(pids[0], signal.SIGKILL)
         killed["pid"] = pids[0]
         killed["images_before"] = len(list((out / "images").glob("*.png")))
@@ -243,7 +243,8 @@ def test_killing_the_inference_actor_mid_batch_costs_a_restart_not_rows(ray_loca
         killed["restarted"] = True
 
     thread, outcome = in_background(kill_actor)
-    summary = run_restore(spec(str(images), str(masks), str(out)))
+    model = data.small_checkpoint(tmp_path / "small.safetensors")
+    summary = run_restore(spec(str(images), str(masks), str(out), engine=None, checkpoint=model))
     thread.join(timeout=90)
     assert "error" not in outcome, outcome.get("error")
     assert killed.get("pid") and killed["images_before"] < items, "not killed mid-run"
@@ -305,7 +306,7 @@ def test_an_item_that_crashes_its_worker_gets_an_error_row_and_the_job_goes_on(t
                 "images": str(tmp_path / "img"),
                 "masks": str(tmp_path / "mask"),
                 "output": str(tmp_path / "out"),
-                "engine": "opencv-telea",
+                "checkpoint": data.small_checkpoint(tmp_path / "small.safetensors"),
                 "batch_size": 3,
                 "actors": "1",
                 "num_cpus": 2,

@@ -97,7 +97,8 @@ def test_sigkill_of_the_driver_then_rerun_restores_every_item_exactly_once(
         "images": f"{s3_prefix}/images",
         "masks": f"{s3_prefix}/masks",
         "output": f"{s3_prefix}/out",
-        "engine": "opencv-ns",
+        # the model (about a second per item here): the run is still going when it is killed
+        "checkpoint": data.small_checkpoint(tmp_path / "small.safetensors"),
         "batch_size": 2,
         "actors": "1",
         "num_cpus": 2,

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from pipeline.decode import decode_batch
-from pipeline.inference import InpaintActor
+from pipeline.finish import finish_batch
+from pipeline.prepare import prepare_batch
 from pipeline.read import read_units
 from pipeline.schema import RESULT_SCHEMA, WORK_SCHEMA, table
 from pipeline.sinks import write_images
@@ -28,7 +29,8 @@ def run_stages(
     output_format: str = "same",
     **decode_kwargs,
 ):
-    """One item through decode -> inpaint (OpenCV) -> encode+write; returns its stats row."""
+    """One item through decode -> prepare -> finish (OpenCV, no model) -> encode+write; returns
+    its stats row."""
     rows = table(
         [
             {
@@ -42,7 +44,8 @@ def run_stages(
         WORK_SCHEMA,
     )
     decoded = decode_batch(rows, **decode_kwargs)
-    inpainted = InpaintActor("opencv-telea")(decoded)
+    prepared = prepare_batch(decoded, engine="opencv-telea")
+    inpainted = finish_batch(prepared, engine="opencv-telea")
     stats = write_images(
         inpainted,
         output=out,

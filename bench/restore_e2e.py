@@ -1,0 +1,266 @@
+"""End-to-end restore against model-only, in one run, on synthetic photos: the GPU benchmark.
+
+    python bench/restore_e2e.py --output-dir DIR [--model default|spl|spl-small]
+        [--megapixels 1,4,12] [--items-per-size 24] [--model-batch 64] [--precision auto]
+        [--model-batches 1,8,32,64,128] [--quick]
+
+One command (at most about 8 minutes on one GPU) that measures, on whatever device is here:
+1. model-only: `spl` and the default model's network at 256², fp32 and bf16 (GPU), model
+   batches 1-128: images/s and achieved TFLOP/s (bench/model_throughput.py's timing);
+2. end-to-end: `python -m jobs.restore` over JPEG photos on local disk (1-12 MP, holes 2-20 %,
+   PNG masks), one actor: steady windows/s against the same model's `Inpainter.infer` windows/s
+   at the same model batch and precision, measured right after it on the same device;
+   bytes to and from the actor per item (stats `infer_bytes`: windows, holes and predictions
+   only) against the encoded input's bytes; GPU utilisation sampled by nvidia-smi.
+Prints a table and writes DIR/restore_e2e.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth gradient with blobs and grain: compresses like a photo, not like noise."""
+    small = rng.integers(0, 255, (height // 64 + 2, width // 64 + 2, 3)).astype(np.uint8)
+    import cv2
+
+    base = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    grain = rng.integers(-12, 13, (height, width, 1), dtype=np.int16)
+    return np.clip(base.astype(np.int16) + grain, 0, 255).astype(np.uint8)
+
+
+def hole_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Rectangles and strokes until 2-20 % of the image is hole."""
+    import cv2
+
+    target = rng.uniform(0.02, 0.20) * height * width
+    mask = np.zeros((height, width), np.uint8)
+    while int(mask.astype(bool).sum()) < target:
+        if rng.random() < 0.5:
+            w, h = (int(v) for v in rng.integers(width // 40, width // 6, 2))
+            x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+            mask[y : y + h, x : x + w] = 255
+        else:
+            points = rng.integers(0, [width, height], (4, 2)).astype(np.int32)
+            thickness = int(max(3, min(height, width) // 60))
+            cv2.polylines(mask, [points], False, 255, thickness)
+    return mask
+
+
+def write_photos(folder: Path, megapixels: list[float], per_size: int, seed: int = 0) -> dict:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir(parents=True)
+    sizes, encoded = {}, 0
+    for mp in megapixels:
+        width = round((mp * 1e6 * 4 / 3) ** 0.5)
+        height = round(width * 3 / 4)
+        for i in range(per_size):
+            key = f"{mp:g}mp-{i:03d}"
+            path = folder / "images" / f"{key}.jpg"
+            Image.fromarray(photo(rng, height, width)).save(path, quality=90)
+            Image.fromarray(hole_mask(rng, height, width)).save(folder / "masks" / f"{key}.png")
+            encoded += path.stat().st_size
+            sizes[key] = mp
+    return {"items": len(sizes), "encoded_bytes": encoded, "megapixels": sizes}
+
+
+class GpuSampler(threading.Thread):
+    """GPU utilisation (%) from nvidia-smi every 0.2 s, when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(query, capture_output=True, text=True, timeout=5).stdout
+                self.samples.append(float(out.split()[0]))
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+                return
+            self.stop.wait(0.2)
+
+
+def model_file(name: str, folder: Path) -> str:
+    import spl_model
+
+    if name == "default":
+        return str(spl_model.default_checkpoint())
+    path = folder / f"{name}.safetensors"
+    spl_model.save_generator(spl_model.build_generator(name), path)
+    return str(path)
+
+
+def model_only_windows(checkpoint: str, model_batch: int, precision: str, batches: int) -> dict:
+    """`Inpainter.infer` (the actor's device step) on 256² windows: windows/s."""
+    import spl_model
+
+    inpainter = spl_model.Inpainter(checkpoint, precision=precision)
+    rng = np.random.default_rng(1)
+    windows = rng.integers(0, 255, (model_batch, 256, 256, 3), np.uint8)
+    holes = np.zeros((model_batch, 256, 256), bool)
+    holes[:, 64:160, 48:200] = True
+    inpainter.infer(windows, holes)  # warm-up (cudnn autotune)
+    start = time.perf_counter()
+    for _ in range(batches):
+        inpainter.infer(windows, holes)
+    seconds = time.perf_counter() - start
+    return {
+        "device": str(inpainter.device),
+        "precision": inpainter.precision,
+        "model_batch": model_batch,
+        "windows_per_s": model_batch * batches / seconds,
+    }
+
+
+def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) -> dict:
+    out = folder / "out"
+    spec = {
+        "images": str(folder / "images"),
+        "masks": str(folder / "masks"),
+        "output": str(out),
+        "checkpoint": checkpoint,
+        "batch_size": 8,
+        "model_batch": model_batch,
+        "precision": precision,
+        "actors": "1",
+        "num_cpus": os.cpu_count(),
+        "output_format": "same",
+        "progress_bars": False,
+        "run_id": "bench",
+    }
+    (folder / "job.yaml").write_text(yaml.safe_dump(spec))
+    sampler = GpuSampler()
+    sampler.start()
+    with (folder / "job.log").open("wb") as log:
+        code = subprocess.run(
+            [sys.executable, "-m", "jobs.restore", "--config", str(folder / "job.yaml")],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ).returncode
+    sampler.stop.set()
+    if code != 0:
+        raise SystemExit(f"job failed ({code}); see {folder / 'job.log'}")
+    summary = json.loads((out / "runs" / "bench.json").read_text())
+    stats = pq.read_table(out / "stats").to_pylist()
+    ok = [r for r in stats if r["status"] == "ok"]
+    done = sorted(r["finished_at"] for r in ok)
+    first = min(8, len(done) - 1)  # steady state: after the first block
+    span = (done[-1] - done[first]).total_seconds() if len(done) > 1 else 0.0
+    windows_after = sum(r["crops"] for r in ok if r["finished_at"] > done[first])
+    util = sampler.samples
+    return {
+        "items": len(stats),
+        "ok": len(ok),
+        "errors": sorted({r["error"] for r in stats if r["status"] == "error"})[:5],
+        "wall_s": summary["wall_s"],
+        "wall_items_per_s": len(ok) / summary["wall_s"],
+        "steady_items_per_s": (len(done) - first - 1) / span if span else None,
+        "steady_windows_per_s": windows_after / span if span else None,
+        "windows_per_item": sum(r["crops"] for r in ok) / max(1, len(ok)),
+        "actor_bytes_per_item": sum(r["infer_bytes"] or 0 for r in ok) / max(1, len(ok)),
+        "input_bytes_per_item": sum(r["input_bytes"] or 0 for r in ok) / max(1, len(ok)),
+        "model_ms_per_window": sum(r["infer_ms"] or 0 for r in ok)
+        / max(1, sum(r["crops"] for r in ok)),
+        "gpu_util_mean": float(np.mean(util)) if util else None,
+        "gpu_util_samples": len(util),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--model", default="default", help="default, spl or spl-small")
+    parser.add_argument("--megapixels", default="1,4,12")
+    parser.add_argument("--items-per-size", type=int, default=24)
+    parser.add_argument("--model-batch", type=int, default=None, help="default: 64 GPU, 8 CPU")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--model-batches", default="1,8,32,64,128")
+    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 6 items, no sweep")
+    args = parser.parse_args()
+    import torch
+
+    cuda = torch.cuda.is_available()
+    model_batch = args.model_batch or (64 if cuda else 8)
+    megapixels = [float(v) for v in args.megapixels.split(",")]
+    per_size = args.items_per_size
+    if args.quick:
+        megapixels, per_size = [1.0], 6
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    result: dict = {
+        "machine": f"{platform.machine()} ({os.cpu_count()} CPUs)",
+        "gpu": torch.cuda.get_device_name() if cuda else None,
+        "torch": torch.__version__,
+        "model": args.model,
+        "model_batch": model_batch,
+    }
+    if not args.quick:  # model-only sweep: both networks, fp32 and bf16 (GPU), batches
+        sweep = REPO / "bench" / "model_throughput.py"
+        configs = "spl,spl-small"
+        command = [sys.executable, str(sweep), "--configs", configs, "--batches",
+                   args.model_batches, "--output", str(args.output_dir / "model_sweep.json")]
+        if cuda:
+            command.append("--no-cpu")
+        subprocess.run(command, check=True, cwd=REPO)
+        result["model_only_sweep"] = json.loads((args.output_dir / "model_sweep.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="spl-e2e-") as tmp:
+        folder = Path(tmp)
+        checkpoint = model_file(args.model, folder)
+        t0 = time.perf_counter()
+        result["data"] = write_photos(folder / "data", megapixels, per_size)
+        result["data"]["seconds"] = time.perf_counter() - t0
+        del result["data"]["megapixels"]
+        e2e = end_to_end(folder / "data", checkpoint, model_batch, args.precision)
+        alone = model_only_windows(checkpoint, model_batch, args.precision, 20 if cuda else 3)
+    result["end_to_end"] = e2e
+    result["model_only"] = alone
+    ratio = (e2e["steady_windows_per_s"] or 0) / alone["windows_per_s"]
+    result["ratio_steady_windows"] = ratio
+    print(f"\n{result['gpu'] or result['machine']}, model {args.model}, model batch {model_batch}")
+    print(f"{'measure':<34} {'value':>12}")
+    lines = [
+        ("model-only windows/s", alone["windows_per_s"]),
+        ("end-to-end steady windows/s", e2e["steady_windows_per_s"] or float("nan")),
+        ("end-to-end / model-only", ratio),
+        ("end-to-end steady items/s", e2e["steady_items_per_s"] or float("nan")),
+        ("windows per item", e2e["windows_per_item"]),
+        ("input MB per item", e2e["input_bytes_per_item"] / 1e6),
+        ("to/from the actor MB per item", e2e["actor_bytes_per_item"] / 1e6),
+        ("model ms per window (in actor)", e2e["model_ms_per_window"]),
+        ("GPU utilisation %", e2e["gpu_util_mean"] if e2e["gpu_util_mean"] is not None
+         else float("nan")),
+    ]  # fmt: skip
+    for name, value in lines:
+        print(f"{name:<34} {value:>12.2f}")
+    path = args.output_dir / "restore_e2e.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,504 @@
+"""Infer stage: a pool of actors that hold the model and turn windows into predictions.
+
+The device boundary of the pipeline. An actor receives only what the model reads (the
+`key`, `windows` and `window_holes` columns of prepared rows, pipeline/prepare.py) and returns
+uint8 predictions, nothing else: full-resolution pixels never leave the CPU task that decoded
+them. Windows of every request queued at an actor fill its model batches (`model_batch`,
+independent of the I/O block), and the next batch is launched before the current one is
+fetched, so on CUDA its copy and Python work overlap the current batch's compute.
+
+A batch that fails is retried key by key, so one bad item becomes one error. An item that
+crashes the actor process is found through the run's crash journal (pipeline/crashes.py):
+Ray restarts the actor and retries its calls, and the restarted actor runs the keys that were
+in flight one at a time, giving a key that crashed `LIMIT` times an error instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .crashes import CRASH_ERROR, LIMIT, RESTARTS, maybe_crash
+from .model import CLASSICAL_ENGINES
+from .schema import unpack_bits
+
+log = logging.getLogger(__name__)
+SIZE = 256  # spl_model.MODEL_SIZE: the side of every window
+WINDOW_BYTES = SIZE * SIZE * 3
+REQUEST_COLUMNS = ("key", "windows", "window_holes")
+RESULT_SCHEMA = pa.schema(
+    [
+        ("predictions", pa.large_binary()),  # N*256*256*3 uint8, one per window of the row
+        ("infer_ms", pa.float64()),
+        ("error", pa.string()),
+        ("node", pa.string()),
+    ]
+)
+
+
+def build_inpainter(
+    model: str,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """An `spl_model.Inpainter` for an engine name or a checkpoint path/URL."""
+    import spl_model
+
+    source: Any = model
+    if model not in CLASSICAL_ENGINES:
+        source = spl_model.load_generator(model, device="cpu", storage_options=storage_options)
+    return spl_model.Inpainter(source, device=device, precision=precision, **options)
+
+
+def default_model_batch(device: str) -> int:
+    """Windows per model call when the job does not say: a GPU wants wide batches."""
+    return 64 if device == "cuda" else 8
+
+
+@dataclass
+class _Request:
+    """One `infer` call: its rows' windows, and their predictions as they come."""
+
+    keys: list[str]
+    windows: list[np.ndarray]  # per row: n×256×256×3 uint8
+    holes: list[np.ndarray]  # per row: n×256×256 bool
+    done: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    predictions: list[np.ndarray] = field(default_factory=list)
+    infer_ms: list[float] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
+    remaining: int = 0
+
+    def __post_init__(self) -> None:
+        self.predictions = [np.empty_like(w) for w in self.windows]
+        self.infer_ms = [0.0] * len(self.keys)
+        self.errors = [None] * len(self.keys)
+        self.remaining = sum(len(w) for w in self.windows)
+        if self.remaining == 0:
+            self.done.set_result(None)
+
+    def settle(self, count: int) -> None:
+        self.remaining -= count
+        if self.remaining == 0:
+            self.loop.call_soon_threadsafe(self.done.set_result, None)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One window of one row of a request."""
+
+    request: _Request
+    row: int
+    index: int
+
+    @property
+    def key(self) -> str:
+        return self.request.keys[self.row]
+
+
+class InferActor:
+    """The model in one Ray actor (async: requests queue while the model runs in a thread)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        expected_model_id: str | None = None,
+        threads: int | None = None,
+        journal: Any = None,
+        model_batch: int | None = None,
+        **inpainter_kwargs: Any,
+    ) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        self.inpainter = build_inpainter(model, **inpainter_kwargs)
+        if self.inpainter.model is None:
+            raise ValueError(f"{model} is not a model: classical engines run in the CPU stages")
+        if expected_model_id and self.inpainter.model_id != expected_model_id:
+            raise RuntimeError(
+                f"the model loaded by this worker has id {self.inpainter.model_id}, but the run "
+                f"was planned with {expected_model_id}: the checkpoint changed during the run"
+            )
+        self.model_batch = model_batch or default_model_batch(self.inpainter.device.type)
+        self.journal = journal
+        self.node, restarted = current_node()
+        self.suspects = restarted  # after a crash, in-flight keys run alone (crash journal)
+        self.open: Counter[str] = Counter()  # batches in flight per key
+        self.queue: deque[_Slot] = deque()
+        self.alone: deque[list[_Slot]] = deque()  # batches to run by themselves, first
+        self.wake = threading.Condition()
+        threading.Thread(target=self._loop, name="infer-loop", daemon=True).start()
+        log.info(
+            "model %s on %s (%s), model batch %d, loaded in %.1fs",
+            self.inpainter.model_id[:12],
+            self.inpainter.device,
+            self.inpainter.precision,
+            self.model_batch,
+            time.perf_counter() - start,
+        )
+
+    async def ready(self) -> str:
+        """Resolves once the model is loaded; the actor's node id."""
+        return self.node or ""
+
+    async def infer(self, batch: pa.Table) -> pa.Table:
+        """`key`, `windows`, `window_holes` rows in; RESULT_SCHEMA rows out, same order."""
+        keys = batch["key"].to_pylist()
+        windows, holes = [], []
+        for data, packed in zip(
+            batch["windows"].to_pylist(), batch["window_holes"].to_pylist(), strict=True
+        ):
+            w = np.frombuffer(data, np.uint8).reshape(-1, SIZE, SIZE, 3)
+            windows.append(w)
+            holes.append(unpack_bits(packed, len(w), SIZE, SIZE))
+        loop = asyncio.get_running_loop()
+        request = _Request(keys, windows, holes, loop.create_future(), loop)
+        with self.wake:
+            for row, w in enumerate(windows):
+                self.queue.extend(_Slot(request, row, i) for i in range(len(w)))
+            self.wake.notify()
+        await request.done
+        return pa.table(
+            {
+                "predictions": [
+                    None if err else p.tobytes()
+                    for p, err in zip(request.predictions, request.errors, strict=True)
+                ],
+                "infer_ms": request.infer_ms,
+                "error": request.errors,
+                "node": [self.node] * len(keys),
+            },
+            schema=RESULT_SCHEMA,
+        )
+
+    # ---- the model thread ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        """Launch the next batch before fetching the current one (two in flight)."""
+        in_flight: deque[tuple[list[_Slot], Any, float]] = deque()
+        while True:
+            batch, alone = self._take(wait=not in_flight)
+            if alone:  # a suspect runs with nothing else in flight, so a crash names it
+                while in_flight:
+                    self._fetch(*in_flight.popleft())
+            if batch:
+                in_flight.append(self._launch(batch))
+            if in_flight and (len(in_flight) == 2 or not batch or alone):
+                self._fetch(*in_flight.popleft())
+
+    def _take(self, wait: bool) -> tuple[list[_Slot], bool]:
+        """Up to `model_batch` queued windows (of rows not failed yet), and whether they must
+        run alone; waits for one if asked."""
+        with self.wake:
+            while wait and not self.queue and not self.alone:
+                self.wake.wait()
+            if self.alone:
+                return self.alone.popleft(), True
+            batch: list[_Slot] = []
+            while self.queue and len(batch) < self.model_batch:
+                slot = self.queue.popleft()
+                if slot.request.errors[slot.row] is None:
+                    batch.append(slot)
+                else:
+                    slot.request.settle(1)
+        if batch and self.suspects:
+            batch = self._isolate(batch)
+        return batch, False
+
+    def _isolate(self, batch: list[_Slot]) -> list[_Slot]:
+        """After a restart: keys that were in flight when the actor died run alone, and a key
+        that crashed it `LIMIT` times gets an error instead."""
+        crashed = self._journal("crashes", sorted({s.key for s in batch})) or {}
+        if not crashed:
+            return batch
+        by_key: dict[str, list[_Slot]] = {}
+        for slot in batch:
+            if slot.key in crashed:
+                by_key.setdefault(slot.key, []).append(slot)
+        for key, slots in by_key.items():
+            if crashed[key] >= LIMIT:
+                self._fail(slots, CRASH_ERROR.format(n=crashed[key]))
+            else:
+                with self.wake:
+                    self.alone.append(slots)
+        return [slot for slot in batch if slot.key not in crashed]
+
+    def _launch(self, batch: list[_Slot]) -> tuple[list[_Slot], Any, float]:
+        """(batch, what `Inpainter.launch` returned or the exception it raised, and its start
+        time, or its duration where the launch computed it at once, as on the CPU)."""
+        start = time.perf_counter()
+        try:
+            keys = sorted({slot.key for slot in batch})
+            self._begin(keys)
+            for key in keys:
+                maybe_crash(key)
+            windows = np.stack([s.request.windows[s.row][s.index] for s in batch])
+            holes = np.stack([s.request.holes[s.row][s.index] for s in batch])
+            launched = self.inpainter.launch(windows, holes)
+            if launched[1] is None:  # computed already (CPU): it can no longer crash the actor
+                self._end(keys)
+                return batch, launched, time.perf_counter() - start
+            return batch, launched, start
+        except Exception as exc:
+            return batch, exc, start
+
+    def _fetch(self, batch: list[_Slot], launched: Any, started: float) -> None:
+        try:
+            if isinstance(launched, Exception):
+                raise launched
+            predictions = self.inpainter.fetch(launched)
+        except Exception as exc:
+            self._retry_alone(batch, exc)
+            return
+        elapsed = time.perf_counter() - started if launched[1] is not None else started
+        per_window = elapsed * 1e3 / len(batch)
+        for slot, prediction in zip(batch, predictions, strict=True):
+            request = slot.request
+            request.predictions[slot.row][slot.index] = prediction
+            request.infer_ms[slot.row] += per_window
+            request.settle(1)
+        self._end(sorted({slot.key for slot in batch}))
+
+    def _retry_alone(self, batch: list[_Slot], exc: Exception) -> None:
+        """A failed batch: each key's windows again by themselves; a key alone gets the error."""
+        keys = {slot.key for slot in batch}
+        self._end(sorted(keys))  # an exception is not a crash
+        if len(keys) == 1:
+            self._fail(batch, f"inpainting failed: {type(exc).__name__}: {exc}")
+            return
+        log.warning("model batch of %d keys failed (%s); retrying key by key", len(keys), exc)
+        by_key: dict[str, list[_Slot]] = {}
+        for slot in batch:
+            by_key.setdefault(slot.key, []).append(slot)
+        with self.wake:
+            self.alone.extend(by_key.values())
+
+    def _fail(self, slots: list[_Slot], message: str) -> None:
+        for slot in slots:
+            if slot.request.errors[slot.row] is None:
+                slot.request.errors[slot.row] = message
+            slot.request.settle(1)
+
+    def _begin(self, keys: list[str]) -> None:
+        """Tell the journal about keys not in flight here yet (a key whose windows span two
+        batches in flight is one try, not two)."""
+        new = [key for key in keys if not self.open[key]]
+        self.open.update(keys)
+        if new:
+            self._journal("begin", new)
+
+    def _end(self, keys: list[str]) -> None:
+        ended = []
+        for key in keys:
+            if self.open[key]:
+                self.open[key] -= 1
+                if not self.open[key]:
+                    del self.open[key]
+                    ended.append(key)
+        if ended:
+            self._journal("end", ended, wait=False)
+
+    def _journal(self, method: str, keys: list[str], wait: bool = True) -> Any:
+        """Call the crash journal; without one (or once it is lost), items run unguarded."""
+        if self.journal is None:
+            return None
+        import ray
+
+        try:
+            ref = getattr(self.journal, method).remote(keys)
+            return ray.get(ref, timeout=60) if wait else None
+        except Exception as exc:
+            log.warning("crash journal unavailable (%s); going on without it", exc)
+            self.journal = None
+            return None
+
+
+def current_node() -> tuple[str | None, bool]:
+    """This worker's node id, and whether Ray restarted this actor after it died."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None, False
+        context = ray.get_runtime_context()
+        restarted = bool(context.get_actor_id() and context.was_current_actor_reconstructed)
+        return context.get_node_id(), restarted
+    except Exception:
+        return None, False
+
+
+# ---- the pool, from the driver and from the CPU tasks -------------------------------------
+
+
+@dataclass
+class InferPool:
+    """The run's inference actors (created by the driver), as the CPU tasks see them: handles
+    plus one readiness reference each, so a task sends work only to actors that are up."""
+
+    actors: list[Any]
+    ready: list[Any]
+    _dead: set[int] = field(default_factory=set, repr=False)
+
+    def submit(self, work: pa.Table) -> _Sent:
+        """Send the prepared rows that have windows to one actor; returns at once."""
+        statuses = work["status"].to_pylist()
+        has_windows = work["windows"].is_valid().to_pylist()
+        rows = [
+            i for i, (status, has) in enumerate(zip(statuses, has_windows, strict=True))
+            if not status and has
+        ]  # fmt: skip
+        if not rows:
+            return _Sent(work, rows)
+        request = work.select(list(REQUEST_COLUMNS)).take(rows)
+        actor = self._pick()
+        if actor is None:
+            return _Sent(work, rows, error="inference worker lost (RayActorError): none left")
+        return _Sent(work, rows, actor, actor.infer.remote(request))
+
+    def collect(self, sent: _Sent) -> pa.Table:
+        """The infer stage's output: the sent rows with their `predictions`, `infer_ms`,
+        `node` and `infer_bytes`, or with an error row each if the call failed."""
+        import ray
+
+        error = sent.error
+        result = None
+        if sent.ref is not None:
+            try:
+                result = ray.get(sent.ref)
+            except ray.exceptions.RayActorError as exc:
+                self._dead.add(self.actors.index(sent.actor))
+                error = f"inference worker lost (RayActorError): {_first_line(exc)}"
+            except ray.exceptions.RayError as exc:
+                error = f"inference call failed: {type(exc).__name__}: {_first_line(exc)}"
+        return merge_results(sent.work, sent.rows, result, error)
+
+    def _pick(self) -> Any:
+        import ray
+
+        live = [i for i in range(len(self.actors)) if i not in self._dead]
+        if not live:
+            return None
+        refs = [self.ready[i] for i in live]
+        up, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not up:
+            up, _ = ray.wait(refs, num_returns=1)
+        return self.actors[live[refs.index(random.choice(up))]]
+
+
+@dataclass
+class _Sent:
+    work: pa.Table
+    rows: list[int]
+    actor: Any = None
+    ref: Any = None
+    error: str | None = None
+
+
+def merge_results(
+    work: pa.Table, rows: list[int], result: pa.Table | None, error: str | None = None
+) -> pa.Table:
+    """Work rows with the infer results of `rows` (RESULT_SCHEMA, same order) set on them, or
+    `error` on each of them; the windows sent are dropped, the paste maps stay."""
+    n = work.num_rows
+    status = work["status"].to_pylist()
+    errors = work["error"].to_pylist()
+    predictions: list[Any] = [None] * n
+    infer_ms = work["infer_ms"].to_pylist()
+    node = work["node"].to_pylist()
+    sizes = work["infer_bytes"].to_pylist()
+    sent = [
+        len(w or b"") + len(h or b"")
+        for w, h in zip(work["windows"].to_pylist(), work["window_holes"].to_pylist())
+    ]  # fmt: skip
+    if result is None:
+        for i in rows:
+            status[i], errors[i] = "error", error
+    else:
+        columns = {name: result[name].to_pylist() for name in RESULT_SCHEMA.names}
+        for j, i in enumerate(rows):
+            node[i] = columns["node"][j]
+            if columns["error"][j]:
+                status[i], errors[i] = "error", columns["error"][j]
+                continue
+            predictions[i] = columns["predictions"][j]
+            infer_ms[i] = columns["infer_ms"][j]
+            sizes[i] = sent[i] + len(predictions[i])
+    updates = {
+        "status": pa.array(status, pa.string()),
+        "error": pa.array(errors, pa.string()),
+        "predictions": pa.array(predictions, pa.large_binary()),
+        "infer_ms": pa.array(infer_ms, pa.float64()),
+        "node": pa.array(node, pa.string()),
+        "infer_bytes": pa.array(sizes, pa.int64()),
+        "windows": pa.nulls(n, pa.large_binary()),
+        "window_holes": pa.nulls(n, pa.large_binary()),
+    }
+    for name, column in updates.items():
+        work = work.set_column(work.schema.get_field_index(name), name, column)
+    return work
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
+def start_pool(
+    size: tuple[int, int],
+    *,
+    num_cpus: float,
+    num_gpus: float,
+    ready_timeout_s: float,
+    **actor_kwargs: Any,
+) -> InferPool:
+    """Create `size[1]` actors and wait (at most `ready_timeout_s`) until `size[0]` are up.
+
+    All of them are requested at once, so an autoscaler brings the nodes for the whole pool;
+    tasks use each one as soon as it is up. An actor that cannot load its model fails the run
+    here with its own message."""
+    import ray
+
+    remote = ray.remote(InferActor).options(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        max_restarts=RESTARTS,
+        max_task_retries=RESTARTS,
+        max_concurrency=256,
+    )
+    actors = [remote.remote(**actor_kwargs) for _ in range(size[1])]
+    ready = [actor.ready.remote() for actor in actors]
+    pool = InferPool(actors, ready)
+    up, _ = ray.wait(ready, num_returns=size[0], timeout=ready_timeout_s)
+    for ref in up:
+        ray.get(ref)  # raises the constructor's error
+    if len(up) < size[0]:
+        stop_pool(pool)
+        raise TimeoutError(
+            f"only {len(up)} of {size[0]} inference actor(s) started within "
+            f"{ready_timeout_s:g} s: the cluster lacks the resources they ask for"
+        )
+    return pool
+
+
+def stop_pool(pool: InferPool) -> None:
+    import ray
+
+    for actor in pool.actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:
+            pass

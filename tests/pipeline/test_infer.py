@@ -1,0 +1,191 @@
+"""The stages around the device boundary, without Ray: prepare -> infer (the actor) -> finish
+restore exactly what `spl_model.Inpainter` restores, the actor fills model batches from many
+items and calls, one failing item is isolated, and only windows cross to the actor."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+import spl_model
+from pipeline.finish import finish_batch
+from pipeline.infer import REQUEST_COLUMNS, WINDOW_BYTES, InferActor, merge_results
+from pipeline.prepare import prepare_batch
+from pipeline.schema import WORK_SCHEMA, pack_bits, table, unpack_bits
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """spl-small reading Telea-pre-filled input (as the bundled model does), with non-zero
+    region-norm terms so that every branch shapes the output."""
+    config = dict(spl_model.CONFIGS["spl-small"].to_dict(), prefill="telea")
+    torch.manual_seed(0)
+    model = spl_model.build_generator(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("_gamma", "_beta")):
+                p.normal_(0, 0.1)
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    spl_model.save_generator(model, path)
+    return str(path)
+
+
+def photo(seed: int, height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) % 255], -1)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def items() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Two far-apart holes, a narrow strip, a hole wider than the model (downscaled window),
+    an image smaller than the model (upscaled)."""
+    shapes_and_holes = [
+        ((300, 400), [(40, 50, 80, 100), (220, 300, 260, 380)]),
+        ((90, 500), [(30, 200, 60, 260)]),
+        ((600, 450), [(100, 80, 500, 400)]),
+        ((128, 96), [(50, 30, 80, 70)]),
+    ]
+    out = []
+    for seed, ((h, w), boxes) in enumerate(shapes_and_holes):
+        hole = np.zeros((h, w), bool)
+        for y0, x0, y1, x1 in boxes:
+            hole[y0:y1, x0:x1] = True
+        out.append((photo(seed, h, w), hole))
+    return out
+
+
+def decoded(pairs: list[tuple[np.ndarray, np.ndarray]]) -> pa.Table:
+    """Rows as the decode stage leaves them."""
+    return table(
+        [
+            {
+                "key": f"k{i}",
+                "pixels": image.tobytes(),
+                "hole": pack_bits(hole),
+                "height": image.shape[0],
+                "width": image.shape[1],
+            }
+            for i, (image, hole) in enumerate(pairs)
+        ],
+        WORK_SCHEMA,
+    )
+
+
+def infer(actor: InferActor, prepared: pa.Table) -> pa.Table:
+    rows = list(range(prepared.num_rows))
+    result = asyncio.run(actor.infer(prepared.select(list(REQUEST_COLUMNS))))
+    return merge_results(prepared, rows, result)
+
+
+@pytest.mark.parametrize(("strategy", "dilate"), [("crop", 0), ("crop", 3), ("resize", 0)])
+def test_the_stages_restore_exactly_what_the_inpainter_restores(model_file, strategy, dilate):
+    pairs = items()
+    prepared = prepare_batch(
+        decoded(pairs), engine="spl", strategy=strategy, dilate=dilate, prefill="telea"
+    )
+    actor = InferActor(model_file, device="cpu", model_batch=64)
+    finished = finish_batch(infer(actor, prepared), engine="spl")
+    inpainter = spl_model.Inpainter(
+        model_file, device="cpu", strategy=strategy, dilate=dilate, batch_size=64
+    )
+    want = inpainter.inpaint_with_info([p[0] for p in pairs], [p[1] for p in pairs])
+    for row, (image, _), (expected, info) in zip(finished.to_pylist(), pairs, want, strict=True):
+        h, w = image.shape[:2]
+        restored = np.frombuffer(row["restored"], np.uint8).reshape(h, w, 3)
+        np.testing.assert_array_equal(restored, expected)
+        changed = unpack_bits(row["changed"], h, w)
+        np.testing.assert_array_equal(changed, np.any(restored != image, axis=2))
+        assert row["crops"] == info["crops"] and row["crop_scale"] == info["crop_scale"]
+        # only the windows and their holes went to the actor, their predictions came back
+        n = row["crops"]
+        assert row["infer_bytes"] == n * (2 * WINDOW_BYTES + 256 * 256 // 8)
+    assert finished.column("predictions").null_count == finished.num_rows  # payloads dropped
+    sent = prepared.select(list(REQUEST_COLUMNS)).nbytes
+    assert sent <= 1.2 * sum(row["crops"] for row in finished.to_pylist()) * WINDOW_BYTES
+
+
+def windows_request(counts: list[int], seed: int = 0, marker: int | None = None) -> pa.Table:
+    """An infer request of rows with `counts` random windows each (`marker`: the row whose
+    windows are all sevens)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, n in enumerate(counts):
+        w = rng.integers(0, 255, (n, 256, 256, 3), np.uint8)
+        if i == marker:
+            w[:] = 7
+        holes = np.zeros((n, 256, 256), bool)
+        holes[:, 64:128, 96:160] = True
+        packed = pack_bits(holes)
+        rows.append({"key": f"r{seed}-{i}", "windows": w.tobytes(), "window_holes": packed})
+    return table(rows, WORK_SCHEMA).select(list(REQUEST_COLUMNS))
+
+
+def test_model_batches_fill_from_many_rows_and_calls(model_file):
+    actor = InferActor(model_file, device="cpu", model_batch=5)
+    sizes: list[int] = []
+    gate = threading.Event()
+    launch = actor.inpainter.launch
+
+    def recording(windows, holes):
+        sizes.append(len(windows))
+        if len(sizes) == 1:
+            gate.wait(30)  # the model is busy while more calls arrive
+        return launch(windows, holes)
+
+    actor.inpainter.launch = recording
+
+    async def calls():
+        first = asyncio.ensure_future(actor.infer(windows_request([1], seed=1)))
+        while not sizes:
+            await asyncio.sleep(0.01)
+        more = [
+            asyncio.ensure_future(actor.infer(windows_request([2, 2], seed=2))),
+            asyncio.ensure_future(actor.infer(windows_request([1, 1, 1], seed=3))),
+        ]
+        while len(actor.queue) < 7:
+            await asyncio.sleep(0.01)
+        gate.set()
+        return await asyncio.gather(first, *more)
+
+    results = asyncio.run(calls())
+    assert sizes == [1, 5, 2]  # 7 queued windows of 5 rows of 2 calls: batches of 5, then 2
+    assert [r.num_rows for r in results] == [1, 2, 3]
+    alone = spl_model.Inpainter(model_file, device="cpu")
+    for request, result in zip(
+        [windows_request([1], 1), windows_request([2, 2], 2), windows_request([1, 1, 1], 3)],
+        results,
+        strict=True,
+    ):
+        for data, packed, got in zip(
+            request["windows"].to_pylist(),
+            request["window_holes"].to_pylist(),
+            result["predictions"].to_pylist(),
+            strict=True,
+        ):
+            w = np.frombuffer(data, np.uint8).reshape(-1, 256, 256, 3)
+            want = alone.infer(w, unpack_bits(packed, len(w), 256, 256))
+            got = np.frombuffer(got, np.uint8).reshape(want.shape)
+            assert np.abs(got.astype(int) - want).max() <= 1  # batch-mates do not matter
+
+
+def test_a_failing_item_gets_its_own_error_and_its_batch_mates_are_restored(model_file):
+    actor = InferActor(model_file, device="cpu", model_batch=8)
+    launch = actor.inpainter.launch
+
+    def fragile(windows, holes):
+        if any((w == 7).all() for w in windows):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return launch(windows, holes)
+
+    actor.inpainter.launch = fragile
+    result = asyncio.run(actor.infer(windows_request([1, 2, 1], seed=4, marker=1))).to_pylist()
+    assert [r["error"] is None for r in result] == [True, False, True]
+    assert "inpainting failed: RuntimeError: CUDA error" in result[1]["error"]
+    assert result[1]["predictions"] is None
+    assert all(len(r["predictions"]) == n * WINDOW_BYTES for r, n in zip(result, [1, 0, 1]) if n)
