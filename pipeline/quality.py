@@ -17,6 +17,7 @@ With a reference image (same size): `psnr`, `ssim`, `l1` from `spl_model.metrics
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from spl_model import metrics
@@ -30,13 +31,20 @@ def no_reference(restored: np.ndarray, hole: np.ndarray) -> dict[str, float | in
     """Every no-reference column for one restored image and its (boolean) hole."""
     if not hole.any():
         return {}
+    # Every measure lives within BAND + 1 px of the hole: work on that box only.
+    height, width = hole.shape
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
+    distance = min(x, y, width - x - w, height - y - h)
+    y0, x0 = max(0, y - BAND - 1), max(0, x - BAND - 1)
+    y1, x1 = min(height, y + h + BAND + 1), min(width, x + w + BAND + 1)
+    restored, hole = restored[y0:y1, x0:x1], hole[y0:y1, x0:x1]
     ring = dilate(hole, BAND) & ~hole
     seam_l1, seam_ratio = seam(restored, hole, ring)
     return {
         "seam_l1": seam_l1,
         "seam_ratio": seam_ratio,
         **fill_consistency(restored, hole, ring),
-        "border_distance": border_distance(hole),
+        "border_distance": distance,
     }
 
 
@@ -73,12 +81,6 @@ def fill_consistency(
         "fill_brightness": float(fill_gray.mean() - known_gray.mean()),
         "fill_texture": float((fill_gray.std() + 1.0) / (known_gray.std() + 1.0)),
     }
-
-
-def border_distance(hole: np.ndarray) -> int:
-    ys, xs = np.nonzero(hole)
-    height, width = hole.shape
-    return int(min(ys.min(), xs.min(), height - 1 - ys.max(), width - 1 - xs.max()))
 
 
 def reference_scores(restored: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:

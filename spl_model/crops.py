@@ -48,22 +48,32 @@ def plan_windows(
         return [Window((0, 0, width, height), hole)]
     if strategy != "crop":
         raise ValueError(f"unknown strategy {strategy!r}; choose crop or resize")
-    # Regions closer than `merge_gap` share a window: group by components of the grown mask.
-    count, groups = cv2.connectedComponents(
-        dilate(hole, merge_gap).astype(np.uint8), connectivity=8
+    # Regions closer than `merge_gap` share a window: group by components of the grown mask,
+    # found inside the holes' bounding box grown by `merge_gap` (the image outside it is empty).
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
+    cx0, cy0 = max(0, x - merge_gap), max(0, y - merge_gap)
+    cx1, cy1 = min(width, x + w + merge_gap), min(height, y + h + merge_gap)
+    near = hole[cy0:cy1, cx0:cx1]
+    count, groups, stats, _ = cv2.connectedComponentsWithStats(
+        dilate(near, merge_gap).astype(np.uint8), connectivity=8
     )
     windows = []
     for label in range(1, count):
-        member = hole & (groups == label)
-        ys, xs = np.nonzero(member)
+        gx, gy, gw, gh = (int(v) for v in stats[label, :4])
+        ys, xs = np.nonzero(
+            near[gy : gy + gh, gx : gx + gw] & (groups[gy : gy + gh, gx : gx + gw] == label)
+        )
         if len(xs) == 0:
             continue
+        ys, xs = ys + gy + cy0, xs + gx + cx0  # image coordinates
         x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
         extent = max(x1 - x0, y1 - y0)
         side = max(math.ceil(context * extent), extent, min_side)  # the group always fits
         bx0, bx1 = _span(x0, x1, side, width)
         by0, by1 = _span(y0, y1, side, height)
-        windows.append(Window((bx0, by0, bx1, by1), member[by0:by1, bx0:bx1]))
+        paste = np.zeros((by1 - by0, bx1 - bx0), bool)
+        paste[ys - by0, xs - bx0] = True
+        windows.append(Window((bx0, by0, bx1, by1), paste))
     return windows
 
 
