@@ -170,9 +170,9 @@ def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) 
     stats = pq.read_table(out / "stats").to_pylist()
     ok = [r for r in stats if r["status"] == "ok"]
     done = sorted(r["finished_at"] for r in ok)
-    first = min(8, len(done) - 1)  # steady state: after the first block
-    span = (done[-1] - done[first]).total_seconds() if len(done) > 1 else 0.0
-    windows_after = sum(r["crops"] for r in ok if r["finished_at"] > done[first])
+    first = min(spec["batch_size"], len(done) - 1)  # steady state: after the first block
+    span = (done[-1] - done[first - 1]).total_seconds() if first > 0 else 0.0
+    windows_after = sum(r["crops"] for r in ok if r["finished_at"] > done[first - 1])
     util = sampler.samples
     return {
         "items": len(stats),
@@ -180,7 +180,7 @@ def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) 
         "errors": sorted({r["error"] for r in stats if r["status"] == "error"})[:5],
         "wall_s": summary["wall_s"],
         "wall_items_per_s": len(ok) / summary["wall_s"],
-        "steady_items_per_s": (len(done) - first - 1) / span if span else None,
+        "steady_items_per_s": (len(done) - first) / span if span else None,
         "steady_windows_per_s": windows_after / span if span else None,
         "windows_per_item": sum(r["crops"] for r in ok) / max(1, len(ok)),
         "actor_bytes_per_item": sum(r["infer_bytes"] or 0 for r in ok) / max(1, len(ok)),
@@ -201,7 +201,7 @@ def main() -> None:
     parser.add_argument("--model-batch", type=int, default=None, help="default: 64 GPU, 8 CPU")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model-batches", default="1,8,32,64,128")
-    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 6 items, no sweep")
+    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 24 items, no sweep")
     args = parser.parse_args()
     import torch
 
@@ -210,7 +210,7 @@ def main() -> None:
     megapixels = [float(v) for v in args.megapixels.split(",")]
     per_size = args.items_per_size
     if args.quick:
-        megapixels, per_size = [1.0], 6
+        megapixels, per_size = [1.0], 24
     args.output_dir.mkdir(parents=True, exist_ok=True)
     result: dict = {
         "machine": f"{platform.machine()} ({os.cpu_count()} CPUs)",
