@@ -85,8 +85,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from pipeline.encode import encode
-    from pipeline.encode_jpeg import encode_keeping_blocks
+    from pipeline.stages.encode import encode
+    from pipeline.stages.encode_jpeg import encode_keeping_blocks
 
     rows = []
     for megapixels in (float(s) for s in args.sizes.split(",")):

@@ -6,7 +6,7 @@ import collections
 
 import click
 
-from pipeline.train_photos import build_photo_set
+from pipeline.training.photos import build_photo_set
 
 
 @click.command("data")

@@ -9,7 +9,7 @@ import click
 
 from jobs.spec import storage_options_flag
 from pipeline.config import ConfigError
-from pipeline.train import TrainConfig, run_training
+from pipeline.training.train import TrainConfig, run_training
 
 
 def _two_floats(separator: str, example: str):

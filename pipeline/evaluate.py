@@ -31,7 +31,7 @@ from .config import RestoreConfig
 from .ledger import latest_rows
 from .run import run_restore
 from .storage import atomic_write, filesystem, read_bytes
-from .train_data import list_images
+from .training.data import list_images
 
 BUCKETS = [(i / 10, (i + 1) / 10) for i in range(6)]
 RESULT_SCHEMA = pa.schema(

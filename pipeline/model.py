@@ -25,7 +25,7 @@ def choose_model(config: RestoreConfig) -> ModelChoice:
     the model once here, so a bad checkpoint fails the job before any actor starts."""
     import spl_model
 
-    from .infer import build_inpainter
+    from .stages.infer import build_inpainter
 
     engine, source = config.engine, config.checkpoint
     if source is None and engine in CLASSICAL_ENGINES:

@@ -2,7 +2,7 @@
 infer on the actor pool, finish, encode + write) -> stats rows for the driver.
 
 The device boundary is the infer stage: the CPU task sends only model-size windows to an
-inference actor (pipeline/infer.py) and keeps the full-resolution pixels to paste into, so
+inference actor (pipeline/stages/infer.py) and keeps the full-resolution pixels to paste into, so
 pixels never cross the object store. Each task keeps two blocks at the actors while it
 prepares the next or finishes the last, so an actor always has work queued.
 """
@@ -22,13 +22,13 @@ import ray
 import ray.data
 
 from .config import ConfigError, RestoreConfig
-from .decode import decode_batch
-from .finish import finish_batch
-from .infer import InferPool
 from .model import CLASSICAL_ENGINES, ModelChoice
-from .prepare import prepare_batch
-from .read import read_units
-from .sinks import write_images
+from .stages.decode import decode_batch
+from .stages.finish import finish_batch
+from .stages.infer import InferPool
+from .stages.prepare import prepare_batch
+from .stages.read import read_units
+from .stages.sinks import write_images
 
 log = logging.getLogger(__name__)
 # Memory reserved for a restore task: a worker with torch/NumPy/Pillow imported, plus per item

@@ -20,12 +20,12 @@ from . import shards
 from .compact import compact
 from .config import RestoreConfig
 from .crashes import start_journal
-from .infer import start_pool, stop_pool
 from .lease import Lease
 from .model import choose_model
 from .plan import build_dataset, pool_options, resources, wait_for_gpus
 from .progress import Progress
 from .schema import ALREADY_DONE, STATS_SCHEMA
+from .stages.infer import start_pool, stop_pool
 from .stats import StatsSink
 from .storage import atomic_write, filesystem, full_url, read_bytes
 from .work import find_work

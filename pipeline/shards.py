@@ -3,7 +3,7 @@ input shards whose output is already published with the same settings. With loos
 of shard inputs, the same bookkeeping records input shards whose items are all done, so that
 the next run does not read them again.
 
-The sink stage writes results into part files (pipeline/shard_parts.py). The driver counts the
+The sink stage writes results into part files (pipeline/stages/shard_parts.py). The driver counts the
 stats rows of each shard (`ShardPublisher`); when a shard has all of them it flushes the stats
 and starts a Ray task that builds the shard and writes it under its final name in one atomic
 write, then its marker `OUT/published/<shard>.json`, then deletes the parts. The shard is built
@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import shard_formats as fmt
 from .errors import TRANSIENT
 from .schema import ERROR
-from .shard_parts import (
+from .stages import shard_formats as fmt
+from .stages.shard_parts import (
     list_part_shards,
     read_parts,
     remove_parts,

@@ -32,9 +32,9 @@ from PIL import Image, ImageDraw
 from spl_model.watermark import Estimate, estimate, locate
 
 from .config import ConfigError, RestoreConfig
-from .decode import ItemError, open_image
-from .read import read_units
-from .sources import list_units
+from .stages.decode import ItemError, open_image
+from .stages.read import read_units
+from .stages.sources import list_units
 from .storage import atomic_write, filesystem, full_url
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from . import ledger, shards
 from .config import RestoreConfig
 from .model import ModelChoice, choose_model
-from .sources import Listing, list_units
+from .stages.sources import Listing, list_units
 
 
 @dataclass

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import spl_model
-from pipeline.finish import finish_batch
-from pipeline.infer import REQUEST_COLUMNS, WINDOW_BYTES, InferActor, merge_results
-from pipeline.prepare import prepare_batch
 from pipeline.schema import WORK_SCHEMA, pack_bits, table, unpack_bits
+from pipeline.stages.finish import finish_batch
+from pipeline.stages.infer import REQUEST_COLUMNS, WINDOW_BYTES, InferActor, merge_results
+from pipeline.stages.prepare import prepare_batch
 
 
 @pytest.fixture(scope="module")

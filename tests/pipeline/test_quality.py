@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import quality
+from pipeline.stages import quality
 
 
 def textured(height: int = 120, width: int = 160, seed: int = 0) -> np.ndarray:

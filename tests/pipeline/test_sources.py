@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.config import ConfigError, RestoreConfig
 from pipeline.progress import Progress
-from pipeline.sources import list_units
+from pipeline.stages.sources import list_units
 from tests.pipeline import data
 
 

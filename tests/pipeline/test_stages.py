@@ -8,14 +8,14 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageOps
 
-from pipeline.decode import decode_batch
-from pipeline.finish import finish_batch
-from pipeline.prepare import prepare_batch
-from pipeline.read import read_units
 from pipeline.schema import RESULT_SCHEMA, WORK_SCHEMA, table
-from pipeline.sinks import write_images
-from pipeline.sources import UNIT_SCHEMA
-from pipeline.template import place_template
+from pipeline.stages.decode import decode_batch
+from pipeline.stages.finish import finish_batch
+from pipeline.stages.prepare import prepare_batch
+from pipeline.stages.read import read_units
+from pipeline.stages.sinks import write_images
+from pipeline.stages.sources import UNIT_SCHEMA
+from pipeline.stages.template import place_template
 from tests.pipeline import data
 
 SIZE = (64, 48)  # width, height
@@ -207,7 +207,7 @@ def test_truncated_tar_keeps_the_items_before_the_damage():
 
 
 def test_seam_ratio_is_about_one_for_a_seamless_fill_and_high_for_a_visible_one():
-    from pipeline.quality import seam
+    from pipeline.stages.quality import seam
 
     image = np.asarray(data.photo(6, SIZE))
     hole = hole_of()

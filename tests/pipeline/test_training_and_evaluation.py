@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from pipeline.evaluate import BUCKETS, EvaluateConfig, build_pairs, run_evaluation
-from pipeline.train import TrainConfig, read_latest, run_training
+from pipeline.training.train import TrainConfig, read_latest, run_training
 from spl_model import build_generator, load_generator, save_generator
 
 TINY = dict(

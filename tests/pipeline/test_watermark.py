@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipeline import RestoreConfig, run_restore
 from pipeline.config import ConfigError
-from pipeline.template import place_template
+from pipeline.stages.template import place_template
 from pipeline.watermark import DetectConfig, detect_watermark
 from spl_model.metrics import psnr
 from tests.watermarks import natural_crops, stamp

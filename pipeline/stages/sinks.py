@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..errors import error_kind
+from ..schema import ERROR, OK, RESULT_SCHEMA, table, unpack_bits
+from ..storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
 from . import metadata, quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .encode_jpeg import NotApplicable, encode_keeping_blocks
-from .errors import error_kind
-from .schema import ERROR, OK, RESULT_SCHEMA, table, unpack_bits
-from .storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import ALREADY_DONE, ERROR, WORK_SCHEMA, table
-from .sources import IMAGE_EXTS
-from .storage import (
+from ..schema import ALREADY_DONE, ERROR, WORK_SCHEMA, table
+from ..storage import (
     UnsafeKeyError,
     filesystem,
     is_transient,
@@ -27,6 +26,7 @@ from .storage import (
     sanitize_key,
     unique_key,
 )
+from .sources import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 TAR_IMAGE_EXTS = IMAGE_EXTS

@@ -1,7 +1,7 @@
 """Samples of the shard layouts: read an input shard whole, turn a sample plus its result
 into an output sample, and write output shards (WebDataset tar, Parquet).
 
-A result is a part row (pipeline/shard_parts.py): the item's stats and, when it was restored,
+A result is a part row (pipeline/stages/shard_parts.py): the item's stats and, when it was restored,
 the encoded image. An item that was not restored keeps its original image; its stats say why.
 Stats travel as a `<key>.spl.json` member in a tar, and as `spl_<column>` columns in Parquet
 (prefixed so that they never collide with the input's own columns).
@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..schema import STATS_SCHEMA
 from .read import TAR_IMAGE_EXTS, is_item_member, tar_samples
-from .schema import STATS_SCHEMA
 from .shard_parts import safe_sample_key
 
 STATS_MEMBER = "spl.json"

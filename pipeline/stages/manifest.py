@@ -27,8 +27,8 @@ from urllib.parse import unquote
 
 import pyarrow.parquet as pq
 
-from .config import ConfigError
-from .storage import filesystem, read_bytes
+from ..config import ConfigError
+from ..storage import filesystem, read_bytes
 
 INVENTORY_COLUMNS = ("bucket", "key", "size", "last_modified_date", "e_tag")
 

@@ -1,7 +1,7 @@
 """Infer stage: a pool of actors that hold the model and turn windows into predictions.
 
 The device boundary of the pipeline. An actor receives only what the model reads (the
-`key`, `windows` and `window_holes` columns of prepared rows, pipeline/prepare.py) and returns
+`key`, `windows` and `window_holes` columns of prepared rows, pipeline/stages/prepare.py) and returns
 uint8 predictions, nothing else: full-resolution pixels never leave the CPU task that decoded
 them. Windows of every request queued at an actor fill its model batches (`model_batch`,
 independent of the I/O block), and the next batch is launched before the current one is
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .crashes import CRASH_ERROR, LIMIT, RESTARTS, maybe_crash
-from .model import CLASSICAL_ENGINES
-from .schema import unpack_bits
+from ..crashes import CRASH_ERROR, LIMIT, RESTARTS, maybe_crash
+from ..model import CLASSICAL_ENGINES
+from ..schema import unpack_bits
 
 log = logging.getLogger(__name__)
 SIZE = 256  # spl_model.MODEL_SIZE: the side of every window

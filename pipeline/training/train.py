@@ -33,9 +33,9 @@ from spl_model.prefill import PREFILLS
 from spl_model.teachers import TEACHER_CHANNELS, TEACHERS, build_teacher
 from spl_model.training import LossWeights, SPLTrainer
 
-from .config import ConfigError, redact
-from .storage import atomic_write, filesystem, read_bytes
-from .train_data import PhotoCrops, list_images
+from ..config import ConfigError, redact
+from ..storage import atomic_write, filesystem, read_bytes
+from .data import PhotoCrops, list_images
 
 log = logging.getLogger(__name__)
 LAUNCHERS = ("ray", "local")
@@ -213,7 +213,7 @@ def train_loop(
     )
     pairs = None
     if rank == 0 and config.val_images:
-        from .train_validate import validation_pairs
+        from .validate import validation_pairs
 
         pairs = validation_pairs(config.val_images, config.seed, config.storage_options)
     clock = _Clock(config, trainer.step_count)
@@ -298,7 +298,7 @@ def _duration(seconds: float) -> str:
 
 
 def _validate(generator: torch.nn.Module, pairs: list, config: TrainConfig, step: int) -> None:
-    from .train_validate import validate
+    from .validate import validate
 
     scores, grid = validate(generator, pairs)
     fs, root = filesystem(config.output, config.storage_options)

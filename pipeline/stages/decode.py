@@ -19,8 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
+from ..schema import ERROR, SKIPPED, WORK_SCHEMA, pack_bits, table
 from . import metadata
-from .schema import ERROR, SKIPPED, WORK_SCHEMA, pack_bits, table
 from .template import NotFound, Placement
 
 # input mode -> the mode we write back (None: RGB, and no original pixels need carrying)

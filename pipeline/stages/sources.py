@@ -20,8 +20,8 @@ from typing import NamedTuple
 import fsspec
 import pyarrow as pa
 
-from .config import ConfigError, RestoreConfig
-from .storage import (
+from ..config import ConfigError, RestoreConfig
+from ..storage import (
     UnsafeKeyError,
     filesystem,
     full_url,

@@ -20,9 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import TRANSIENT
-from .schema import ERROR, STATS_SCHEMA, table
-from .storage import (
+from ..errors import TRANSIENT
+from ..schema import ERROR, STATS_SCHEMA, table
+from ..storage import (
     UnsafeKeyError,
     atomic_write,
     full_url,

@@ -16,8 +16,8 @@ import pyarrow as pa
 
 import spl_model
 
-from .model import CLASSICAL_ENGINES
-from .schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
+from ..model import CLASSICAL_ENGINES
+from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 
 
 def prepare_batch(

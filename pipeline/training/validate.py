@@ -18,8 +18,8 @@ from spl_model.inpainter import Inpainter
 from spl_model.masks import random_mask
 from spl_model.metrics import psnr, ssim
 
-from .storage import filesystem, read_bytes
-from .train_data import SIZE, list_images, load_photo
+from ..storage import filesystem, read_bytes
+from .data import SIZE, list_images, load_photo
 
 BUCKETS = ((0.1, 0.2), (0.2, 0.3))
 

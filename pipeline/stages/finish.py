@@ -1,5 +1,5 @@
 """Finish stage (CPU): inferred rows in, rows with the restored image and its changed-pixel map
-out, ready to be encoded and written (pipeline/sinks.py).
+out, ready to be encoded and written (pipeline/stages/sinks.py).
 
 SPL predictions are pasted back with `spl_model.paste_window`, the same function the
 `Inpainter` uses, onto the window's own hole pixels only. Classical engines (OpenCV Telea and
@@ -16,9 +16,9 @@ import pyarrow as pa
 
 import spl_model
 
+from ..model import CLASSICAL_ENGINES
+from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 from .infer import current_node
-from .model import CLASSICAL_ENGINES
-from .schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 
 SIZE = 256
 

@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from spl_model.masks import random_mask
 from spl_model.prefill import prefill_holes
 
-from .storage import filesystem, read_bytes
+from ..storage import filesystem, read_bytes
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
