@@ -41,10 +41,10 @@ WORK_SCHEMA = pa.schema(
         ("hole", pa.large_binary()),  # np.packbits of the H*W bool hole map
         ("orig", pa.large_binary()),  # raw pixels in orig_mode, when RGB cannot round-trip
         ("orig_mode", pa.string()),
-        # prepare -> infer -> finish (pipeline/stages/prepare.py): the model-size windows of the item,
-        # N*256*256*3 uint8 (pre-filled as the model reads them) and N packed 256² hole maps;
-        # per window x0, y0, x1, y1, top, left (box and offset in its padded square); the
-        # packed box-sized maps of the hole pixels each window fills
+        # prepare -> infer -> finish (pipeline/stages/prepare.py): the model-size windows of the
+        # item, N*256*256*3 uint8 (pre-filled as the model reads them) and N packed 256² hole maps;
+        # per window x0, y0, x1, y1, top, left (box and offset in its padded square); the packed
+        # box-sized maps of the hole pixels each window fills
         ("windows", pa.large_binary()),
         ("window_holes", pa.large_binary()),
         ("window_boxes", pa.list_(pa.int32())),

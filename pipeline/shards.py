@@ -3,14 +3,13 @@ input shards whose output is already published with the same settings. With loos
 of shard inputs, the same bookkeeping records input shards whose items are all done, so that
 the next run does not read them again.
 
-The sink stage writes results into part files (pipeline/stages/shard_parts.py). The driver counts the
-stats rows of each shard (`ShardPublisher`); when a shard has all of them it flushes the stats
-and starts a Ray task that builds the shard and writes it under its final name in one atomic
-write, then its marker `OUT/published/<shard>.json`, then deletes the parts. The shard is built
-from the input shard (every other member or column passes through, in order), the parts, and
-the shard's earlier published version (items done by an earlier run). An interrupted run
-leaves parts; the next run finds their items done and publishes the shard.
-"""
+The sink stage writes results into part files (pipeline/stages/shard_parts.py). The driver
+counts the stats rows of each shard (`ShardPublisher`); when a shard has all of them it flushes
+the stats and starts a Ray task that builds the shard and writes it under its final name in one
+atomic write, then its marker `OUT/published/<shard>.json`, then deletes the parts. The shard is
+built from the input shard (every other member or column passes through, in order), the parts,
+and the shard's earlier published version (items done by an earlier run). An interrupted run
+leaves parts; the next run finds their items done and publishes the shard. """
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Infer stage: a pool of actors that hold the model and turn windows into predictions.
 
-The device boundary of the pipeline. An actor receives only what the model reads (the
-`key`, `windows` and `window_holes` columns of prepared rows, pipeline/stages/prepare.py) and returns
+The device boundary of the pipeline. An actor receives only what the model reads (the `key`,
+`windows` and `window_holes` columns of prepared rows, pipeline/stages/prepare.py) and returns
 uint8 predictions, nothing else: full-resolution pixels never leave the CPU task that decoded
 them. Windows of every request queued at an actor fill its model batches (`model_batch`,
-independent of the I/O block), and the next batch is launched before the current one is
-fetched, so on CUDA its copy and Python work overlap the current batch's compute.
+independent of the I/O block), and the next batch is launched before the current one is fetched,
+so on CUDA its copy and Python work overlap the current batch's compute.
 
 A batch that fails is retried key by key, so one bad item becomes one error. An item that
 crashes the actor process is found through the run's crash journal (pipeline/crashes.py):
@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+import warnings
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -336,7 +337,9 @@ def current_node() -> tuple[str | None, bool]:
         if not ray.is_initialized():
             return None, False
         context = ray.get_runtime_context()
-        restarted = bool(context.get_actor_id() and context.was_current_actor_reconstructed)
+        with warnings.catch_warnings():  # Ray 2.60 reads its own deprecated `actor_id` here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = bool(context.get_actor_id() and context.was_current_actor_reconstructed)
         return context.get_node_id(), restarted
     except Exception:
         return None, False
