@@ -27,20 +27,29 @@ CRASH_ERROR = (
 
 
 class CrashJournal:
-    """Per key: how many times it was begun and never ended."""
+    """Per key: whether a try of it is open (begun, not ended), and how many tries never ended.
+
+    A try that is begun again while the last one is still open never ended: its actor died.
+    Ending a try closes it but keeps the count, so an item whose windows span several batches
+    cannot wipe out its crashes by finishing one of them."""
 
     def __init__(self) -> None:
-        self.open: Counter[str] = Counter()
+        self.open: set[str] = set()
+        self.lost: Counter[str] = Counter()
 
     def begin(self, keys: list[str]) -> None:
-        self.open.update(keys)
+        for key in keys:
+            if key in self.open:
+                self.lost[key] += 1
+            self.open.add(key)
 
     def end(self, keys: list[str]) -> None:
-        for key in keys:
-            self.open.pop(key, None)
+        self.open.difference_update(keys)
 
     def crashes(self, keys: list[str]) -> dict[str, int]:
-        return {key: self.open[key] for key in keys if self.open.get(key)}
+        """Tries that never ended, counting an open one (its actor is gone, or asks now)."""
+        counts = {key: self.lost[key] + (key in self.open) for key in keys}
+        return {key: n for key, n in counts.items() if n}
 
 
 def start_journal(run_id: str) -> Any:

@@ -89,6 +89,8 @@ def _run(
         "actors": list(res.actors),
         "gpus_per_actor": res.gpus_per_actor,
         "cpus_per_actor": res.cpus_per_actor,
+        "batch_size": config.batch_size,
+        "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 8)
     }
     summary["plan"] = work.counts
     _write_summary(config, run_id, summary)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 import time
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 SIZE = 256  # spl_model.MODEL_SIZE: the side of every window
 WINDOW_BYTES = SIZE * SIZE * 3
 REQUEST_COLUMNS = ("key", "windows", "window_holes")
+CALL_TRIES = 2  # a block whose actor died is sent once more, to another actor if there is one
+READY_WAIT_S = 600  # how long a task waits for an inference actor to be up
 RESULT_SCHEMA = pa.schema(
     [
         ("predictions", pa.large_binary()),  # N*256*256*3 uint8, one per window of the row
@@ -77,6 +80,7 @@ class _Request:
     holes: list[np.ndarray]  # per row: n×256×256 bool
     done: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    resent: bool = False  # sent again after its first actor died: its keys may be crashers
     predictions: list[np.ndarray] = field(default_factory=list)
     infer_ms: list[float] = field(default_factory=list)
     errors: list[str | None] = field(default_factory=list)
@@ -93,7 +97,12 @@ class _Request:
     def settle(self, count: int) -> None:
         self.remaining -= count
         if self.remaining == 0:
-            self.loop.call_soon_threadsafe(self.done.set_result, None)
+            self.loop.call_soon_threadsafe(_resolve, self.done)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():  # a call cancelled by its caller needs no answer
+        future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -157,8 +166,9 @@ class InferActor:
         """Resolves once the model is loaded; the actor's node id."""
         return self.node or ""
 
-    async def infer(self, batch: pa.Table) -> pa.Table:
-        """`key`, `windows`, `window_holes` rows in; RESULT_SCHEMA rows out, same order."""
+    async def infer(self, batch: pa.Table, resent: bool = False) -> pa.Table:
+        """`key`, `windows`, `window_holes` rows in; RESULT_SCHEMA rows out, same order.
+        `resent`: the call's first actor died with it, so its keys are checked for crashes."""
         keys = batch["key"].to_pylist()
         windows, holes = [], []
         for data, packed in zip(
@@ -168,7 +178,7 @@ class InferActor:
             windows.append(w)
             holes.append(unpack_bits(packed, len(w), SIZE, SIZE))
         loop = asyncio.get_running_loop()
-        request = _Request(keys, windows, holes, loop.create_future(), loop)
+        request = _Request(keys, windows, holes, loop.create_future(), loop, resent)
         with self.wake:
             for row, w in enumerate(windows):
                 self.queue.extend(_Slot(request, row, i) for i in range(len(w)))
@@ -191,6 +201,13 @@ class InferActor:
 
     def _loop(self) -> None:
         """Launch the next batch before fetching the current one (two in flight)."""
+        try:
+            self._run_loop()
+        except BaseException:  # never leave calls waiting on a dead thread: Ray restarts us
+            log.exception("the model thread failed; exiting so that Ray restarts this actor")
+            os._exit(70)
+
+    def _run_loop(self) -> None:
         in_flight: deque[tuple[list[_Slot], Any, float]] = deque()
         while True:
             batch, alone = self._take(wait=not in_flight)
@@ -209,22 +226,31 @@ class InferActor:
             while wait and not self.queue and not self.alone:
                 self.wake.wait()
             if self.alone:
-                return self.alone.popleft(), True
+                return self._live(self.alone.popleft()), True
             batch: list[_Slot] = []
             while self.queue and len(batch) < self.model_batch:
-                slot = self.queue.popleft()
-                if slot.request.errors[slot.row] is None:
-                    batch.append(slot)
-                else:
-                    slot.request.settle(1)
-        if batch and self.suspects:
+                batch.extend(self._live([self.queue.popleft()]))
+        if batch and (self.suspects or any(slot.request.resent for slot in batch)):
             batch = self._isolate(batch)
         return batch, False
 
+    @staticmethod
+    def _live(slots: list[_Slot]) -> list[_Slot]:
+        """The slots whose row has not failed yet; the others are settled here."""
+        live = []
+        for slot in slots:
+            if slot.request.errors[slot.row] is None:
+                live.append(slot)
+            else:
+                slot.request.settle(1)
+        return live
+
     def _isolate(self, batch: list[_Slot]) -> list[_Slot]:
-        """After a restart: keys that were in flight when the actor died run alone, and a key
-        that crashed it `LIMIT` times gets an error instead."""
-        crashed = self._journal("crashes", sorted({s.key for s in batch})) or {}
+        """After a restart: keys whose try never ended (their actor died) run alone, and a key
+        that crashed it `LIMIT` times gets an error instead. Keys in flight here are not
+        suspects (their try is this actor's own)."""
+        keys = sorted({s.key for s in batch} - set(self.open))
+        crashed = (self._journal("crashes", keys) or {}) if keys else {}
         if not crashed:
             return batch
         by_key: dict[str, list[_Slot]] = {}
@@ -263,7 +289,10 @@ class InferActor:
             if isinstance(launched, Exception):
                 raise launched
             predictions = self.inpainter.fetch(launched)
+            if predictions.shape != (len(batch), SIZE, SIZE, 3):
+                raise ValueError(f"the model returned {predictions.shape} for {len(batch)} windows")
         except Exception as exc:
+            self._exit_if_device_lost(exc)
             self._retry_alone(batch, exc)
             return
         elapsed = time.perf_counter() - started if launched[1] is not None else started
@@ -274,6 +303,16 @@ class InferActor:
             request.infer_ms[slot.row] += per_window
             request.settle(1)
         self._end(sorted({slot.key for slot in batch}))
+
+    def _exit_if_device_lost(self, exc: Exception) -> None:
+        """A CUDA error other than out-of-memory leaves the context unusable (every later call
+        fails too, and an asynchronous one may name the wrong batch): exit, so that Ray
+        restarts the actor and the crash journal finds the items in flight."""
+        text = str(exc)
+        on_cuda = self.inpainter.device.type == "cuda"
+        if on_cuda and "CUDA error" in text and "out of memory" not in text:
+            log.error("device error, restarting this actor: %s", text.splitlines()[0])
+            os._exit(70)
 
     def _retry_alone(self, batch: list[_Slot], exc: Exception) -> None:
         """A failed batch: each key's windows again by themselves; a key alone gets the error."""
@@ -365,50 +404,81 @@ class InferPool:
             i for i, (status, has) in enumerate(zip(statuses, has_windows, strict=True))
             if not status and has
         ]  # fmt: skip
-        if not rows:
-            return _Sent(work, rows)
-        request = work.select(list(REQUEST_COLUMNS)).take(rows)
-        actor = self._pick()
-        if actor is None:
-            return _Sent(work, rows, error="inference worker lost (RayActorError): none left")
-        return _Sent(work, rows, actor, actor.infer.remote(request))
+        sent = _Sent(work, rows)
+        if rows:
+            self._send(sent, work.select(list(REQUEST_COLUMNS)).take(rows))
+        return sent
 
     def collect(self, sent: _Sent) -> pa.Table:
         """The infer stage's output: the sent rows with their `predictions`, `infer_ms`,
-        `node` and `infer_bytes`, or with an error row each if the call failed."""
+        `node` and `infer_bytes`, or with an error row each if the call failed. A call whose
+        actor died is sent once more, to another actor when there is one."""
         import ray
 
-        error = sent.error
         result = None
-        if sent.ref is not None:
+        while sent.ref is not None:
             try:
                 result = ray.get(sent.ref)
+                break
             except ray.exceptions.RayActorError as exc:
-                self._dead.add(self.actors.index(sent.actor))
-                error = f"inference worker lost (RayActorError): {_first_line(exc)}"
+                if not isinstance(exc, ray.exceptions.ActorUnavailableError):
+                    self._dead.add(sent.actor)
+                sent.error = f"inference worker lost (RayActorError): {_first_line(exc)}"
             except ray.exceptions.RayError as exc:
-                error = f"inference call failed: {type(exc).__name__}: {_first_line(exc)}"
-        return merge_results(sent.work, sent.rows, result, error)
+                sent.error = f"inference call failed: {type(exc).__name__}: {_first_line(exc)}"
+                break
+            if sent.tries >= CALL_TRIES:
+                break
+            self._send(sent, sent.request)
+        return merge_results(sent.work, sent.rows, result, sent.error)
 
-    def _pick(self) -> Any:
+    def _send(self, sent: _Sent, request: pa.Table) -> None:
+        sent.request, sent.ref, sent.tries = request, None, sent.tries + 1
+        actor = self._pick()
+        if actor is None:
+            sent.error = (
+                "inference worker lost (RayActorError): no inference actor of this run is up "
+                f"(none answered within {READY_WAIT_S} s)"
+            )
+            return
+        resent = sent.tries > 1
+        sent.actor, sent.ref = actor, self.actors[actor].infer.remote(request, resent)
+
+    def _pick(self) -> int | None:
+        """A random actor among those up (an actor whose constructor failed counts as dead);
+        waits for one at most READY_WAIT_S."""
         import ray
 
         live = [i for i in range(len(self.actors)) if i not in self._dead]
-        if not live:
-            return None
-        refs = [self.ready[i] for i in live]
-        up, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        if not up:
-            up, _ = ray.wait(refs, num_returns=1)
-        return self.actors[live[refs.index(random.choice(up))]]
+        while live:
+            refs = [self.ready[i] for i in live]
+            up, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if not up:
+                up, _ = ray.wait(refs, num_returns=1, timeout=READY_WAIT_S)
+                if not up:
+                    return None
+            for ref in up:
+                try:
+                    ray.get(ref, timeout=0)
+                except Exception:
+                    self._dead.add(live[refs.index(ref)])
+            ready = [i for i in live if i not in self._dead and self.ready[i] in up]
+            if ready:
+                return random.choice(ready)
+            live = [i for i in live if i not in self._dead]
+        return None
 
 
 @dataclass
 class _Sent:
+    """One block's call to the infer stage."""
+
     work: pa.Table
-    rows: list[int]
-    actor: Any = None
+    rows: list[int]  # the block's rows that went to the actor
+    request: pa.Table | None = None
+    actor: int | None = None
     ref: Any = None
+    tries: int = 0
     error: str | None = None
 
 
@@ -486,8 +556,12 @@ def start_pool(
     ready = [actor.ready.remote() for actor in actors]
     pool = InferPool(actors, ready)
     up, _ = ray.wait(ready, num_returns=size[0], timeout=ready_timeout_s)
-    for ref in up:
-        ray.get(ref)  # raises the constructor's error
+    try:
+        for ref in up:
+            ray.get(ref)  # raises the constructor's error
+    except Exception:
+        stop_pool(pool)  # the others would hold their GPUs in a long-lived Ray
+        raise
     if len(up) < size[0]:
         stop_pool(pool)
         raise TimeoutError(

@@ -13,9 +13,16 @@ import pytest
 import torch
 
 import spl_model
+from pipeline.crashes import LIMIT, CrashJournal
 from pipeline.schema import WORK_SCHEMA, pack_bits, table, unpack_bits
 from pipeline.stages.finish import finish_batch
-from pipeline.stages.infer import REQUEST_COLUMNS, WINDOW_BYTES, InferActor, merge_results
+from pipeline.stages.infer import (
+    REQUEST_COLUMNS,
+    WINDOW_BYTES,
+    InferActor,
+    merge_results,
+    start_pool,
+)
 from pipeline.stages.prepare import prepare_batch
 
 
@@ -180,12 +187,46 @@ def test_a_failing_item_gets_its_own_error_and_its_batch_mates_are_restored(mode
 
     def fragile(windows, holes):
         if any((w == 7).all() for w in windows):
-            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            raise RuntimeError("this window breaks the model")
         return launch(windows, holes)
 
     actor.inpainter.launch = fragile
     result = asyncio.run(actor.infer(windows_request([1, 2, 1], seed=4, marker=1))).to_pylist()
     assert [r["error"] is None for r in result] == [True, False, True]
-    assert "inpainting failed: RuntimeError: CUDA error" in result[1]["error"]
+    assert "inpainting failed: RuntimeError: this window breaks" in result[1]["error"]
     assert result[1]["predictions"] is None
     assert all(len(r["predictions"]) == n * WINDOW_BYTES for r, n in zip(result, [1, 0, 1]) if n)
+
+
+def test_the_crash_journal_counts_every_try_that_never_ended():
+    """An item whose windows span two batches: finishing one of them must not wipe out the
+    crash of the other, so the item reaches the limit and gets its error row."""
+    journal = CrashJournal()
+    journal.begin(["k", "innocent"])  # the actor dies with both in flight
+    assert journal.crashes(["k", "innocent", "other"]) == {"k": 1, "innocent": 1}
+    journal.begin(["k"])  # restarted actor: k's first window alone, fine
+    journal.end(["k"])
+    journal.begin(["innocent"])
+    journal.end(["innocent"])
+    journal.begin(["k"])  # k's second window kills the actor again
+    assert journal.crashes(["k", "innocent"]) == {"k": 2, "innocent": 1}
+    assert journal.crashes(["k"])["k"] >= LIMIT
+
+
+def test_an_actor_that_loads_other_weights_than_planned_fails_the_pool_at_once(
+    ray_local, model_file
+):
+    with pytest.raises(Exception, match="the checkpoint changed during the run"):
+        start_pool(
+            (1, 1),
+            num_cpus=0.5,
+            num_gpus=0,
+            ready_timeout_s=120,
+            model=model_file,
+            expected_model_id="0" * 64,
+            device="cpu",
+        )
+    import ray._private.state as state
+
+    alive = [a for a in state.actors().values() if "InferActor" in a.get("ActorClassName", "")]
+    assert all(a.get("State") == "DEAD" for a in alive)
