@@ -10,7 +10,8 @@ and machine for both sides:
 - end-to-end: `python -m jobs.restore` on PNG pairs on local disk, one actor with the same
   threads: list, read, decode, infer, encode, write images + stats.
 End-to-end is reported twice: `wall` (the whole job: Ray start, model load, all items) and
-`steady` (items after the first batch / time from the first batch's end to the last item),
+`steady` (the slope of items finished against time, first and last block left out: see
+bench/steady.py),
 plus the model's own time inside the actor (stats `infer_ms`), which separates slower model
 calls (CPU contention with the pipeline's other processes) from pipeline stalls.
 Peak memory is the summed PSS of the job's whole process tree (driver, raylet, workers), and
@@ -34,9 +35,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
+from steady import steady_rate
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 RESULTS = REPO / "bench" / "results" / "pipeline_throughput.json"
 ENGINES = ("opencv-telea", "opencv-ns")
 
@@ -176,10 +179,7 @@ def end_to_end(model: dict, folder: Path, batch: int, threads: int) -> dict:
     done = sorted(stats["finished_at"].to_pylist())
     infer_s = sum(ms or 0.0 for ms in stats["infer_ms"].to_pylist()) / 1000
     ok = summary["counts"]["ok"]
-    steady = None
-    if len(done) > batch:
-        span = (done[-1] - done[batch - 1]).total_seconds()
-        steady = (len(done) - batch) / span if span > 0 else None
+    steady = steady_rate(done, [1.0] * len(done), skip=batch)
     return {
         "images": ok,
         "wall_s": summary["wall_s"],

@@ -2,7 +2,7 @@
 
     python bench/restore_e2e.py --output-dir DIR [--model default|spl|spl-small]
         [--megapixels 1,4,12] [--items-per-size 24] [--model-batch 64] [--precision auto]
-        [--model-batches 1,8,32,64,128] [--quick]
+        [--model-batches 1,8,32,64,128] [--quick] [--in-process [--workers N]]
 
 One command (at most about 8 minutes on one GPU) that measures, on whatever device is here:
 1. model-only: `spl` and the default model's network at 256², fp32 and bf16 (GPU), model
@@ -12,12 +12,16 @@ One command (at most about 8 minutes on one GPU) that measures, on whatever devi
    at the same model batch and precision, measured right after it on the same device;
    bytes to and from the actor per item (stats `infer_bytes`: windows, holes and predictions
    only) against the encoded input's bytes; GPU utilisation sampled by nvidia-smi.
+   Where Ray is not installed (or with `--in-process`), the same stages run in threads of this
+   process with an in-process actor: no object store, so it measures the stages and the
+   actor's batching, not Ray's transport.
 Prints a table and writes DIR/restore_e2e.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
+from steady import steady_rate
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -138,20 +143,7 @@ def model_only_windows(checkpoint: str, model_batch: int, precision: str, batche
 
 def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) -> dict:
     out = folder / "out"
-    spec = {
-        "images": str(folder / "images"),
-        "masks": str(folder / "masks"),
-        "output": str(out),
-        "checkpoint": checkpoint,
-        "batch_size": 8,
-        "model_batch": model_batch,
-        "precision": precision,
-        "actors": "1",
-        "num_cpus": os.cpu_count(),
-        "output_format": "same",
-        "progress_bars": False,
-        "run_id": "bench",
-    }
+    spec = job_spec(folder, checkpoint, model_batch, precision)
     (folder / "job.yaml").write_text(yaml.safe_dump(spec))
     sampler = GpuSampler()
     sampler.start()
@@ -168,25 +160,102 @@ def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) 
         raise SystemExit(f"job failed ({code}); see {folder / 'job.log'}")
     summary = json.loads((out / "runs" / "bench.json").read_text())
     stats = pq.read_table(out / "stats").to_pylist()
+    return {"mode": "ray", **metrics(stats, spec["batch_size"], summary["wall_s"], sampler)}
+
+
+def end_to_end_in_process(
+    folder: Path, checkpoint: str, model_batch: int, precision: str, workers: int
+) -> dict:
+    """The same stages without Ray (for a GPU machine that has no Ray): `plan.restore_units`
+    on groups of blocks in `workers` threads, sending windows to one in-process `InferActor`
+    whose asyncio loop runs in its own thread. No object store: it measures the stages and
+    the actor's batching, not Ray's transport."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+
+    from pipeline.config import RestoreConfig
+    from pipeline.plan import restore_units, stage_options, units_per_task
+    from pipeline.stages.infer import REQUEST_COLUMNS, InferActor, merge_results, rows_to_infer
+    from pipeline.stages.sources import UNIT_SCHEMA
+    from pipeline.work import find_work
+
+    config = RestoreConfig.from_dict(job_spec(folder, checkpoint, model_batch, precision))
+    work = find_work(config, run_id="bench")
+    stages = stage_options(
+        config, work.listing.layout, work.model, run_id="bench", settings_id=work.settings_id
+    )
+    actor = InferActor(checkpoint, precision=precision, model_batch=model_batch)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    class LocalPool:
+        """`InferPool`'s two calls over the in-process actor."""
+
+        def submit(self, block: pa.Table) -> tuple:
+            rows = rows_to_infer(block)
+            request = block.select(list(REQUEST_COLUMNS)).take(rows)
+            call = asyncio.run_coroutine_threadsafe(actor.infer(request), loop) if rows else None
+            return block, rows, call
+
+        def collect(self, sent: tuple) -> pa.Table:
+            block, rows, call = sent
+            return merge_results(block, rows, call.result() if call else None)
+
+    per_task = units_per_task(config, work.listing.layout)
+    groups = [work.units[i : i + per_task] for i in range(0, len(work.units), per_task)]
+
+    def run_group(units: list[dict]) -> list[dict]:
+        table = pa.Table.from_pylist(units, schema=UNIT_SCHEMA)
+        return [row for out in restore_units(table, stages, LocalPool()) for row in out.to_pylist()]
+
+    sampler = GpuSampler()
+    sampler.start()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        stats = [row for rows in pool.map(run_group, groups) for row in rows]
+    wall = time.perf_counter() - start
+    sampler.stop.set()
+    mode = f"in-process, {workers} threads"
+    return {"mode": mode, **metrics(stats, config.batch_size, wall, sampler)}
+
+
+def job_spec(folder: Path, checkpoint: str, model_batch: int, precision: str) -> dict:
+    return {
+        "images": str(folder / "images"),
+        "masks": str(folder / "masks"),
+        "output": str(folder / "out"),
+        "checkpoint": checkpoint,
+        "batch_size": 8,
+        "model_batch": model_batch,
+        "precision": precision,
+        "actors": "1",
+        "num_cpus": os.cpu_count(),
+        "output_format": "same",
+        "progress_bars": False,
+        "run_id": "bench",
+    }
+
+
+def metrics(stats: list[dict], batch: int, wall_s: float, sampler: GpuSampler) -> dict:
+    """Steady-state rates (after the first block) and bytes per item from stats rows."""
     ok = [r for r in stats if r["status"] == "ok"]
-    done = sorted(r["finished_at"] for r in ok)
-    first = min(spec["batch_size"], len(done) - 1)  # steady state: after the first block
-    span = (done[-1] - done[first - 1]).total_seconds() if first > 0 else 0.0
-    windows_after = sum(r["crops"] for r in ok if r["finished_at"] > done[first - 1])
+    finished = [r["finished_at"] for r in ok]
+    windows = max(1, sum(r["crops"] for r in ok))
     util = sampler.samples
     return {
         "items": len(stats),
         "ok": len(ok),
         "errors": sorted({r["error"] for r in stats if r["status"] == "error"})[:5],
-        "wall_s": summary["wall_s"],
-        "wall_items_per_s": len(ok) / summary["wall_s"],
-        "steady_items_per_s": (len(done) - first) / span if span else None,
-        "steady_windows_per_s": windows_after / span if span else None,
-        "windows_per_item": sum(r["crops"] for r in ok) / max(1, len(ok)),
+        "wall_s": wall_s,
+        "wall_items_per_s": len(ok) / wall_s,
+        "steady_items_per_s": steady_rate(finished, [1.0] * len(ok), skip=batch),
+        "steady_windows_per_s": steady_rate(finished, [r["crops"] for r in ok], skip=batch),
+        "windows_per_item": windows / max(1, len(ok)),
         "actor_bytes_per_item": sum(r["infer_bytes"] or 0 for r in ok) / max(1, len(ok)),
         "input_bytes_per_item": sum(r["input_bytes"] or 0 for r in ok) / max(1, len(ok)),
-        "model_ms_per_window": sum(r["infer_ms"] or 0 for r in ok)
-        / max(1, sum(r["crops"] for r in ok)),
+        "model_ms_per_window": sum(r["infer_ms"] or 0 for r in ok) / windows,
         "gpu_util_mean": float(np.mean(util)) if util else None,
         "gpu_util_samples": len(util),
     }
@@ -201,7 +270,11 @@ def main() -> None:
     parser.add_argument("--model-batch", type=int, default=None, help="default: 64 GPU, 8 CPU")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model-batches", default="1,8,32,64,128")
-    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 24 items, no sweep")
+    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 64 items, no sweep")
+    parser.add_argument(
+        "--in-process", action="store_true", help="no Ray (the default where Ray is missing)"
+    )
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     args = parser.parse_args()
     import torch
 
@@ -210,7 +283,7 @@ def main() -> None:
     megapixels = [float(v) for v in args.megapixels.split(",")]
     per_size = args.items_per_size
     if args.quick:
-        megapixels, per_size = [1.0], 24
+        megapixels, per_size = [1.0], 64
     args.output_dir.mkdir(parents=True, exist_ok=True)
     result: dict = {
         "machine": f"{platform.machine()} ({os.cpu_count()} CPUs)",
@@ -235,13 +308,21 @@ def main() -> None:
         result["data"] = write_photos(folder / "data", megapixels, per_size)
         result["data"]["seconds"] = time.perf_counter() - t0
         del result["data"]["megapixels"]
-        e2e = end_to_end(folder / "data", checkpoint, model_batch, args.precision)
+        if args.in_process or importlib.util.find_spec("ray") is None:
+            e2e = end_to_end_in_process(
+                folder / "data", checkpoint, model_batch, args.precision, args.workers
+            )
+        else:
+            e2e = end_to_end(folder / "data", checkpoint, model_batch, args.precision)
         alone = model_only_windows(checkpoint, model_batch, args.precision, 20 if cuda else 3)
     result["end_to_end"] = e2e
     result["model_only"] = alone
     ratio = (e2e["steady_windows_per_s"] or 0) / alone["windows_per_s"]
     result["ratio_steady_windows"] = ratio
-    print(f"\n{result['gpu'] or result['machine']}, model {args.model}, model batch {model_batch}")
+    print(
+        f"\n{result['gpu'] or result['machine']}, model {args.model}, model batch {model_batch}, "
+        f"end-to-end {e2e['mode']}"
+    )
     print(f"{'measure':<34} {'value':>12}")
     lines = [
         ("model-only windows/s", alone["windows_per_s"]),

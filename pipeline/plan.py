@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import ray
-import ray.data
 
 from .config import ConfigError, RestoreConfig
 from .model import CLASSICAL_ENGINES, ModelChoice
@@ -50,7 +48,9 @@ def restore_units(
     at a time; RESULT_SCHEMA rows out. `pool` is None for the classical engines (no model).
 
     `done` (keys the ledger holds) may come as an ObjectRef, fetched once per task."""
-    if isinstance(done, ray.ObjectRef):
+    if done is not None and not isinstance(done, frozenset | set):
+        import ray
+
         done = ray.get(done)
     in_flight: deque[Any] = deque()
 
@@ -83,6 +83,8 @@ def resources(config: RestoreConfig) -> Resources:
     for them only when the cluster already has GPUs. The device itself is resolved inside each
     actor (`auto`: CUDA when that actor sees a GPU).
     """
+    import ray
+
     cluster = ray.cluster_resources()
     gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
     explicit = config.device == "cuda" or (config.gpus_per_actor or 0) > 0
@@ -114,6 +116,8 @@ def wait_for_gpus(res: Resources, timeout_s: float, poll_s: float = 1.0) -> None
     """
     if res.gpus_per_actor <= 0:
         return
+    import ray
+
     need = res.gpus_per_actor * res.actors[0]
     bundle = {"GPU": res.gpus_per_actor, "CPU": res.cpus_per_actor}
     from ray.autoscaler.sdk import request_resources
@@ -147,13 +151,51 @@ def build_dataset(
     done_ref: Any = None,
     template: bytes | None = None,
     output_layout: str = "files",
-) -> ray.data.Dataset:
+) -> Any:
+    import ray.data
+
     batch = config.batch_size
-    per_unit = layout in ("webdataset", "parquet")  # one shard per task: streamed inside
-    per_task = 1 if per_unit else batch * BLOCKS_PER_TASK
+    per_task = units_per_task(config, layout)
     blocks = max(1, math.ceil(len(units) / per_task))
     ds = ray.data.from_items(units, override_num_blocks=max(1, min(blocks, len(units))))
-    stages = {
+    stages = stage_options(
+        config,
+        layout,
+        model,
+        run_id=run_id,
+        settings_id=settings_id,
+        template=template,
+        output_layout=output_layout,
+    )
+    held = batch * (BLOCKS_IN_FLIGHT + 1)
+    return ds.map_batches(
+        restore_units,
+        batch_size=per_task,
+        batch_format="pyarrow",
+        fn_args=(stages,),
+        fn_kwargs={"pool": pool, "done": done_ref},
+        memory=TASK_MEMORY_BASE + TASK_MEMORY_PER_ITEM * held,
+    )
+
+
+def units_per_task(config: RestoreConfig, layout: str) -> int:
+    """A shard is one task however long (streamed inside); loose files go in groups of blocks."""
+    return 1 if layout in ("webdataset", "parquet") else config.batch_size * BLOCKS_PER_TASK
+
+
+def stage_options(
+    config: RestoreConfig,
+    layout: str,
+    model: ModelChoice,
+    *,
+    run_id: str,
+    settings_id: str,
+    template: bytes | None = None,
+    output_layout: str = "files",
+) -> dict[str, dict[str, Any]]:
+    """The keyword arguments of each stage of `restore_units`, from the job's config."""
+    batch = config.batch_size
+    return {
         "read": {
             "storage_options": config.io_options,
             "io_retries": config.io_retries,
@@ -193,15 +235,6 @@ def build_dataset(
             "model_id": model.model_id,
         },
     }
-    held = batch * (BLOCKS_IN_FLIGHT + 1)
-    return ds.map_batches(
-        restore_units,
-        batch_size=per_task,
-        batch_format="pyarrow",
-        fn_args=(stages,),
-        fn_kwargs={"pool": pool, "done": done_ref},
-        memory=TASK_MEMORY_BASE + TASK_MEMORY_PER_ITEM * held,
-    )
 
 
 def pool_options(

@@ -122,10 +122,10 @@ def _run(
     try:
         if units:
             wait_for_gpus(res, config.gpu_wait_s)
-            _ray_data_options(config)
             options = pool_options(config, model, res, start_journal(run_id))
             if options is not None:
                 pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
+            _ray_data_options(config, res, pool)
             done_ref = ray.put(done) if listing.layout != "pairs" and done else None
             ds = build_dataset(
                 config,
@@ -274,11 +274,23 @@ def _ensure_ray(config: RestoreConfig) -> bool:
     return True
 
 
-def _ray_data_options(config: RestoreConfig) -> None:
+def _ray_data_options(config: RestoreConfig, res: Any, pool: Any) -> None:
+    """Progress bars; and the actor pool's CPUs and GPUs taken out of Ray Data's budget. The
+    pool is ours, not a Ray Data operator, so Ray Data would otherwise count its CPUs as free
+    for restore tasks and run more of them than the cluster has CPUs beside the actors."""
+    import warnings
+
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = config.progress_bars
+    actors = len(pool.actors) if pool is not None else 0
+    held = ray.data.ExecutionResources(
+        cpu=res.cpus_per_actor * actors, gpu=res.gpus_per_actor * actors
+    )
+    with warnings.catch_warnings():  # deprecated in Ray 2.60 for label selectors, which
+        warnings.simplefilter("ignore")  # scope Ray Data to nodes, not subtract an actor pool
+        ctx.execution_options.exclude_resources = held
 
 
 def versions() -> dict[str, str]:

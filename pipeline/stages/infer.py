@@ -131,10 +131,11 @@ class InferActor:
         model_batch: int | None = None,
         **inpainter_kwargs: Any,
     ) -> None:
-        if threads:
-            import torch
+        import torch
 
+        if threads:
             torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()  # set again in the model thread (per thread)
         start = time.perf_counter()
         self.inpainter = build_inpainter(model, **inpainter_kwargs)
         if self.inpainter.model is None:
@@ -201,6 +202,9 @@ class InferActor:
 
     def _loop(self) -> None:
         """Launch the next batch before fetching the current one (two in flight)."""
+        import torch
+
+        torch.set_num_threads(self.threads)  # per thread under OpenMP: not inherited
         try:
             self._run_loop()
         except BaseException:  # never leave calls waiting on a dead thread: Ray restarts us
@@ -398,12 +402,7 @@ class InferPool:
 
     def submit(self, work: pa.Table) -> _Sent:
         """Send the prepared rows that have windows to one actor; returns at once."""
-        statuses = work["status"].to_pylist()
-        has_windows = work["windows"].is_valid().to_pylist()
-        rows = [
-            i for i, (status, has) in enumerate(zip(statuses, has_windows, strict=True))
-            if not status and has
-        ]  # fmt: skip
+        rows = rows_to_infer(work)
         sent = _Sent(work, rows)
         if rows:
             self._send(sent, work.select(list(REQUEST_COLUMNS)).take(rows))
@@ -480,6 +479,16 @@ class _Sent:
     ref: Any = None
     tries: int = 0
     error: str | None = None
+
+
+def rows_to_infer(work: pa.Table) -> list[int]:
+    """The prepared rows that go to the model: no status yet, and windows to infer."""
+    statuses = work["status"].to_pylist()
+    has_windows = work["windows"].is_valid().to_pylist()
+    return [
+        i for i, (status, has) in enumerate(zip(statuses, has_windows, strict=True))
+        if not status and has
+    ]  # fmt: skip
 
 
 def merge_results(
