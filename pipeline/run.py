@@ -145,13 +145,14 @@ def _run(
             summary["shards"] = publisher.finish()
             summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
     except BaseException as exc:
-        _stop(pool)
         _flush_quietly(sink)
         summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         _finish(summary, progress, sink, t0)
         _write_summary(config, run_id, summary)
         raise
-    _stop(pool)
+    finally:
+        if pool is not None:
+            stop_pool(pool)
     summary["status"] = "finished"
     _finish(summary, progress, sink, t0)
     _write_summary(config, run_id, summary)
@@ -195,11 +196,6 @@ def _consume(
             )
         progress.maybe_log()
     progress.maybe_log(force=True)
-
-
-def _stop(pool: Any) -> None:
-    if pool is not None:
-        stop_pool(pool)
 
 
 def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:

@@ -16,7 +16,7 @@ _EXPORTS = {
     "load_generator": "checkpoint",
     "save_generator": "checkpoint",
     "Inpainter": "inpainter",
-    "MODEL_SIZE": "inpainter",
+    "MODEL_SIZE": "crops",
     "Window": "crops",
     "cut_windows": "crops",
     "paste_window": "crops",

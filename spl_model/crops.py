@@ -19,6 +19,8 @@ import numpy as np
 
 from .masks import dilate
 
+MODEL_SIZE = 256  # the side of every window the network sees
+
 
 @dataclass(frozen=True)
 class Window:
@@ -37,7 +39,7 @@ def plan_windows(
     hole: np.ndarray,
     strategy: str = "crop",
     context: float = 3.0,
-    min_side: int = 256,
+    min_side: int = MODEL_SIZE,
     merge_gap: int = 32,
 ) -> list[Window]:
     """Windows covering every hole pixel exactly once."""
@@ -135,8 +137,8 @@ def cut_windows(
     hole: np.ndarray,
     strategy: str = "crop",
     context: float = 3.0,
-    min_side: int = 256,
-    size: int = 256,
+    min_side: int = MODEL_SIZE,
+    size: int = MODEL_SIZE,
 ) -> list[ModelWindow]:
     """The model-size windows of one image and its (already dilated) hole map."""
     cut = []

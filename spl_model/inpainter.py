@@ -18,14 +18,13 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import load_generator
-from .crops import cut_windows, paste_window
+from .crops import MODEL_SIZE, cut_windows, paste_window
 from .engines import CLASSICAL, classical_inpaint
 from .masks import dilate, prepare_mask
 from .metrics import mask_stats
 from .prefill import prefill_holes
 from .weights import default_checkpoint
 
-MODEL_SIZE = 256
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 STRATEGIES = ("crop", "resize")
 

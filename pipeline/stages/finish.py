@@ -20,7 +20,7 @@ from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 from .infer import current_node
 
-SIZE = 256
+SIZE = spl_model.MODEL_SIZE
 
 
 def finish_batch(batch: pa.Table, *, engine: str, dilate: int = 0) -> pa.Table:

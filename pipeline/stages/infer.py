@@ -28,13 +28,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+import spl_model
 
 from ..crashes import CRASH_ERROR, LIMIT, RESTARTS, maybe_crash
 from ..model import CLASSICAL_ENGINES
 from ..schema import unpack_bits
 
 log = logging.getLogger(__name__)
-SIZE = 256  # spl_model.MODEL_SIZE: the side of every window
+SIZE = spl_model.MODEL_SIZE  # the side of every window
 WINDOW_BYTES = SIZE * SIZE * 3
 REQUEST_COLUMNS = ("key", "windows", "window_holes")
 CALL_TRIES = 2  # a block whose actor died is sent once more, to another actor if there is one
@@ -58,8 +61,6 @@ def build_inpainter(
     **options: Any,
 ) -> Any:
     """An `spl_model.Inpainter` for an engine name or a checkpoint path/URL."""
-    import spl_model
-
     source: Any = model
     if model not in CLASSICAL_ENGINES:
         source = spl_model.load_generator(model, device="cpu", storage_options=storage_options)
@@ -503,10 +504,10 @@ def merge_results(
     infer_ms = work["infer_ms"].to_pylist()
     node = work["node"].to_pylist()
     sizes = work["infer_bytes"].to_pylist()
-    sent = [
-        len(w or b"") + len(h or b"")
-        for w, h in zip(work["windows"].to_pylist(), work["window_holes"].to_pylist())
-    ]  # fmt: skip
+    sent = pc.add(
+        pc.binary_length(work["windows"]).fill_null(0),
+        pc.binary_length(work["window_holes"]).fill_null(0),
+    ).to_pylist()
     if result is None:
         for i in rows:
             status[i], errors[i] = "error", error
