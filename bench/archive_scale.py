@@ -7,9 +7,11 @@ is done), on synthetic archives.
 
 Per size N: N image/mask pairs on local disk (1000 per folder; tiny files, since listing never
 reads them), and a ledger of N `ok` rows in 20 stats files. Two scenarios: `fresh` (empty OUT)
-and `rerun` (all N done, plus N * --new new pairs). Each measurement runs in its own process:
-peak RSS growth of that process over the step (ru_maxrss after, minus RSS before) and bytes per
-listed key. `--s3 N` repeats both on SeaweedFS S3; `--manifest N` names N pairs with a Parquet
+and `rerun` (all N done, plus N * --new new pairs). Each is measured twice, each time in its own
+process: with the plan's map and reduce tasks in Ray workers (`ray`, as a run does it; 2 CPUs)
+and in the measured process itself (`in-process`, as a dry run does it). Measured: the peak RSS
+growth of that process over the step (ru_maxrss after, minus RSS before) and bytes per listed
+key. `--s3 N` repeats both on SeaweedFS S3; `--manifest N` names N pairs with a Parquet
 inventory (no files are created, the listing reads the inventory). Prints a table and writes
 bench/results/archive_scale.json.
 """
@@ -102,38 +104,48 @@ def rss():
                 return int(line.split()[1]) * 1024
 from pipeline.model import choose_model
 config = RestoreConfig.from_dict(json.loads(sys.argv[2]))
+mode = sys.argv[3]
+if mode == "ray":  # the plan's map and reduce tasks run in Ray workers, as in a run
+    import ray
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 model = choose_model(config)  # imports done before measuring: only the step's own memory counts
 before = rss()
 t0 = time.perf_counter()
 work = find_work(config, "bench", model)
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"wall_s": wall, "peak_growth": peak - before, "listed": work.listing.items,
-                  "to_run": len(work.units), "already": work.already}))
+work.scratch.remove()
+print(json.dumps({"wall_s": wall, "peak_growth": max(0, peak - before),
+                  "listed": work.listing.items, "to_run": work.to_run, "already": work.already}))
 """
 
 
-def measure(root: str, options: dict, manifest: str | None = None) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(REPO), json.dumps(spec(root, options, manifest))],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["bytes_per_key"] = round(result["peak_growth"] / max(1, result["listed"]), 1)
-    return result
+def measure(root: str, options: dict, manifest: str | None = None) -> list[dict]:
+    """The step with its tasks in Ray workers (a run), then in this process (a dry run)."""
+    results = []
+    for mode in ("ray", "in-process"):
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, str(REPO), json.dumps(spec(root, options, manifest)),
+             mode],
+            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["bytes_per_key"] = round(result["peak_growth"] / max(1, result["listed"]), 1)
+        results.append({"mode": mode, **result})
+    return results
 
 
 def scenario(fs, root: str, size: int, new: float, options: dict, where: str) -> list[dict]:
     rows = []
     make_archive(fs, root, 0, size)
-    fresh = measure(root, options)
-    rows.append({"where": where, "keys": size, "scenario": "fresh", **fresh})
-    print(rows[-1], flush=True)
+    for result in measure(root, options):
+        rows.append({"where": where, "keys": size, "scenario": "fresh", **result})
+        print(rows[-1], flush=True)
     make_ledger(root, size, options)
     make_archive(fs, root, size, int(size * new))
-    rerun = measure(root, options)
-    rows.append({"where": where, "keys": size, "scenario": f"rerun +{new:.0%} new", **rerun})
-    print(rows[-1], flush=True)
+    for result in measure(root, options):
+        rows.append({"where": where, "keys": size, "scenario": f"rerun +{new:.0%} new", **result})
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -153,17 +165,19 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="spl-archive-") as root:
             os.makedirs(f"{root}/images")
             os.makedirs(f"{root}/masks")
-            fresh = measure(root, {}, make_manifest(root, args.manifest))
-            rows.append({"where": "manifest", "keys": args.manifest, "scenario": "fresh", **fresh})
-            print(rows[-1], flush=True)
+            for result in measure(root, {}, make_manifest(root, args.manifest)):
+                rows.append(
+                    {"where": "manifest", "keys": args.manifest, "scenario": "fresh", **result}
+                )
+                print(rows[-1], flush=True)
             make_ledger(root, args.manifest, {})
             grown = make_manifest(root, int(args.manifest * (1 + args.new)))
-            rerun = measure(root, {}, grown)
-            rows.append(
-                {"where": "manifest", "keys": args.manifest,
-                 "scenario": f"rerun +{args.new:.0%} new", **rerun}
-            )  # fmt: skip
-            print(rows[-1], flush=True)
+            for result in measure(root, {}, grown):
+                rows.append(
+                    {"where": "manifest", "keys": args.manifest,
+                     "scenario": f"rerun +{args.new:.0%} new", **result}
+                )  # fmt: skip
+                print(rows[-1], flush=True)
     for size in (int(s) for s in args.sizes.split(",") if s):
         with tempfile.TemporaryDirectory(prefix="spl-archive-") as root:
             fs = fsspec.filesystem("file", auto_mkdir=True)
@@ -187,11 +201,13 @@ def main() -> None:
             process.kill()
             process.wait(timeout=10)
     print()
-    print("| where | keys | scenario | wall s | driver peak growth MB | bytes/key | to run |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    head = ("where", "keys", "scenario", "tasks", "wall s", "driver peak growth MB", "bytes/key",
+            "to run")  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
-            f"| {r['where']} | {r['keys']} | {r['scenario']} | {r['wall_s']:.2f} | "
+            f"| {r['where']} | {r['keys']} | {r['scenario']} | {r['mode']} | {r['wall_s']:.2f} | "
             f"{r['peak_growth'] / 2**20:.1f} | {r['bytes_per_key']} | {r['to_run']} |"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,18 @@
 """End-to-end restore against model-only, in one run, on synthetic photos: the GPU benchmark.
 
-    python bench/restore_e2e.py --output-dir DIR [--model default|spl|spl-small]
-        [--megapixels 1,4,12] [--items-per-size 24] [--model-batch 64] [--precision auto]
-        [--model-batches 1,8,32,64,128] [--quick] [--in-process [--workers N]]
+    python bench/restore_e2e.py --output-dir DIR [--models default,spl]
+        [--megapixels 1,4,12] [--items-per-size 64] [--model-batch 64] [--precision auto]
+        [--model-batches 1,8,32,64,128 | --no-sweep] [--quick] [--in-process [--workers N]]
 
 One command (at most about 8 minutes on one GPU) that measures, on whatever device is here:
 1. model-only: `spl` and the default model's network at 256², fp32 and bf16 (GPU), model
    batches 1-128: images/s and achieved TFLOP/s (bench/model_throughput.py's timing);
-2. end-to-end: `python -m jobs.restore` over JPEG photos on local disk (1-12 MP, holes 2-20 %,
-   PNG masks), one actor: steady windows/s against the same model's `Inpainter.infer` windows/s
-   at the same model batch and precision, measured right after it on the same device;
-   bytes to and from the actor per item (stats `infer_bytes`: windows, holes and predictions
-   only) against the encoded input's bytes; GPU utilisation sampled by nvidia-smi.
+2. end-to-end, for each of `--models` on the same photos: `python -m jobs.restore` over JPEG
+   photos on local disk (1-12 MP, holes 2-20 %, PNG masks), one actor: steady windows/s
+   against the same model's `Inpainter.infer` windows/s at the same model batch and precision,
+   measured right after it on the same device; bytes to and from the actor per item (stats
+   `infer_bytes`: windows, holes and predictions only) against the encoded input's bytes; GPU
+   utilisation sampled by nvidia-smi.
    Where Ray is not installed (or with `--in-process`), the same stages run in threads of this
    process with an in-process actor: no object store, so it measures the stages and the
    actor's batching, not Ray's transport.
@@ -25,6 +26,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,23 +73,30 @@ def hole_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def write_photos(folder: Path, megapixels: list[float], per_size: int, seed: int = 0) -> dict:
+    """`per_size` JPEG photos and PNG masks of each size, written by one thread per CPU
+    (each item from its own seed, so the set does not depend on the thread count)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir(parents=True)
-    sizes, encoded = {}, 0
-    for mp in megapixels:
+
+    def write(item: tuple[int, float, int]) -> int:
+        index, mp, i = item
+        rng = np.random.default_rng([seed, index])
         width = round((mp * 1e6 * 4 / 3) ** 0.5)
         height = round(width * 3 / 4)
-        for i in range(per_size):
-            key = f"{mp:g}mp-{i:03d}"
-            path = folder / "images" / f"{key}.jpg"
-            Image.fromarray(photo(rng, height, width)).save(path, quality=90)
-            Image.fromarray(hole_mask(rng, height, width)).save(folder / "masks" / f"{key}.png")
-            encoded += path.stat().st_size
-            sizes[key] = mp
-    return {"items": len(sizes), "encoded_bytes": encoded, "megapixels": sizes}
+        key = f"{mp:g}mp-{i:03d}"
+        path = folder / "images" / f"{key}.jpg"
+        Image.fromarray(photo(rng, height, width)).save(path, quality=90)
+        Image.fromarray(hole_mask(rng, height, width)).save(folder / "masks" / f"{key}.png")
+        return path.stat().st_size
+
+    items = [(mp, i) for mp in megapixels for i in range(per_size)]
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        sizes = list(pool.map(write, [(n, mp, i) for n, (mp, i) in enumerate(items)]))
+    return {"items": len(items), "encoded_bytes": sum(sizes)}
 
 
 class GpuSampler(threading.Thread):
@@ -178,7 +187,6 @@ def end_to_end_in_process(
     from pipeline.config import RestoreConfig
     from pipeline.plan import restore_units, stage_options, units_per_task
     from pipeline.stages.infer import REQUEST_COLUMNS, InferActor, merge_results, rows_to_infer
-    from pipeline.stages.sources import UNIT_SCHEMA
     from pipeline.work import find_work
 
     config = RestoreConfig.from_dict(job_spec(folder, checkpoint, model_batch, precision))
@@ -204,10 +212,11 @@ def end_to_end_in_process(
             return merge_results(block, rows, call.result() if call else None)
 
     per_task = units_per_task(config, work.listing.layout)
-    groups = [work.units[i : i + per_task] for i in range(0, len(work.units), per_task)]
+    units = work.units_table()
+    work.scratch.remove()
+    groups = [units.slice(i, per_task) for i in range(0, units.num_rows, per_task)]
 
-    def run_group(units: list[dict]) -> list[dict]:
-        table = pa.Table.from_pylist(units, schema=UNIT_SCHEMA)
+    def run_group(table: pa.Table) -> list[dict]:
         return [row for out in restore_units(table, stages, LocalPool()) for row in out.to_pylist()]
 
     sampler = GpuSampler()
@@ -241,6 +250,9 @@ def job_spec(folder: Path, checkpoint: str, model_batch: int, precision: str) ->
 def metrics(stats: list[dict], batch: int, wall_s: float, sampler: GpuSampler) -> dict:
     """Steady-state rates (after the first block) and bytes per item from stats rows."""
     ok = [r for r in stats if r["status"] == "ok"]
+    if not ok:
+        errors = sorted({r["error"] for r in stats})[:3]
+        raise SystemExit(f"no item was restored ({len(stats)} rows); errors: {errors}")
     finished = [r["finished_at"] for r in ok]
     windows = max(1, sum(r["crops"] for r in ok))
     util = sampler.samples
@@ -264,12 +276,13 @@ def metrics(stats: list[dict], batch: int, wall_s: float, sampler: GpuSampler) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument("--model", default="default", help="default, spl or spl-small")
+    parser.add_argument("--models", default="default", help="default, spl, spl-small (a list)")
     parser.add_argument("--megapixels", default="1,4,12")
-    parser.add_argument("--items-per-size", type=int, default=24)
+    parser.add_argument("--items-per-size", type=int, default=64)
     parser.add_argument("--model-batch", type=int, default=None, help="default: 64 GPU, 8 CPU")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model-batches", default="1,8,32,64,128")
+    parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip part 1")
     parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 64 items, no sweep")
     parser.add_argument(
         "--in-process", action="store_true", help="no Ray (the default where Ray is missing)"
@@ -283,16 +296,17 @@ def main() -> None:
     megapixels = [float(v) for v in args.megapixels.split(",")]
     per_size = args.items_per_size
     if args.quick:
-        megapixels, per_size = [1.0], 64
+        megapixels, per_size, args.sweep = [1.0], 64, False
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    path = args.output_dir / "restore_e2e.json"
     result: dict = {
         "machine": f"{platform.machine()} ({os.cpu_count()} CPUs)",
         "gpu": torch.cuda.get_device_name() if cuda else None,
         "torch": torch.__version__,
-        "model": args.model,
         "model_batch": model_batch,
+        "runs": [],
     }
-    if not args.quick:  # model-only sweep: both networks, fp32 and bf16 (GPU), batches
+    if args.sweep:  # model-only sweep: both networks, fp32 and bf16 (GPU), batches
         sweep = REPO / "bench" / "model_throughput.py"
         configs = "spl,spl-small"
         command = [sys.executable, str(sweep), "--configs", configs, "--batches",
@@ -301,33 +315,41 @@ def main() -> None:
             command.append("--no-cpu")
         subprocess.run(command, check=True, cwd=REPO)
         result["model_only_sweep"] = json.loads((args.output_dir / "model_sweep.json").read_text())
+    in_process = args.in_process or importlib.util.find_spec("ray") is None
     with tempfile.TemporaryDirectory(prefix="spl-e2e-") as tmp:
         folder = Path(tmp)
-        checkpoint = model_file(args.model, folder)
         t0 = time.perf_counter()
         result["data"] = write_photos(folder / "data", megapixels, per_size)
         result["data"]["seconds"] = time.perf_counter() - t0
-        del result["data"]["megapixels"]
-        if args.in_process or importlib.util.find_spec("ray") is None:
-            e2e = end_to_end_in_process(
-                folder / "data", checkpoint, model_batch, args.precision, args.workers
-            )
-        else:
-            e2e = end_to_end(folder / "data", checkpoint, model_batch, args.precision)
-        alone = model_only_windows(checkpoint, model_batch, args.precision, 20 if cuda else 3)
-    result["end_to_end"] = e2e
-    result["model_only"] = alone
-    ratio = (e2e["steady_windows_per_s"] or 0) / alone["windows_per_s"]
-    result["ratio_steady_windows"] = ratio
+        for name in args.models.split(","):
+            checkpoint = model_file(name, folder)
+            shutil.rmtree(folder / "data" / "out", ignore_errors=True)
+            if in_process:
+                e2e = end_to_end_in_process(
+                    folder / "data", checkpoint, model_batch, args.precision, args.workers
+                )
+            else:
+                e2e = end_to_end(folder / "data", checkpoint, model_batch, args.precision)
+            alone = model_only_windows(checkpoint, model_batch, args.precision, 20 if cuda else 3)
+            ratio = (e2e["steady_windows_per_s"] or 0) / alone["windows_per_s"]
+            run = {"model": name, "end_to_end": e2e, "model_only": alone, "ratio": ratio}
+            result["runs"].append(run)
+            path.write_text(json.dumps(result, indent=2, default=str))
+            print_run(result, run, model_batch)
+    print(f"wrote {path}")
+
+
+def print_run(result: dict, run: dict, model_batch: int) -> None:
+    e2e, alone = run["end_to_end"], run["model_only"]
     print(
-        f"\n{result['gpu'] or result['machine']}, model {args.model}, model batch {model_batch}, "
-        f"end-to-end {e2e['mode']}"
+        f"\n{result['gpu'] or result['machine']}, model {run['model']}, model batch "
+        f"{model_batch}, end-to-end {e2e['mode']}"
     )
     print(f"{'measure':<34} {'value':>12}")
     lines = [
         ("model-only windows/s", alone["windows_per_s"]),
         ("end-to-end steady windows/s", e2e["steady_windows_per_s"] or float("nan")),
-        ("end-to-end / model-only", ratio),
+        ("end-to-end / model-only", run["ratio"]),
         ("end-to-end steady items/s", e2e["steady_items_per_s"] or float("nan")),
         ("windows per item", e2e["windows_per_item"]),
         ("input MB per item", e2e["input_bytes_per_item"] / 1e6),
@@ -337,10 +359,7 @@ def main() -> None:
          else float("nan")),
     ]  # fmt: skip
     for name, value in lines:
-        print(f"{name:<34} {value:>12.2f}")
-    path = args.output_dir / "restore_e2e.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
-    print(f"wrote {path}")
+        print(f"{name:<34} {value:>12.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,16 +70,29 @@ def load_history(
 ) -> pa.Table:
     """All stats rows of OUT (the given columns); files written by older versions may lack
     newer columns, which read as null."""
-    columns = columns or LEDGER_COLUMNS
     files = stats_files(output, storage_options, retries)
-    schema = pa.schema([STATS_SCHEMA.field(c) for c in columns])
+    return read_history(files, output, storage_options, columns or LEDGER_COLUMNS, retries)
+
+
+def read_history(
+    files: list[str],
+    output: str,
+    storage_options: dict[str, Any],
+    columns: list[str],
+    retries: int = 5,
+) -> pa.Table:
+    """The given columns of some stats files of OUT (`stats_files`)."""
     if not files:
-        return schema.empty_table()
+        return empty_history(columns)
     fs, _ = filesystem(output, storage_options, retries)
     dataset = pads.dataset(
         files, schema=STATS_SCHEMA, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs))
     )
     return with_retries(lambda: dataset.to_table(columns=columns), "read stats", retries)
+
+
+def empty_history(columns: list[str]) -> pa.Table:
+    return pa.schema([STATS_SCHEMA.field(c) for c in columns]).empty_table()
 
 
 def done_keys(

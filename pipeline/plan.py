@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from .config import ConfigError, RestoreConfig
 from .model import CLASSICAL_ENGINES, ModelChoice
@@ -27,6 +28,8 @@ from .stages.infer import InferPool
 from .stages.prepare import prepare_batch
 from .stages.read import read_units
 from .stages.sinks import write_images
+from .stages.sources import UNIT_SCHEMA
+from .storage import filesystem
 
 log = logging.getLogger(__name__)
 # Memory reserved for a restore task: a worker with torch/NumPy/Pillow imported, plus per item
@@ -141,7 +144,7 @@ def wait_for_gpus(res: Resources, timeout_s: float, poll_s: float = 1.0) -> None
 
 def build_dataset(
     config: RestoreConfig,
-    units: list[dict[str, Any]],
+    work: Any,
     layout: str,
     model: ModelChoice,
     pool: InferPool | None,
@@ -152,12 +155,22 @@ def build_dataset(
     template: bytes | None = None,
     output_layout: str = "files",
 ) -> Any:
+    """The run's dataset over `work` (pipeline.work.Work): its shard units, or its pairs' unit
+    files read in blocks of one task's worth, so that tasks spread over the cluster."""
     import ray.data
 
     batch = config.batch_size
     per_task = units_per_task(config, layout)
-    blocks = max(1, math.ceil(len(units) / per_task))
-    ds = ray.data.from_items(units, override_num_blocks=max(1, min(blocks, len(units))))
+    if work.unit_files:
+        fs, root = filesystem(work.scratch.url, work.scratch.options)
+        files = [f"{root}/{name}" for name in work.unit_files]
+        ds = ray.data.read_parquet(
+            files, filesystem=PyFileSystem(FSSpecHandler(fs)), schema=UNIT_SCHEMA
+        ).repartition(target_num_rows_per_block=per_task)
+    else:
+        units = work.units
+        blocks = max(1, min(math.ceil(len(units) / per_task), len(units)))
+        ds = ray.data.from_items(units, override_num_blocks=blocks)
     stages = stage_options(
         config,
         layout,

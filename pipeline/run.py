@@ -22,13 +22,14 @@ from .config import RestoreConfig
 from .crashes import start_journal
 from .lease import Lease
 from .model import choose_model
+from .partitioned import Scratch
 from .plan import build_dataset, pool_options, resources, wait_for_gpus
 from .progress import Progress
 from .schema import ALREADY_DONE, STATS_SCHEMA
 from .stages.infer import start_pool, stop_pool
 from .stats import StatsSink
 from .storage import atomic_write, filesystem, full_url, read_bytes
-from .work import find_work
+from .work import Work, find_work
 
 log = logging.getLogger(__name__)
 VERSIONED = (
@@ -68,13 +69,22 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
 def _run(
     config: RestoreConfig, model: Any, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
-    import ray
-
     if config.mask_template == "auto":
         from .watermark import resolve_auto_template
 
         config = resolve_auto_template(config)
-    work = find_work(config, run_id, model)
+    scratch = Scratch.for_run(config, run_id)  # the plan's files; this run holds the lease
+    try:
+        return _run_work(config, find_work(config, run_id, model, scratch), run_id, started_at, t0)
+    finally:
+        scratch.remove()
+
+
+def _run_work(
+    config: RestoreConfig, work: Work, run_id: str, started_at: datetime, t0: float
+) -> dict[str, Any]:
+    import ray
+
     model, listing, layout, settings_id = work.model, work.listing, work.layout, work.settings_id
     units, already, done, markers = work.units, work.already, work.done, work.markers
     template = None
@@ -120,7 +130,7 @@ def _run(
             config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
         )
     try:
-        if units:
+        if work.to_run:
             wait_for_gpus(res, config.gpu_wait_s)
             options = pool_options(config, model, res, start_journal(run_id))
             if options is not None:
@@ -129,7 +139,7 @@ def _run(
             done_ref = ray.put(done) if listing.layout != "pairs" and done else None
             ds = build_dataset(
                 config,
-                units,
+                work,
                 listing.layout,
                 model,
                 pool,

@@ -13,65 +13,116 @@ only known inside them):
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from . import ledger, shards
+from . import ledger, partitioned, shards
 from .config import RestoreConfig
 from .model import ModelChoice, choose_model
-from .stages.sources import Listing, list_units
+from .partitioned import Scratch, Tasks
+from .stages.sources import UNIT_SCHEMA, Listing, check_inputs, detect_layout, shard_listing
+from .storage import filesystem
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Work:
     model: ModelChoice
-    listing: Listing
+    listing: Listing  # layout, item count, template; `units` only for shard inputs
     layout: str  # output layout
     settings_id: str
-    units: list[dict[str, Any]]  # to run
+    units: list[dict[str, Any]]  # shard units to run (shard inputs)
     already: int  # items found done before reading anything
     done: frozenset[str]  # done item keys inside shards (the read stage skips them)
     markers: dict[str, Any] = field(default_factory=dict)  # published shards
     counts: dict[str, int] = field(default_factory=dict)
+    unit_files: list[str] = field(default_factory=list)  # pairs: Parquet files of units to run
+    scratch: Scratch | None = None  # where `unit_files` are
+    to_run: int = 0  # items (pairs) or shards the run will read
+
+    def units_table(self) -> pa.Table:
+        """Every unit to run in one table (for in-process use on small runs)."""
+        tables = [pa.Table.from_pylist(self.units, schema=UNIT_SCHEMA)]
+        for name in self.unit_files:
+            fs, path = self.scratch.path(name)
+            with fs.open(path, "rb") as handle:
+                tables.append(pq.read_table(handle, schema=UNIT_SCHEMA))
+        return pa.concat_tables(tables)
 
 
-def find_work(config: RestoreConfig, run_id: str, model: ModelChoice | None = None) -> Work:
+def find_work(
+    config: RestoreConfig,
+    run_id: str,
+    model: ModelChoice | None = None,
+    scratch: Scratch | None = None,
+) -> Work:
+    """List the inputs and consult the ledger (pipeline/partitioned.py: map and reduce tasks,
+    on Ray when it is up); `scratch` holds their files (a local temporary folder by default;
+    the caller removes it)."""
     model = model or choose_model(config)
-    history = ledger.load_history(config.output, config.io_options, config.io_retries)
-    listing = list_units(config, ledger.known_keys(history))
-    layout = config.layout_for(listing.layout)
-    settings_id = config.settings_id(model.model_id, model.engine, listing.template_url, layout)
-    done_at = ledger.done_versions(history, settings_id, config.retry_failed, config.overwrite)
-    units, already, done = listing.units, 0, frozenset()
-    counts: Counter[str] = Counter()
-    if listing.layout == "pairs":  # keys are known: skip done items before reading them
-        units = [u for u in units if not ledger.is_done(done_at, u["key"], u["version"])]
-        already = len(listing.units) - len(units)
-        if config.overwrite:
-            counts["overwrite"] = len(units)
-        else:
-            counts.update(_pair_counts(history, settings_id, listing.units, units, done_at))
-    else:  # items of a shard that changed since are not done
-        done = _done_in_shards(done_at, listing.units)
-    del history
+    template = check_inputs(config)
+    scratch = scratch or Scratch.local()
+    tasks = Tasks()
+    inputs = partitioned.map_inputs(config, scratch, tasks, template)
+    input_layout = config.format
+    if input_layout == "auto":
+        input_layout = detect_layout(set(inputs.exts), config.images)
+    layout = config.layout_for(input_layout)
+    settings_id = config.settings_id(model.model_id, model.engine, template, layout)
     markers: dict[str, Any] = {}
-    if layout != "files" or listing.layout != "pairs":
+    if layout != "files" or input_layout != "pairs":
         markers = shards.load_markers(config.output, config.io_options, config.io_retries)
-        units, published = _plan_shards(config, units, listing.layout, settings_id, markers, run_id)
-        already += published
-        counts["already_done_in_published_shards"] = published
-    if listing.layout != "pairs":
-        counts["shards_to_read"] = len(units)
-        counts["shards_published"] = len(listing.units) - len(units)
-    return Work(model, listing, layout, settings_id, units, already, done, markers, dict(counts))
+    if input_layout == "pairs":
+        reduced = partitioned.reduce_inputs(
+            config,
+            inputs,
+            scratch,
+            tasks,
+            run_id=run_id,
+            settings_id=settings_id,
+            shard_size=config.shard_size if layout != "files" else None,
+        )
+        listed = sum(r.listed for r in reduced)
+        orphans = sum(r.orphan_masks for r in reduced)
+        if orphans:
+            log.warning("%d mask(s) have no image with the same key; ignored", orphans)
+        counts: Counter[str] = Counter()
+        for r in reduced:
+            counts.update(r.counts)
+        to_run = sum(r.to_run for r in reduced)
+        if layout != "files":
+            counts["already_done_in_published_shards"] = 0
+        listing = Listing("pairs", [], listed, orphans, template)
+        files = [r.file for r in reduced if r.file]
+        return Work(model, listing, layout, settings_id, [], listed - to_run, frozenset(),
+                    markers, dict(counts), files, scratch, to_run)  # fmt: skip
+    fs = filesystem(config.images, config.io_options, config.io_retries)[0]
+    details = dict(sorted(partitioned.listed_files(scratch, inputs)))
+    listing = shard_listing(fs, details, inputs.base, input_layout)
+    listing.template_url = template
+    history = ledger.load_history(config.output, config.io_options, config.io_retries)
+    done_at = ledger.done_versions(history, settings_id, config.retry_failed, config.overwrite)
+    del history
+    done = _done_in_shards(done_at, listing.units)
+    units, published = _plan_shards(config, listing.units, input_layout, settings_id, markers)
+    counts = Counter(already_done_in_published_shards=published)
+    counts.update(shards_to_read=len(units), shards_published=len(listing.units) - len(units))
+    return Work(model, listing, layout, settings_id, units, published, done, markers,
+                dict(counts), [], scratch, len(units))  # fmt: skip
 
 
 def dry_run(config: RestoreConfig) -> dict[str, Any]:
-    """What a run would do now (nothing is written, no Ray is started)."""
+    """What a run would do now (nothing is written to OUT: the plan's files go to a local
+    temporary folder, removed at the end)."""
     work = find_work(config, run_id="dry-run")
+    work.scratch.remove()
     return {
         "layout": work.listing.layout,
         "output_layout": work.layout,
@@ -83,7 +134,7 @@ def dry_run(config: RestoreConfig) -> dict[str, Any]:
     }
 
 
-def _pair_counts(
+def pair_counts(
     history: Any,
     settings_id: str,
     listed: list[dict[str, Any]],
@@ -133,19 +184,10 @@ def _plan_shards(
     input_layout: str,
     settings_id: str,
     markers: dict[str, Any],
-    run_id: str,
 ) -> tuple[list[dict[str, Any]], int]:
-    """(units to run, items found already published). Input shards published with these
-    settings are not read again; loose files are cut into output shards of `shard_size`
-    items, named after the run (each run's new items make new shards)."""
+    """(shard units to run, items found already published): input shards published with
+    these settings are not read again."""
     layout = config.layout_for(input_layout)
-    if input_layout == "pairs":
-        for i, unit in enumerate(units):
-            n, seq = divmod(i, config.shard_size)
-            unit.update(shard=f"{run_id}-{n:06d}", seq=seq)
-            if seq == config.shard_size - 1 or i == len(units) - 1:
-                unit["shard_items"] = seq + 1
-        return units, 0
     todo, already = [], 0
     for unit in units:
         marker = markers.get(unit["key"])
@@ -156,5 +198,3 @@ def _plan_shards(
         else:
             todo.append(unit)
     return todo, already
-
-

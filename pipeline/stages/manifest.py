@@ -37,25 +37,41 @@ def manifest_entries(
     url: str, storage_options: dict[str, Any], retries: int
 ) -> Iterator[dict[str, Any]]:
     """Dicts with `key` and optional `bucket`, `size`, `etag`, `mtime`, one per object."""
+    for file in manifest_files(url, storage_options, retries):
+        yield from entries_of(file, storage_options, retries)
+
+
+def manifest_files(url: str, storage_options: dict[str, Any], retries: int) -> list[dict]:
+    """The manifest's data files, each as {url, format, columns}: one read task each."""
     fs, path = filesystem(url, storage_options, retries)
     if not fs.exists(path):
         raise ConfigError(f"`manifest` {url!r} does not exist (or is not readable)")
     if path.endswith(".json"):
-        yield from _inventory(fs, path, url, storage_options, retries)
-        return
-    files = [path] if fs.isfile(path) else sorted(fs.find(path))
-    for name in files:
+        return _inventory(fs, path, url, storage_options, retries)
+    names = [path] if fs.isfile(path) else sorted(fs.find(path))
+    files = []
+    for name in names:
         if posixpath.basename(name).startswith("."):
             continue
-        if name.endswith((".csv", ".csv.gz")):
-            yield from _csv(read_bytes(fs, name, retries), name, INVENTORY_COLUMNS)
-        elif name.endswith(".parquet"):
-            yield from _parquet(fs, name)
+        kind = "csv" if name.endswith((".csv", ".csv.gz")) else "parquet"
+        if kind == "csv" or name.endswith(".parquet"):
+            files.append({"url": fs.unstrip_protocol(name), "format": kind,
+                          "columns": INVENTORY_COLUMNS})  # fmt: skip
+    return files
 
 
-def _inventory(
-    fs: Any, path: str, url: str, options: dict[str, Any], retries: int
+def entries_of(
+    file: dict[str, Any], storage_options: dict[str, Any], retries: int
 ) -> Iterator[dict[str, Any]]:
+    """The entries of one data file of a manifest (see `manifest_files`)."""
+    fs, path = filesystem(file["url"], storage_options, retries)
+    if file["format"] == "parquet":
+        yield from _parquet(fs, path)
+    else:
+        yield from _csv(read_bytes(fs, path, retries), path, tuple(file["columns"]))
+
+
+def _inventory(fs: Any, path: str, url: str, options: dict[str, Any], retries: int) -> list[dict]:
     try:
         manifest = json.loads(read_bytes(fs, path, retries))
         schema = [c.strip() for c in manifest.get("fileSchema", "").split(",") if c.strip()]
@@ -68,13 +84,11 @@ def _inventory(
         ) from None
     names = tuple(_snake(c) for c in schema) or INVENTORY_COLUMNS
     protocol = url.split("://", 1)[0] if "://" in url else "file"
+    out = []
     for key in files:
         data_url = f"{protocol}://{bucket}/{key}" if protocol != "file" else key
-        dfs, data_path = filesystem(data_url, options, retries)
-        if kind == "PARQUET":
-            yield from _parquet(dfs, data_path)
-        else:
-            yield from _csv(read_bytes(dfs, data_path, retries), data_path, names)
+        out.append({"url": data_url, "format": kind.lower(), "columns": names})
+    return out
 
 
 def _csv(data: bytes, name: str, columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:

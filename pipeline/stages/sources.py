@@ -13,7 +13,9 @@ Item keys: pairs use the relative path without extension; shard items use
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -66,13 +68,14 @@ class Listing:
 
 
 def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) -> Listing:
-    """Resolve the layout and list units; raises ConfigError for unusable inputs.
+    """Resolve the layout and list units in this process; raises ConfigError for unusable
+    inputs. Runs plan with pipeline/partitioned.py instead, which never holds the whole
+    listing; this is for small listings (a probe of a few files, tests).
 
     `known_keys` (image URL -> key, from the ledger) keeps the key a file was given before,
     whatever has been added beside it since."""
+    template = check_inputs(config)
     fs, root = filesystem(config.images, config.io_options, config.io_retries)
-    if not fs.exists(root):
-        raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     single = fs.isfile(root)
     mask_details = None
     if config.manifest:
@@ -81,9 +84,26 @@ def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) 
         info = fs.info(root)
         details = {root: Found(version(info), info.get("size"))}
     else:
-        details = _find(fs, root, exclude=_excluded(config))
-    files = list(details)
-    layout = config.format if config.format != "auto" else _detect(files, config.images)
+        details = _find(fs, root, exclude=excluded(config))
+    exts = {strip_ext(p)[1] for p in details}
+    layout = config.format if config.format != "auto" else detect_layout(exts, config.images)
+    base = posixpath.dirname(root) if single else root
+    if layout == "pairs":
+        listing = _pairs(config, fs, details, base, template, known_keys or {}, mask_details)
+    else:
+        listing = shard_listing(fs, details, base, layout)
+    listing.template_url = template
+    if listing.orphan_masks:
+        log.warning("%d mask(s) have no image with the same key; ignored", listing.orphan_masks)
+    return listing
+
+
+def check_inputs(config: RestoreConfig) -> str | None:
+    """Raise ConfigError when `images` or `masks` is missing; the mask template's URL, if any
+    (`mask_template`, or `masks` naming one file)."""
+    fs, root = filesystem(config.images, config.io_options, config.io_retries)
+    if not fs.exists(root):
+        raise ConfigError(f"`images` {config.images!r} does not exist (or is not readable)")
     template = config.mask_template
     if config.masks:
         mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
@@ -91,21 +111,21 @@ def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) 
             raise ConfigError(f"`masks` {config.masks!r} does not exist (or is not readable)")
         if mfs.isfile(mroot):  # one mask file for every image: the template case
             template = config.masks
-    base = posixpath.dirname(root) if single else root
-    if layout == "pairs":
-        listing = _pairs(config, fs, details, base, template, known_keys or {}, mask_details)
-    elif layout == "webdataset":
-        listing = _shards(fs, details, base, "tar", ".tar")
-    else:
-        listing = _shards(fs, details, base, "parquet", ".parquet")
-        listing.items = _parquet_rows(fs, files)
-    listing.template_url = template
-    if listing.orphan_masks:
-        log.warning("%d mask(s) have no image with the same key; ignored", listing.orphan_masks)
+    return template
+
+
+def shard_listing(
+    fs: fsspec.AbstractFileSystem, details: dict[str, Found], base: str, layout: str
+) -> Listing:
+    """The shard units of a `webdataset` or `parquet` input (`details`: its files, sorted)."""
+    if layout == "webdataset":
+        return _shards(fs, details, base, "tar", ".tar")
+    listing = _shards(fs, details, base, "parquet", ".parquet")
+    listing.items = _parquet_rows(fs, list(details))
     return listing
 
 
-def _excluded(config: RestoreConfig) -> list[str]:
+def excluded(config: RestoreConfig) -> list[str]:
     """Prefixes inside `images` that are not inputs: the output, the masks, the template."""
     out = []
     template = config.mask_template if config.mask_template != "auto" else None
@@ -119,47 +139,84 @@ def _excluded(config: RestoreConfig) -> list[str]:
 def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, Found]:
     """Input files under `root` (sorted) with what the listing says of them (version, size).
 
-    Only that is kept per file: a listing's full detail dicts cost about 1 KB per key. Local
-    folders are walked one at a time; object stores are listed flat (one request per 1000 keys).
-    """
+    Only that is kept per file: a listing's full detail dicts cost about 1 KB per key."""
+    found = {path: Found(ver, size) for path, ver, size in iter_files(fs, root, root, exclude)}
+    return dict(sorted(found.items()))
+
+
+def iter_files(
+    fs: fsspec.AbstractFileSystem,
+    folder: str,
+    root: str,
+    exclude: list[str],
+    recursive: bool = True,
+    folders: list[str] | None = None,
+) -> Iterator[tuple[str, str, int | None]]:
+    """(path, version, size) of the input files in `folder` (and below it when `recursive`),
+    streamed: hidden paths (relative to `root`) and the `exclude` prefixes are left out. When
+    not recursive, the sub-folders found are appended to `folders`.
+
+    Local folders are read with `os.scandir`, S3 page by page (one request per 1000 keys):
+    neither keeps more than a page of entries (s3fs's `find` would keep and cache a detail dict
+    per object)."""
     if is_local(fs):
-        walked = fs.walk(root, detail=True)
-        entries = (
-            (info["name"], version(info), info.get("size"))
-            for _, _, files in walked
-            for info in files.values()
-        )
-    elif hasattr(fs, "_iterdir") and protocol_of(fs.unstrip_protocol(root)) in ("s3", "s3a"):
-        entries = iter(_s3_objects(fs, root))
+        entries = _local_entries(folder, recursive)
+    elif hasattr(fs, "_iterdir") and protocol_of(fs.unstrip_protocol(folder)) in ("s3", "s3a"):
+        entries = _s3_entries(fs, folder, recursive)
+    elif recursive:
+        entries = ((p, i) for p, i in fs.find(folder, detail=True, withdirs=False).items())
     else:
-        entries = ((p, version(i), i.get("size")) for p, i in fs.find(root, detail=True).items())
-    keep: dict[str, Found] = {}
-    for path, ver, size in entries:
+        entries = ((i["name"], i) for i in fs.ls(folder, detail=True))
+    for path, info in entries:
         rel = posixpath.relpath(path, root)
         if any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files and our own temp files
         if any((path + "/").startswith(prefix) for prefix in exclude):
             continue
-        keep[path] = Found(ver, size)
-    return dict(sorted(keep.items()))
+        if info.get("type") == "directory":
+            if folders is not None:
+                folders.append(path)
+            continue
+        yield path, version(info), info.get("size")
 
 
-def _s3_objects(fs: fsspec.AbstractFileSystem, root: str) -> list[tuple[str, str, int | None]]:
-    """(path, ETag, size) of every object under `root`, page by page: s3fs's `find` would
-    keep a full detail dict per object, and cache them all, until the listing ends."""
+def _local_entries(folder: str, recursive: bool) -> Iterator[tuple[str, dict]]:
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    if recursive:
+                        stack.append(entry.path)
+                    else:
+                        yield entry.path, {"type": "directory"}
+                    continue
+                stat = entry.stat()
+                yield entry.path, {"type": "file", "size": stat.st_size, "mtime": stat.st_mtime}
+
+
+def _s3_entries(
+    fs: fsspec.AbstractFileSystem, folder: str, recursive: bool
+) -> Iterator[tuple[str, dict]]:
+    """s3fs's async page iterator, driven one page at a time from this thread."""
     from fsspec.asyn import sync
 
-    bucket, _, prefix = root.partition("/")
+    bucket, _, prefix = folder.partition("/")
+    pages = fs._iterdir(
+        bucket, delimiter="" if recursive else "/", prefix=f"{prefix}/" if prefix else ""
+    )
 
-    async def collect() -> list[tuple[str, str, int | None]]:
-        found = []
-        listing = fs._iterdir(bucket, delimiter="", prefix=f"{prefix}/" if prefix else "")
-        async for info in listing:
-            if info.get("type") == "file":
-                found.append((info["name"], version(info), info.get("size")))
-        return found
+    async def page() -> list[dict]:
+        out = []
+        async for info in pages:
+            out.append(info)
+            if len(out) >= 1000:
+                break
+        return out
 
-    return sync(fs.loop, collect)
+    while batch := sync(fs.loop, page):
+        for info in batch:
+            yield info["name"], info
 
 
 def _from_manifest(config: RestoreConfig, root: str) -> tuple[dict[str, Found], dict[str, Found]]:
@@ -171,7 +228,7 @@ def _from_manifest(config: RestoreConfig, root: str) -> tuple[dict[str, Found], 
     if config.masks:
         roots.append(filesystem(config.masks, config.io_options)[1])
     found: list[dict[str, Found]] = [{} for _ in roots]
-    exclude = _excluded(config)
+    exclude = excluded(config)
     for entry in manifest_entries(config.manifest, config.io_options, config.io_retries):
         if entry["bucket"]:
             path = f"{entry['bucket']}/{entry['key']}"
@@ -206,8 +263,8 @@ def version(info: dict | None) -> str:
     return f"{info.get('size')}:{when}"
 
 
-def _detect(files: list[str], url: str) -> str:
-    exts = {strip_ext(p)[1] for p in files}
+def detect_layout(exts: set[str], url: str) -> str:
+    """The input layout from the file extensions listed under `images`."""
     kinds = [
         name
         for name, present in (
@@ -243,24 +300,45 @@ def _pairs(
     known: dict[str, str],
     listed_masks: dict[str, Found] | None = None,
 ) -> Listing:
+    mfs = mroot = None
+    mask_details: dict[str, Found] = {}
+    if config.masks and not template:
+        mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
+        mask_details = listed_masks if listed_masks else _find(mfs, mroot, exclude=[])
+    units, orphans = pair_units(config, fs, details, base, mfs, mroot, mask_details, known)
+    return Listing(layout="pairs", units=units, items=len(units), orphan_masks=orphans)
+
+
+def pair_units(
+    config: RestoreConfig,
+    fs: fsspec.AbstractFileSystem,
+    details: dict[str, Found],
+    base: str,
+    mfs: fsspec.AbstractFileSystem | None,
+    mroot: str | None,
+    mask_details: dict[str, Found],
+    known: dict[str, str],
+) -> tuple[list[dict], int]:
+    """(pair units, masks without an image) of `details` (images, sorted by path), matched
+    with `mask_details` by relative key. `known` (image URL -> key, from the ledger) keeps the
+    key a file was given before, whatever has been added beside it since.
+
+    Every rule here looks only at files whose keys could collide (see `key_family`), so the
+    partitioned planner (pipeline/partitioned.py) gives each partition's files the keys the
+    whole listing would give them."""
     images = [p for p in details if strip_ext(p)[1] in IMAGE_EXTS]
     stems = [_rel_key(p, base) for p in images]
     counts: dict[str, int] = {}
     for stem in stems:
         counts[stem] = counts.get(stem, 0) + 1
     masks: dict[str, str] = {}
-    mask_details: dict[str, Found] = {}
-    mfs = None
-    if config.masks and not template:
-        mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
-        mask_details = listed_masks if listed_masks else _find(mfs, mroot, exclude=[])
-        for path in mask_details:
-            stem, ext = strip_ext(posixpath.relpath(path, mroot))
-            if ext not in IMAGE_EXTS:
-                continue
-            known_mask = masks.get(stem)
-            if known_mask is None or _rank(ext) < _rank(strip_ext(known_mask)[1]):
-                masks[stem] = path
+    for path in mask_details if mfs is not None else ():
+        stem, ext = strip_ext(posixpath.relpath(path, mroot))
+        if ext not in IMAGE_EXTS:
+            continue
+        known_mask = masks.get(stem)
+        if known_mask is None or _rank(ext) < _rank(strip_ext(known_mask)[1]):
+            masks[stem] = path
     units = []
     urls = [full_url(fs, path) for path in images]
     current = set(urls)
@@ -300,8 +378,27 @@ def _pairs(
         unit["version"] = f"{details[path].version}|{mask_version}"
         units.append(unit)
     used = set(stems)
-    orphans = sum(1 for stem in masks if stem not in used)
-    return Listing(layout="pairs", units=units, items=len(units), orphan_masks=orphans)
+    return units, sum(1 for stem in masks if stem not in used)
+
+
+def key_family(stem: str) -> str:
+    """What every key a file of this stem can get reduces to: the stem made safe, without
+    trailing `~N` suffixes or image extensions (`a/b`, `a\\b`, `a/b.png`, `a/b~2` are one
+    family). Keys of different families never collide, so each family can be keyed alone."""
+    try:
+        family = sanitize_key(stem)
+    except UnsafeKeyError:
+        return stem
+    while True:
+        base, ext = strip_ext(family)
+        if ext in IMAGE_EXTS and base and not base.endswith("/"):
+            family = base
+            continue
+        head, sep, tail = family.rpartition("~")
+        if sep and head and tail.isdigit():
+            family = head
+            continue
+        return family
 
 
 def _rank(ext: str) -> int:
