@@ -10,8 +10,8 @@ reads them), and a ledger of N `ok` rows in 20 stats files. Two scenarios: `fres
 and `rerun` (all N done, plus N * --new new pairs). Each is measured twice, each time in its own
 process: with the plan's map and reduce tasks in Ray workers (`ray`, as a run does it; 2 CPUs)
 and in the measured process itself (`in-process`, as a dry run does it). Measured: the peak RSS
-growth of that process over the step (ru_maxrss after, minus RSS before) and bytes per listed
-key. `--s3 N` repeats both on SeaweedFS S3; `--manifest N` names N pairs with a Parquet
+growth of that process over the step (its RSS sampled every 10 ms, minus RSS before) and bytes
+per listed key. `--s3 N` repeats both on SeaweedFS S3; `--manifest N` names N pairs with a Parquet
 inventory (no files are created, the listing reads the inventory). Prints a table and writes
 bench/results/archive_scale.json.
 """
@@ -92,7 +92,7 @@ def make_manifest(root: str, count: int) -> str:
 
 
 PROBE = r"""
-import json, resource, sys, time
+import json, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from pipeline import RestoreConfig
 from pipeline.work import find_work
@@ -102,6 +102,15 @@ def rss():
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
+
+class Peak(threading.Thread):  # the step's own peak: RSS sampled every 10 ms while it runs
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self.stop = rss(), threading.Event()
+    def run(self):
+        while not self.stop.wait(0.01):
+            self.peak = max(self.peak, rss())
+
 from pipeline.model import choose_model
 config = RestoreConfig.from_dict(json.loads(sys.argv[2]))
 mode = sys.argv[3]
@@ -109,11 +118,16 @@ if mode == "ray":  # the plan's map and reduce tasks run in Ray workers, as in a
     import ray
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 model = choose_model(config)  # imports done before measuring: only the step's own memory counts
+import pipeline.partitioned, pyarrow.dataset  # noqa: imported by the step
 before = rss()
+sampler = Peak()
+sampler.start()
 t0 = time.perf_counter()
 work = find_work(config, "bench", model)
 wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+sampler.stop.set()
+sampler.join()
+peak = max(sampler.peak, rss())
 work.scratch.remove()
 print(json.dumps({"wall_s": wall, "peak_growth": max(0, peak - before),
                   "listed": work.listing.items, "to_run": work.to_run, "already": work.already}))

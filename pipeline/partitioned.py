@@ -1,8 +1,8 @@
 """The plan of a run, built without holding the archive in one process: listing and ledger are
 hash-partitioned by key family and joined one partition at a time.
 
-Map tasks each stream one part of the inputs and write it to one scratch Parquet file, one row
-group per partition:
+Map tasks each stream one part of the inputs into one scratch Parquet file whose row groups each
+hold one partition's rows (a task writes its rows out every `FLUSH_ROWS`, so none holds more):
 - the listing: one task lists the top level of `images` (and of `masks`) and names its
   folders, then one task per group of folders lists them, page by page; or one task per file of
   a manifest;
@@ -52,10 +52,11 @@ from .stages.sources import (
 )
 from .storage import filesystem, is_local, strip_ext
 
-PARTITIONS = 256  # row groups per map file; reduce tasks take contiguous ranges of them
+PARTITIONS = 256  # reduce tasks take contiguous ranges of them
 ROWS_PER_REDUCE = 200_000  # listed keys per reduce task (about 300 MB of Python objects)
 MAX_MAP_TASKS = 64  # folder groups per listed root
 FILES_PER_LEDGER_TASK = 8
+FLUSH_ROWS = 262_144  # rows a map task holds before writing them out as row groups
 LISTED = pa.schema(
     [
         ("part", pa.int32()),
@@ -142,10 +143,10 @@ class Tasks:
 
 @dataclass
 class Mapped:
-    """A map task's file: which row group holds each partition, rows, extensions seen."""
+    """A map task's file: the row groups of each partition, rows, extensions seen."""
 
     file: str
-    groups: dict[int, int]
+    groups: dict[int, list[int]]
     rows: int = 0
     exts: Counter = field(default_factory=Counter)  # of the listed images (for the layout)
     sides: Counter = field(default_factory=Counter)  # rows per side (image, mask)
@@ -153,15 +154,22 @@ class Mapped:
 
 
 class _Writer:
-    """Rows of one map task, bucketed by partition, written once as one row group each."""
+    """Rows of one map task, bucketed by partition: every `FLUSH_ROWS` rows, each partition's
+    bucket becomes a row group of the task's file, so a task holds at most that many rows."""
 
     def __init__(self, scratch: Scratch, name: str, schema: pa.Schema) -> None:
         self.scratch, self.name, self.schema = scratch, name, schema
         self.buckets: dict[int, list[pa.Table]] = {}
+        self.held = 0  # rows in `buckets`
         self.pending: dict[str, list] = {n: [] for n in schema.names}
         self.rows = 0
         self.exts: Counter = Counter()
         self.sides: Counter = Counter()
+        self.groups: dict[int, list[int]] = {}
+        fs, path = scratch.path(name)
+        self.handle = fs.open(path, "wb")
+        self.writer = pq.ParquetWriter(self.handle, schema)
+        self.written = 0  # row groups
 
     def add(self, row: dict[str, Any]) -> None:
         for name, values in self.pending.items():
@@ -181,29 +189,37 @@ class _Writer:
         self.add(row | {"size": size})
 
     def add_table(self, table: pa.Table) -> None:
-        """Rows with a `part` column, kept sorted into their partitions' buckets."""
+        """Rows with a `part` column, sorted into their partitions' buckets."""
         self.rows += table.num_rows
+        self.held += table.num_rows
         table = table.sort_by("part")
         parts = table["part"].to_numpy()
         starts = [0, *(i for i in range(1, len(parts)) if parts[i] != parts[i - 1])]
         for start, end in zip(starts, [*starts[1:], len(parts)], strict=True):
             self.buckets.setdefault(int(parts[start]), []).append(table.slice(start, end - start))
+        if self.held >= FLUSH_ROWS:
+            self._flush()
 
     def _spill(self) -> None:
         if self.pending["part"]:
-            self.add_table(pa.table(self.pending, schema=self.schema))
+            table = pa.table(self.pending, schema=self.schema)
             self.pending = {n: [] for n in self.schema.names}
+            self.add_table(table)
+
+    def _flush(self) -> None:
+        for part in sorted(self.buckets):
+            bucket = pa.concat_tables(self.buckets[part])
+            self.writer.write_table(bucket, row_group_size=max(1, bucket.num_rows))
+            self.groups.setdefault(part, []).append(self.written)
+            self.written += 1
+        self.buckets, self.held = {}, 0
 
     def close(self) -> Mapped:
         self._spill()
-        fs, path = self.scratch.path(self.name)
-        groups: dict[int, int] = {}
-        with fs.open(path, "wb") as handle, pq.ParquetWriter(handle, self.schema) as writer:
-            for index, part in enumerate(sorted(self.buckets)):
-                bucket = pa.concat_tables(self.buckets[part])
-                writer.write_table(bucket, row_group_size=max(1, bucket.num_rows))
-                groups[part] = index
-        return Mapped(self.name, groups, self.rows, self.exts, self.sides)
+        self._flush()
+        self.writer.close()
+        self.handle.close()
+        return Mapped(self.name, self.groups, self.rows, self.exts, self.sides)
 
 
 def map_listing(spec: dict[str, Any], scratch: Scratch, name: str) -> Mapped:
@@ -278,7 +294,7 @@ class Reduced:
 def _read(scratch: Scratch, mapped: list[Mapped], parts: range) -> pa.Table | None:
     tables = []
     for item in mapped:
-        groups = [item.groups[p] for p in parts if p in item.groups]
+        groups = [g for p in parts for g in item.groups.get(p, ())]
         if groups:
             fs, path = scratch.path(item.file)
             with fs.open(path, "rb") as handle:
@@ -406,6 +422,8 @@ def map_inputs(
          for spec, top in zip(specs, tops, strict=True)
          for i, chunk in enumerate(_chunks(top.folders, MAX_MAP_TASKS))],
     )  # fmt: skip
+    for top in tops:
+        top.folders = []  # listed now; the reduce tasks need only the files
     listing += tops + tasks.wait(below)
     exts: Counter = Counter()
     for mapped in listing:

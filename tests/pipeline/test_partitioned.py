@@ -60,6 +60,7 @@ def test_many_partitions_give_the_keys_of_one_listing(tmp_path, monkeypatch):
     config = archive(tmp_path, NAMES)
     whole = {u["image"]: u["key"] for u in list_units(config).units}
     monkeypatch.setattr(plan, "ROWS_PER_REDUCE", 1)  # one reduce task per partition range
+    monkeypatch.setattr(plan, "FLUSH_ROWS", 4)  # map files of many row groups per partition
     assert planned(config) == whole
     assert len(set(whole.values())) == len(NAMES)
 
