@@ -1,4 +1,6 @@
-"""Sources: list the work of a run on the driver, as small unit rows (no image bytes).
+"""Sources: the inputs of a run as small unit rows (no image bytes): how files are listed,
+paired and keyed. Runs call these pieces from the plan's map and reduce tasks
+(pipeline/partitioned.py); `list_units` chains them in one process for small listings.
 
 Layouts:
 - `pairs`: images under one prefix, masks under another, matched by relative key (the path
@@ -69,8 +71,8 @@ class Listing:
 
 def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) -> Listing:
     """Resolve the layout and list units in this process; raises ConfigError for unusable
-    inputs. Runs plan with pipeline/partitioned.py instead, which never holds the whole
-    listing; this is for small listings (a probe of a few files, tests).
+    inputs. For small listings (a probe of a few files, tests): runs are planned by
+    pipeline/partitioned.py, which never holds the whole listing in one process.
 
     `known_keys` (image URL -> key, from the ledger) keeps the key a file was given before,
     whatever has been added beside it since."""
