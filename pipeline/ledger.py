@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -70,25 +72,31 @@ def load_history(
 ) -> pa.Table:
     """All stats rows of OUT (the given columns); files written by older versions may lack
     newer columns, which read as null."""
+    columns = columns or LEDGER_COLUMNS
     files = stats_files(output, storage_options, retries)
-    return read_history(files, output, storage_options, columns or LEDGER_COLUMNS, retries)
-
-
-def read_history(
-    files: list[str],
-    output: str,
-    storage_options: dict[str, Any],
-    columns: list[str],
-    retries: int = 5,
-) -> pa.Table:
-    """The given columns of some stats files of OUT (`stats_files`)."""
     if not files:
         return empty_history(columns)
+    dataset = _stats_dataset(files, output, storage_options, retries)
+    return with_retries(lambda: dataset.to_table(columns=columns), "read stats", retries)
+
+
+def iter_history(
+    files: list[str], output: str, storage_options: dict[str, Any], columns: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """The given columns of some stats files, a record batch at a time (a compacted file may
+    hold every row of OUT)."""
+    if files:
+        dataset = _stats_dataset(files, output, storage_options)
+        yield from dataset.to_batches(columns=columns, batch_size=65_536)
+
+
+def _stats_dataset(
+    files: list[str], output: str, storage_options: dict[str, Any], retries: int = 5
+) -> pads.Dataset:
     fs, _ = filesystem(output, storage_options, retries)
-    dataset = pads.dataset(
+    return pads.dataset(
         files, schema=STATS_SCHEMA, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs))
     )
-    return with_retries(lambda: dataset.to_table(columns=columns), "read stats", retries)
 
 
 def empty_history(columns: list[str]) -> pa.Table:
@@ -151,3 +159,32 @@ def latest_rows(output: str, storage_options: dict[str, Any] | None = None) -> p
     keys = order["key"].to_pylist()
     keep = [i for i, key in enumerate(keys) if i == 0 or keys[i - 1] != key]
     return order.take(pa.array(keep, pa.int64()))
+
+
+def pair_counts(
+    history: pa.Table,
+    settings_id: str,
+    listed: list[dict[str, Any]],
+    todo: list[dict[str, Any]],
+    done_at: dict[str, str | None],
+) -> Counter[str]:
+    """What a run does with each listed pair: `already_done_<status>` (by the status of the row
+    that made it done), `changed`, `retry` (its last row is an error) or `new`."""
+    counts: Counter[str] = Counter()
+    status_of: dict[str, str] = {}
+    if history.num_rows:
+        same = history.filter(pc.equal(history["settings_id"], settings_id))
+        same = same.sort_by([("finished_at", "ascending")])
+        status_of = dict(zip(same["key"].to_pylist(), same["status"].to_pylist(), strict=True))
+    running = {u["key"] for u in todo}
+    for unit in listed:
+        key = unit["key"]
+        if key not in running:
+            counts[f"already_done_{status_of.get(key, 'ok')}"] += 1
+        elif key in done_at:
+            counts["changed"] += 1
+        elif key in status_of:
+            counts["retry"] += 1
+        else:
+            counts["new"] += 1
+    return counts

@@ -269,11 +269,11 @@ def map_manifest(spec: dict[str, Any], scratch: Scratch, name: str) -> Mapped:
 
 def map_ledger(files: list[str], output: str, options: dict, scratch: Scratch, name: str) -> Mapped:
     """The ledger rows of some stats files into a map file, by the family of their key."""
-    history = ledger.read_history(files, output, options, HISTORY_COLUMNS)
-    parts = [partition_of(key) for key in history["key"].to_pylist()]
-    table = history.append_column("part", pa.array(parts, pa.int32()))
-    writer = _Writer(scratch, name, table.schema)
-    writer.add_table(table)
+    schema = ledger.empty_history(HISTORY_COLUMNS).schema.append(pa.field("part", pa.int32()))
+    writer = _Writer(scratch, name, schema)
+    for batch in ledger.iter_history(files, output, options, HISTORY_COLUMNS):
+        parts = pa.array([partition_of(key) for key in batch["key"].to_pylist()], pa.int32())
+        writer.add_table(pa.Table.from_batches([batch]).append_column("part", parts))
     return writer.close()
 
 
@@ -311,8 +311,6 @@ def reduce_pairs(
     index: int,
 ) -> Reduced:
     """Pairs, keys and the ledger's verdict for the partitions `parts` (see the module doc)."""
-    from .work import pair_counts  # work imports this module
-
     config: RestoreConfig = job["config"]
     listed = _read(scratch, listing, parts)
     rows = listed.to_pylist() if listed is not None else []
@@ -335,7 +333,7 @@ def reduce_pairs(
     if config.overwrite:
         counts["overwrite"] = len(todo)
     else:
-        counts.update(pair_counts(past, job["settings_id"], units, todo, done_at))
+        counts.update(ledger.pair_counts(past, job["settings_id"], units, todo, done_at))
     if job["shard_size"]:
         _number_shards(todo, f"{job['run_id']}-{index:03d}" if index >= 0 else job["run_id"],
                        job["shard_size"])  # fmt: skip

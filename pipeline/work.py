@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import ledger, partitioned, shards
@@ -132,33 +131,6 @@ def dry_run(config: RestoreConfig) -> dict[str, Any]:
         "model_id": work.model.model_id,
         **work.counts,
     }
-
-
-def pair_counts(
-    history: Any,
-    settings_id: str,
-    listed: list[dict[str, Any]],
-    todo: list[dict[str, Any]],
-    done_at: dict[str, str | None],
-) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    status_of: dict[str, str] = {}
-    if history.num_rows:
-        same = history.filter(pc.equal(history["settings_id"], settings_id))
-        same = same.sort_by([("finished_at", "ascending")])
-        status_of = dict(zip(same["key"].to_pylist(), same["status"].to_pylist(), strict=True))
-    running = {u["key"] for u in todo}
-    for unit in listed:
-        key = unit["key"]
-        if key not in running:
-            counts[f"already_done_{status_of.get(key, 'ok')}"] += 1
-        elif key in done_at:
-            counts["changed"] += 1
-        elif key in status_of:
-            counts["retry"] += 1
-        else:
-            counts["new"] += 1
-    return counts
 
 
 def _done_in_shards(done: dict[str, str | None], units: list[dict[str, Any]]) -> frozenset[str]:
