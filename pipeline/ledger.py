@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from .errors import TRANSIENT
@@ -97,6 +98,20 @@ def _stats_dataset(
     return pads.dataset(
         files, schema=STATS_SCHEMA, format="parquet", filesystem=PyFileSystem(FSSpecHandler(fs))
     )
+
+
+def shard_done(
+    done_file: str | None, shard_url: str, shard_version: str | None, options: dict[str, Any]
+) -> frozenset[str]:
+    """The done item keys of one shard, from the plan's done file (pipeline/partitioned.py):
+    rows of this shard done for its current version (the shard was not replaced since)."""
+    if not done_file:
+        return frozenset()
+    fs, path = filesystem(done_file, options)
+    with fs.open(path, "rb") as handle:
+        rows = pq.read_table(handle, filters=[("shard", "=", shard_url)]).to_pylist()
+    return frozenset(r["key"] for r in rows if is_done({r["key"]: r["input_version"]},
+                                                       r["key"], shard_version))  # fmt: skip
 
 
 def empty_history(columns: list[str]) -> pa.Table:

@@ -6,9 +6,13 @@ hold one partition's rows (a task writes its rows out every `FLUSH_ROWS`, so non
 - the listing: one task lists the top level of `images` (and of `masks`) and names its
   folders, then one task per group of folders lists them, page by page; or one task per file of
   a manifest;
-- the ledger: one task per group of stats files (the columns the plan needs).
-Rows go to partition `crc32(key_family(stem)) % PARTITIONS` (sources.key_family: every key a
-file can be given reduces to its family, so keys never collide across partitions).
+- the ledger: one task per group of stats files (the columns the plan needs), started once
+  the listing has told the layout.
+Rows of pairs go to partition `crc32(key_family(stem)) % PARTITIONS` (sources.key_family: every
+key a file can be given reduces to its family, so keys never collide across partitions). For
+shard inputs the ledger's rows go by their shard's URL instead, and each reduce task writes the
+done items of its shards, sorted by shard, to a done file: the read task of a shard loads its
+own rows from it (`ledger.shard_done`), so no process holds every done key of the archive.
 
 Reduce tasks each take a contiguous range of partitions, read those row groups from every map
 file, and do for them alone what a listing of the whole archive would: pair images with masks,
@@ -71,6 +75,11 @@ HISTORY_COLUMNS = [c for c in ledger.LEDGER_COLUMNS if c != "run_id"]
 
 def partition_of(stem: str) -> int:
     return zlib.crc32(key_family(stem).encode()) % PARTITIONS
+
+
+def shard_partition(image_uri: str) -> int:
+    """The partition of a shard's ledger rows: by the shard's URL (`shard.tar#key.jpg`)."""
+    return zlib.crc32(image_uri.split("#", 1)[0].encode()) % PARTITIONS
 
 
 # -- where the map and reduce files go, and where the tasks run --------------------------------
@@ -267,13 +276,21 @@ def map_manifest(spec: dict[str, Any], scratch: Scratch, name: str) -> Mapped:
     return writer.close()
 
 
-def map_ledger(files: list[str], output: str, options: dict, scratch: Scratch, name: str) -> Mapped:
-    """The ledger rows of some stats files into a map file, by the family of their key."""
+def map_ledger(
+    files: list[str], output: str, options: dict, by: str, scratch: Scratch, name: str
+) -> Mapped:
+    """The ledger rows of some stats files into a map file, partitioned `by` the family of
+    their key (pairs) or by their shard's URL (`shard`)."""
     schema = ledger.empty_history(HISTORY_COLUMNS).schema.append(pa.field("part", pa.int32()))
     writer = _Writer(scratch, name, schema)
     for batch in ledger.iter_history(files, output, options, HISTORY_COLUMNS):
-        parts = pa.array([partition_of(key) for key in batch["key"].to_pylist()], pa.int32())
-        writer.add_table(pa.Table.from_batches([batch]).append_column("part", parts))
+        if by == "shard":
+            parts = [shard_partition(uri or "") for uri in batch["image_uri"].to_pylist()]
+        else:
+            parts = [partition_of(key) for key in batch["key"].to_pylist()]
+        writer.add_table(
+            pa.Table.from_batches([batch]).append_column("part", pa.array(parts, pa.int32()))
+        )
     return writer.close()
 
 
@@ -355,6 +372,34 @@ def _number_shards(units: list[dict[str, Any]], prefix: str, size: int) -> None:
             unit["shard_items"] = seq + 1
 
 
+def reduce_shard_done(
+    job: dict[str, Any], scratch: Scratch, history: list[Mapped], parts: range, index: int
+) -> str | None:
+    """The done item rows (shard URL, key, input version) of the shards in `parts`, sorted by
+    shard URL into one Parquet file: a shard's read task loads only its own rows."""
+    config: RestoreConfig = job["config"]
+    past = _read(scratch, history, parts)
+    if past is None:
+        return None
+    done_at = ledger.done_versions(past, job["settings_id"], config.retry_failed, config.overwrite)
+    if not done_at:
+        return None
+    keys = list(done_at)
+    shard_of = dict(zip(past["key"].to_pylist(), past["image_uri"].to_pylist(), strict=True))
+    table = pa.table(
+        {
+            "shard": [(shard_of[k] or "").split("#", 1)[0] for k in keys],
+            "key": keys,
+            "input_version": [done_at[k] for k in keys],
+        }
+    ).sort_by("shard")
+    name = f"done-{index:05d}.parquet"
+    fs, path = scratch.path(name)
+    with fs.open(path, "wb") as handle:
+        pq.write_table(table, handle, row_group_size=16_384)
+    return name
+
+
 # -- the driver's side -------------------------------------------------------------------------
 
 
@@ -381,12 +426,6 @@ def map_inputs(
     masks_listed = bool(config.masks) and not template
     mroot = filesystem(config.masks, config.io_options)[1] if masks_listed else None
     common = {"options": config.io_options, "retries": config.io_retries}
-    stats = ledger.stats_files(config.output, config.io_options, config.io_retries)
-    history = tasks.start(
-        map_ledger,
-        [(g, config.output, config.io_options, scratch, f"ledger-{i:05d}.parquet")
-         for i, g in enumerate(_chunks(stats, math.ceil(len(stats) / FILES_PER_LEDGER_TASK)))],
-    )  # fmt: skip
     single = not config.manifest and fs.isfile(root)
     base = posixpath.dirname(root) if single else root
     roots = []  # (name, url, root, stem base, side, exclude)
@@ -426,7 +465,45 @@ def map_inputs(
     exts: Counter = Counter()
     for mapped in listing:
         exts.update(mapped.exts)
-    return PlanInputs(listing, tasks.wait(history), exts, base, masks_listed)
+    return PlanInputs(listing, [], exts, base, masks_listed)
+
+
+def map_history(config: RestoreConfig, scratch: Scratch, tasks: Tasks, by: str) -> list[Mapped]:
+    """The ledger of OUT into map files, partitioned `by` key family (pairs) or shard."""
+    stats = ledger.stats_files(config.output, config.io_options, config.io_retries)
+    groups = _chunks(stats, math.ceil(len(stats) / FILES_PER_LEDGER_TASK))
+    return tasks.map(
+        map_ledger,
+        [(g, config.output, config.io_options, by, scratch, f"ledger-{i:05d}.parquet")
+         for i, g in enumerate(groups)],
+    )  # fmt: skip
+
+
+def shard_done_files(
+    config: RestoreConfig, history: list[Mapped], scratch: Scratch, tasks: Tasks, settings_id: str
+) -> Callable[[str], str | None]:
+    """Reduce the shard-partitioned ledger into done files; returns shard URL -> the URL of
+    the done file that holds its rows (None when no item of it is done)."""
+    rows = sum(m.rows for m in history)
+    ranges = _ranges(rows)
+    job = {"config": config, "settings_id": settings_id}
+    names = tasks.map(
+        reduce_shard_done, [(job, scratch, history, parts, i) for i, parts in enumerate(ranges)]
+    )
+    step = ranges[0].stop
+
+    def done_file(shard_url: str) -> str | None:
+        name = names[shard_partition(shard_url) // step]
+        return f"{scratch.url}/{name}" if name else None
+
+    return done_file
+
+
+def _ranges(rows: int) -> list[range]:
+    """Contiguous ranges of the partitions, one per reduce task of about ROWS_PER_REDUCE rows."""
+    count = min(PARTITIONS, max(1, math.ceil(rows / ROWS_PER_REDUCE)))
+    step = math.ceil(PARTITIONS / count)
+    return [range(s, min(PARTITIONS, s + step)) for s in range(0, PARTITIONS, step)]
 
 
 def reduce_inputs(
@@ -440,9 +517,7 @@ def reduce_inputs(
     shard_size: int | None,
 ) -> list[Reduced]:
     """One reduce task per range of partitions, sized by the rows listed and in the ledger."""
-    rows = inputs.rows + sum(m.rows for m in inputs.history)
-    count = min(PARTITIONS, max(1, math.ceil(rows / ROWS_PER_REDUCE)))
-    step = math.ceil(PARTITIONS / count)
+    ranges = _ranges(inputs.rows + sum(m.rows for m in inputs.history))
     job = {
         "config": config,
         "base": inputs.base,
@@ -451,7 +526,6 @@ def reduce_inputs(
         "run_id": run_id,
         "shard_size": shard_size,
     }
-    ranges = [range(s, min(PARTITIONS, s + step)) for s in range(0, PARTITIONS, step)]
     return tasks.map(
         reduce_pairs,
         [(job, scratch, inputs.listing, inputs.history, parts, i if len(ranges) > 1 else -1)

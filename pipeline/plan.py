@@ -45,23 +45,16 @@ def restore_units(
     units: pa.Table,
     stages: dict[str, dict[str, Any]],
     pool: InferPool | None = None,
-    done: Any = None,
 ) -> Iterator[pa.Table]:
     """Read -> decode -> prepare -> infer -> finish -> write, one block of `batch_size` items
-    at a time; RESULT_SCHEMA rows out. `pool` is None for the classical engines (no model).
-
-    `done` (keys the ledger holds) may come as an ObjectRef, fetched once per task."""
-    if done is not None and not isinstance(done, frozenset | set):
-        import ray
-
-        done = ray.get(done)
+    at a time; RESULT_SCHEMA rows out. `pool` is None for the classical engines (no model)."""
     in_flight: deque[Any] = deque()
 
     def complete(sent: Any) -> pa.Table:
         inferred = pool.collect(sent) if pool is not None else sent
         return write_images(finish_batch(inferred, **stages["finish"]), **stages["write"])
 
-    for block in read_units(units, **stages["read"], done=done):
+    for block in read_units(units, **stages["read"]):
         prepared = prepare_batch(decode_batch(block, **stages["decode"]), **stages["prepare"])
         in_flight.append(pool.submit(prepared) if pool is not None else prepared)
         if len(in_flight) >= BLOCKS_IN_FLIGHT or pool is None:
@@ -151,7 +144,6 @@ def build_dataset(
     *,
     run_id: str,
     settings_id: str,
-    done_ref: Any = None,
     template: bytes | None = None,
     output_layout: str = "files",
 ) -> Any:
@@ -186,7 +178,7 @@ def build_dataset(
         batch_size=per_task,
         batch_format="pyarrow",
         fn_args=(stages,),
-        fn_kwargs={"pool": pool, "done": done_ref},
+        fn_kwargs={"pool": pool},
         memory=TASK_MEMORY_BASE + TASK_MEMORY_PER_ITEM * held,
     )
 

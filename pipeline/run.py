@@ -83,10 +83,9 @@ def _run(
 def _run_work(
     config: RestoreConfig, work: Work, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
-    import ray
 
     model, listing, layout, settings_id = work.model, work.listing, work.layout, work.settings_id
-    units, already, done, markers = work.units, work.already, work.done, work.markers
+    units, already, markers = work.units, work.already, work.markers
     template = None
     if listing.template_url:
         fs, path = filesystem(listing.template_url, config.io_options, config.io_retries)
@@ -136,7 +135,6 @@ def _run_work(
             if options is not None:
                 pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
             _ray_data_options(config, res, pool)
-            done_ref = ray.put(done) if listing.layout != "pairs" and done else None
             ds = build_dataset(
                 config,
                 work,
@@ -145,7 +143,6 @@ def _run_work(
                 pool,
                 run_id=run_id,
                 settings_id=settings_id,
-                done_ref=done_ref,
                 template=template,
                 output_layout=layout,
             )

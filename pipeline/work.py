@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import ledger, partitioned, shards
+from . import partitioned, shards
 from .config import RestoreConfig
 from .model import ModelChoice, choose_model
 from .partitioned import Scratch, Tasks
@@ -39,7 +39,6 @@ class Work:
     settings_id: str
     units: list[dict[str, Any]]  # shard units to run (shard inputs)
     already: int  # items found done before reading anything
-    done: frozenset[str]  # done item keys inside shards (the read stage skips them)
     markers: dict[str, Any] = field(default_factory=dict)  # published shards
     counts: dict[str, int] = field(default_factory=dict)
     unit_files: list[str] = field(default_factory=list)  # pairs: Parquet files of units to run
@@ -79,6 +78,7 @@ def find_work(
     if layout != "files" or input_layout != "pairs":
         markers = shards.load_markers(config.output, config.io_options, config.io_retries)
     if input_layout == "pairs":
+        inputs.history = partitioned.map_history(config, scratch, tasks, by="family")
         reduced = partitioned.reduce_inputs(
             config,
             inputs,
@@ -100,21 +100,21 @@ def find_work(
             counts["already_done_in_published_shards"] = 0
         listing = Listing("pairs", [], listed, orphans, template)
         files = [r.file for r in reduced if r.file]
-        return Work(model, listing, layout, settings_id, [], listed - to_run, frozenset(),
-                    markers, dict(counts), files, scratch, to_run)  # fmt: skip
+        return Work(model, listing, layout, settings_id, [], listed - to_run, markers,
+                    dict(counts), files, scratch, to_run)  # fmt: skip
     fs = filesystem(config.images, config.io_options, config.io_retries)[0]
     details = dict(sorted(partitioned.listed_files(scratch, inputs)))
     listing = shard_listing(fs, details, inputs.base, input_layout)
     listing.template_url = template
-    history = ledger.load_history(config.output, config.io_options, config.io_retries)
-    done_at = ledger.done_versions(history, settings_id, config.retry_failed, config.overwrite)
-    del history
-    done = _done_in_shards(done_at, listing.units)
+    history = partitioned.map_history(config, scratch, tasks, by="shard")
+    done_file = partitioned.shard_done_files(config, history, scratch, tasks, settings_id)
+    for unit in listing.units:  # each shard's read task loads its own done items
+        unit["done_file"] = done_file(unit["image"])
     units, published = _plan_shards(config, listing.units, input_layout, settings_id, markers)
     counts = Counter(already_done_in_published_shards=published)
     counts.update(shards_to_read=len(units), shards_published=len(listing.units) - len(units))
-    return Work(model, listing, layout, settings_id, units, published, done, markers,
-                dict(counts), [], scratch, len(units))  # fmt: skip
+    return Work(model, listing, layout, settings_id, units, published, markers, dict(counts),
+                [], scratch, len(units))  # fmt: skip
 
 
 def dry_run(config: RestoreConfig) -> dict[str, Any]:
@@ -131,23 +131,6 @@ def dry_run(config: RestoreConfig) -> dict[str, Any]:
         "model_id": work.model.model_id,
         **work.counts,
     }
-
-
-def _done_in_shards(done: dict[str, str | None], units: list[dict[str, Any]]) -> frozenset[str]:
-    """Done item keys whose shard is the same file as when they were done."""
-    shard_versions = {u["key"]: u.get("version") for u in units}
-    keep = []
-    for key in done:
-        shard = key
-        while "/" in shard:
-            shard = shard.rsplit("/", 1)[0]
-            if shard in shard_versions:
-                if ledger.is_done(done, key, shard_versions[shard]):
-                    keep.append(key)
-                break
-        else:
-            keep.append(key)  # a shard-level error row, or a shard no longer listed
-    return frozenset(keep)
 
 
 def _plan_shards(

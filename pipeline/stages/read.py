@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..ledger import shard_done
 from ..schema import ALREADY_DONE, ERROR, WORK_SCHEMA, table
 from ..storage import (
     UnsafeKeyError,
@@ -38,11 +39,12 @@ def read_units(
     storage_options: dict[str, Any],
     io_retries: int,
     batch_size: int,
-    done: frozenset[str] | None = None,
     has_template: bool = False,
 ) -> Iterator[pa.Table]:
-    """Expand each unit into item rows; yields WORK_SCHEMA tables of <= batch_size rows."""
-    reader = _Reader(storage_options, io_retries, done or frozenset(), has_template)
+    """Expand each unit into item rows; yields WORK_SCHEMA tables of <= batch_size rows.
+    Items of a shard that the ledger holds done (its unit's `done_file`) become
+    `already_done` rows without their bytes."""
+    reader = _Reader(storage_options, io_retries, has_template)
     pending: list[dict[str, Any]] = []
     for unit in units.to_pylist():
         for row in _count_items(unit, reader.items(unit)):
@@ -80,16 +82,17 @@ def _count_items(unit: dict[str, Any], rows: Iterable[dict[str, Any]]) -> Iterat
 
 
 class _Reader:
-    def __init__(
-        self, options: dict[str, Any], retries: int, done: frozenset[str], has_template: bool
-    ):
-        self.options, self.retries, self.done = options, retries, done
+    def __init__(self, options: dict[str, Any], retries: int, has_template: bool):
+        self.options, self.retries = options, retries
+        self.done: frozenset[str] = frozenset()  # done item keys of the current shard
         self.has_template = has_template
         self.seen: dict[str, int] = {}  # item keys handed out in the current shard
 
     def items(self, unit: dict[str, Any]) -> Iterable[dict[str, Any]]:
         kind = unit["kind"]
         self.seen = {}
+        self.done = shard_done(unit.get("done_file"), unit["image"], unit.get("version"),
+                               self.options)  # fmt: skip
         shard = {name: unit.get(name) for name in ("shard", "seq", "shard_items")}
         if kind == "invalid":
             row = _error(unit["key"], unit["image"], unit.get("mask"), unit["error"])

@@ -54,6 +54,8 @@ UNIT_SCHEMA = pa.schema(
         ("shard", pa.string()),
         ("seq", pa.int64()),
         ("shard_items", pa.int64()),
+        # shard inputs: the plan's file of the ledger's done items of this shard (or null)
+        ("done_file", pa.string()),
     ]
 )
 
