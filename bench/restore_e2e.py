@@ -160,7 +160,8 @@ def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) 
         code = subprocess.run(
             [sys.executable, "-m", "jobs.restore", "--config", str(folder / "job.yaml")],
             cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])},
             stdout=log,
             stderr=subprocess.STDOUT,
         ).returncode

@@ -405,10 +405,9 @@ def reduce_shard_done(
 
 @dataclass
 class PlanInputs:
-    """What the map tasks found: their files, the extensions listed (for the layout)."""
+    """What the listing's map tasks found: their files, the extensions listed (the layout)."""
 
     listing: list[Mapped]
-    history: list[Mapped]
     exts: Counter
     base: str
     masks_listed: bool
@@ -465,7 +464,7 @@ def map_inputs(
     exts: Counter = Counter()
     for mapped in listing:
         exts.update(mapped.exts)
-    return PlanInputs(listing, [], exts, base, masks_listed)
+    return PlanInputs(listing, exts, base, masks_listed)
 
 
 def map_history(config: RestoreConfig, scratch: Scratch, tasks: Tasks, by: str) -> list[Mapped]:
@@ -509,6 +508,7 @@ def _ranges(rows: int) -> list[range]:
 def reduce_inputs(
     config: RestoreConfig,
     inputs: PlanInputs,
+    history: list[Mapped],
     scratch: Scratch,
     tasks: Tasks,
     *,
@@ -517,7 +517,7 @@ def reduce_inputs(
     shard_size: int | None,
 ) -> list[Reduced]:
     """One reduce task per range of partitions, sized by the rows listed and in the ledger."""
-    ranges = _ranges(inputs.rows + sum(m.rows for m in inputs.history))
+    ranges = _ranges(inputs.rows + sum(m.rows for m in history))
     job = {
         "config": config,
         "base": inputs.base,
@@ -528,7 +528,7 @@ def reduce_inputs(
     }
     return tasks.map(
         reduce_pairs,
-        [(job, scratch, inputs.listing, inputs.history, parts, i if len(ranges) > 1 else -1)
+        [(job, scratch, inputs.listing, history, parts, i if len(ranges) > 1 else -1)
          for i, parts in enumerate(ranges)],
     )  # fmt: skip
 

@@ -83,7 +83,6 @@ def _run(
 def _run_work(
     config: RestoreConfig, work: Work, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
-
     model, listing, layout, settings_id = work.model, work.listing, work.layout, work.settings_id
     units, already, markers = work.units, work.already, work.markers
     template = None

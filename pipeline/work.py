@@ -78,10 +78,11 @@ def find_work(
     if layout != "files" or input_layout != "pairs":
         markers = shards.load_markers(config.output, config.io_options, config.io_retries)
     if input_layout == "pairs":
-        inputs.history = partitioned.map_history(config, scratch, tasks, by="family")
+        history = partitioned.map_history(config, scratch, tasks, by="family")
         reduced = partitioned.reduce_inputs(
             config,
             inputs,
+            history,
             scratch,
             tasks,
             run_id=run_id,
