@@ -109,9 +109,9 @@ def shard_done(
         return frozenset()
     fs, path = filesystem(done_file, options)
     with fs.open(path, "rb") as handle:
-        rows = pq.read_table(handle, filters=[("shard", "=", shard_url)]).to_pylist()
-    return frozenset(r["key"] for r in rows if is_done({r["key"]: r["input_version"]},
-                                                       r["key"], shard_version))  # fmt: skip
+        rows = pq.read_table(handle, filters=[("shard", "=", shard_url)])
+    done = dict(zip(rows["key"].to_pylist(), rows["input_version"].to_pylist(), strict=True))
+    return frozenset(key for key in done if is_done(done, key, shard_version))
 
 
 def empty_history(columns: list[str]) -> pa.Table:

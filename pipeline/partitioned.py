@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import ledger
@@ -52,12 +53,13 @@ from .stages.sources import (
     iter_files,
     key_family,
     pair_units,
+    place_entries,
     version,
 )
 from .storage import filesystem, is_local, strip_ext
 
 PARTITIONS = 256  # reduce tasks take contiguous ranges of them
-ROWS_PER_REDUCE = 200_000  # listed keys per reduce task (about 300 MB of Python objects)
+ROWS_PER_REDUCE = 200_000  # listed + ledger rows per reduce task (a few 100 MB of objects)
 MAX_MAP_TASKS = 64  # folder groups per listed root
 FILES_PER_LEDGER_TASK = 8
 FLUSH_ROWS = 262_144  # rows a map task holds before writing them out as row groups
@@ -259,20 +261,10 @@ def map_manifest(spec: dict[str, Any], scratch: Scratch, name: str) -> Mapped:
     from .stages.manifest import entries_of
 
     writer = _Writer(scratch, name, LISTED)
-    roots = [(spec["root"], "image"), *([(spec["mask_root"], "mask")] if spec["mask_root"] else [])]
-    for entry in entries_of(spec["file"], spec["options"], spec["retries"]):
-        path = f"{entry['bucket']}/{entry['key']}" if entry["bucket"] else None
-        path = path or posixpath.join(spec["root"], entry["key"])
-        for root, side in roots:
-            if not path.startswith(root + "/"):
-                continue
-            rel = posixpath.relpath(path, root)
-            if any(part.startswith(".") for part in rel.split("/")):
-                continue
-            if side == "image" and any((path + "/").startswith(p) for p in spec["exclude"]):
-                continue
-            info = {"ETag": entry["etag"], "size": entry["size"], "mtime": entry["mtime"]}
-            writer.add_file(side, path, rel, version(info), entry["size"])
+    roots = [spec["root"], *([spec["mask_root"]] if spec["mask_root"] else [])]
+    entries = entries_of(spec["file"], spec["options"], spec["retries"])
+    for index, path, rel, found in place_entries(entries, roots, spec["exclude"]):
+        writer.add_file(("image", "mask")[index], path, rel, found.version, found.size)
     return writer.close()
 
 
@@ -420,7 +412,8 @@ class PlanInputs:
 def map_inputs(
     config: RestoreConfig, scratch: Scratch, tasks: Tasks, template: str | None
 ) -> PlanInputs:
-    """Run the map tasks over the listing (or manifest) and the ledger of OUT, all at once."""
+    """Run the map tasks over the listing (or the manifest's files); `map_history` maps the
+    ledger once the layout is known."""
     fs, root = filesystem(config.images, config.io_options, config.io_retries)
     masks_listed = bool(config.masks) and not template
     mroot = filesystem(config.masks, config.io_options)[1] if masks_listed else None
@@ -539,7 +532,7 @@ def listed_files(scratch: Scratch, inputs: PlanInputs) -> Iterator[tuple[str, Fo
                   range(PARTITIONS))  # fmt: skip
     if table is None:
         return
-    for row in table.filter(pa.compute.equal(table["side"], "image")).to_pylist():
+    for row in table.filter(pc.equal(table["side"], "image")).to_pylist():
         yield row["path"], Found(row["version"], row["size"])
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -232,23 +232,36 @@ def _from_manifest(config: RestoreConfig, root: str) -> tuple[dict[str, Found], 
     if config.masks:
         roots.append(filesystem(config.masks, config.io_options)[1])
     found: list[dict[str, Found]] = [{} for _ in roots]
-    exclude = excluded(config)
-    for entry in manifest_entries(config.manifest, config.io_options, config.io_retries):
+    entries = manifest_entries(config.manifest, config.io_options, config.io_retries)
+    for index, path, _, details in place_entries(entries, roots, excluded(config)):
+        found[index][path] = details
+    images = dict(sorted(found[0].items()))
+    masks = dict(sorted(found[1].items())) if len(found) > 1 else {}
+    return images, masks
+
+
+def place_entries(
+    entries: Iterable[dict], roots: list[str], exclude: list[str]
+) -> Iterator[tuple[int, str, str, Found]]:
+    """(index of the root it is under, path, path relative to that root, found) of each
+    manifest entry under one of `roots` (`roots[0]`: `images`; a `key` without `bucket` is
+    relative to it, or a full path of its file system), with the exclusions of a listing:
+    hidden files, and `exclude` prefixes under `images`."""
+    for entry in entries:
         if entry["bucket"]:
             path = f"{entry['bucket']}/{entry['key']}"
-        else:  # relative to `images`, or a full path of this file system
-            path = posixpath.join(root, entry["key"])
+        else:
+            path = posixpath.join(roots[0], entry["key"])
         for index, prefix in enumerate(roots):
-            rel = posixpath.relpath(path, prefix) if path.startswith(prefix + "/") else None
-            if rel is None or any(part.startswith(".") for part in rel.split("/")):
+            if not path.startswith(prefix + "/"):
+                continue
+            rel = posixpath.relpath(path, prefix)
+            if any(part.startswith(".") for part in rel.split("/")):
                 continue
             if index == 0 and any((path + "/").startswith(p) for p in exclude):
                 continue
             info = {"ETag": entry["etag"], "size": entry["size"], "mtime": entry["mtime"]}
-            found[index][path] = Found(version(info), entry["size"])
-    images = dict(sorted(found[0].items()))
-    masks = dict(sorted(found[1].items())) if len(found) > 1 else {}
-    return images, masks
+            yield index, path, rel, Found(version(info), entry["size"])
 
 
 class Found(NamedTuple):
