@@ -25,7 +25,7 @@ from .model import CLASSICAL_ENGINES, ModelChoice
 from .stages.decode import decode_batch
 from .stages.finish import finish_batch
 from .stages.infer import InferPool
-from .stages.prepare import prepare_batch
+from .stages.prepare import needs_refine, prepare_batch, refine_batch
 from .stages.read import read_units
 from .stages.sinks import write_images
 from .stages.sources import UNIT_SCHEMA
@@ -46,21 +46,36 @@ def restore_units(
     stages: dict[str, dict[str, Any]],
     pool: InferPool | None = None,
 ) -> Iterator[pa.Table]:
-    """Read -> decode -> prepare -> infer -> finish -> write, one block of `batch_size` items
-    at a time; RESULT_SCHEMA rows out. `pool` is None for the classical engines (no model)."""
+    """Read -> decode -> prepare -> infer (-> refine -> infer) -> finish -> write, one block of
+    `batch_size` items at a time; RESULT_SCHEMA rows out. `pool` is None for the classical
+    engines (no model). Blocks finish in the order they were read."""
     in_flight: deque[Any] = deque()
 
-    def complete(sent: Any) -> pa.Table:
-        inferred = pool.collect(sent) if pool is not None else sent
+    def finish(inferred: pa.Table) -> pa.Table:
         return write_images(finish_batch(inferred, **stages["finish"]), **stages["write"])
+
+    def advance() -> pa.Table | None:
+        """Collect the oldest block; one whose items have a final pass to run (thick holes,
+        coarse to fine) is sent again and stays at the head of the queue."""
+        assert pool is not None
+        inferred = pool.collect(in_flight.popleft())
+        if needs_refine(inferred):
+            in_flight.appendleft(pool.submit(refine_batch(inferred, **stages["refine"])))
+            return None
+        return finish(inferred)
 
     for block in read_units(units, **stages["read"]):
         prepared = prepare_batch(decode_batch(block, **stages["decode"]), **stages["prepare"])
-        in_flight.append(pool.submit(prepared) if pool is not None else prepared)
-        if len(in_flight) >= BLOCKS_IN_FLIGHT or pool is None:
-            yield complete(in_flight.popleft())
+        if pool is None:
+            yield finish(prepared)
+            continue
+        in_flight.append(pool.submit(prepared))
+        while len(in_flight) >= BLOCKS_IN_FLIGHT:
+            if (done := advance()) is not None:
+                yield done
     while in_flight:
-        yield complete(in_flight.popleft())
+        if (done := advance()) is not None:
+            yield done
 
 
 @dataclass(frozen=True)
@@ -223,6 +238,7 @@ def stage_options(
             "dilate": config.dilate,
             "prefill": model.prefill,
         },
+        "refine": {"prefill": model.prefill, "dilate": config.dilate},
         "finish": {"engine": model.engine, "dilate": config.dilate},
         "write": {
             "output": config.output,

@@ -41,14 +41,16 @@ WORK_SCHEMA = pa.schema(
         ("hole", pa.large_binary()),  # np.packbits of the H*W bool hole map
         ("orig", pa.large_binary()),  # raw pixels in orig_mode, when RGB cannot round-trip
         ("orig_mode", pa.string()),
-        # prepare -> infer -> finish (pipeline/stages/prepare.py): the model-size windows of the
-        # item, N*256*256*3 uint8 (pre-filled as the model reads them) and N packed 256² hole maps;
-        # per window x0, y0, x1, y1, top, left (box and offset in its padded square); the packed
-        # box-sized maps of the hole pixels each window fills
+        # prepare -> infer -> finish (pipeline/stages/prepare.py): the model-size windows sent
+        # next, N*256*256*3 uint8 (pre-filled as the model reads them) and N packed 256² hole
+        # maps; the item's whole window plan (ints per window, and the packed box-sized maps of
+        # the hole pixels each window fills)
         ("windows", pa.large_binary()),
         ("window_holes", pa.large_binary()),
+        # `refine`: the windows sent are coarse looks, the final pass is still to come
         ("window_boxes", pa.list_(pa.int32())),
         ("window_paste", pa.large_binary()),
+        ("refine", pa.bool_()),
         ("predictions", pa.large_binary()),  # N*256*256*3 uint8 from the infer stage
         ("infer_bytes", pa.int64()),  # bytes to and from the inference actor for this item
         ("restored", pa.large_binary()),  # RGB uint8 H*W*3 from the model

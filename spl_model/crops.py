@@ -1,17 +1,31 @@
 """Full-resolution strategies: which square windows of an image the 256² model sees.
 
+The model sees holes near the scale it was trained on, so windows are planned from each hole
+group's shape (groups: hole regions closer than `merge_gap`), not from its bounding box:
+
+- **Thin groups** (text, strokes, logo outlines: thickness, about twice the largest distance
+  from a hole pixel to a known one, not counting the few pixels where strokes cross, at most
+  `THIN` model px once seen at scale `s` <= `MAX_TILE_SCALE`)
+  are covered by overlapping square tiles of side 256·s. A tile's *core* (the tile less a context
+  margin on each side) owns the group's hole pixels inside it; neighbouring cores overlap, and
+  their predictions cross-fade over the overlap, so no tile seam shows.
+- **Thick groups** are seen twice, coarse to fine: first one window `context` times the group's
+  extent (downscaled, so the model sees the whole object and its surroundings), then, with that
+  coarse fill as the pre-fill, one refining tile whose core holds the whole group, at the
+  smallest scale where it fits (when that is finer by `REFINE_STEP`). Generators that do not
+  read a pre-fill (the paper's) keep the coarse fill: they would mask the tile's input away.
 - `resize`: one window, the whole image (reflection-padded to a square, then resized to 256²;
   at 256² it is exactly the paper's evaluation input).
-- `crop`: one square context window per group of nearby hole regions, a few times the group's
-  size (at least `min_side` px), clamped to the image; windows that cannot be square because the
-  image is too narrow are padded by reflection.
-The model sees every hole pixel inside a window as a hole, but only the hole pixels of the
-window's own group are pasted back, so overlapping windows never fight.
+
+The model sees every hole pixel inside a window as a hole, but a window pastes only hole pixels
+of its own group, so groups never fight. Planning, cutting and pasting work inside the holes'
+boxes: their cost follows the hole, not the image.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -20,19 +34,59 @@ import numpy as np
 from .masks import dilate
 
 MODEL_SIZE = 256  # the side of every window the network sees
+THIN = 48  # the thickest hole (model px) a tile at its scale takes
+MIN_TILE_SCALE = 1.0  # thin holes are seen at native scale ...
+MAX_TILE_SCALE = 2.0  # ... and never at more than this downscale
+MARGIN = 48  # context (model px) around a tile's core on each side
+OVERLAP = 32  # model px shared by neighbouring cores, cross-faded
+REFINE_STEP = 1.5  # a refining tile is at least this much finer than the coarse look
+THICK_QUANTILE = 0.95  # thickness from this quantile of the distances (junctions don't count)
 
 
 @dataclass(frozen=True)
 class Window:
-    """A region of an image to inpaint: `box` = (x0, y0, x1, y1), exclusive ends."""
+    """A region of an image to inpaint: `box` = (x0, y0, x1, y1), exclusive ends.
+
+    `paste` (bool, box-sized) marks the hole pixels this window writes. Tiles own the pixels of
+    their `core` (image coordinates) and fade out over `feather` px at core edges inside the
+    image; `group` names the hole group, whose tiles are blended together. `prefilled`: the
+    window is cut from an image whose hole already holds a coarse fill (a refining pass).
+    """
 
     box: tuple[int, int, int, int]
-    paste: np.ndarray  # bool, box-sized: the hole pixels this window fills
+    paste: np.ndarray
+    core: tuple[int, int, int, int] | None = None
+    feather: int = 0
+    group: int = 0
+    prefilled: bool = False
 
     @property
     def side(self) -> int:
         x0, y0, x1, y1 = self.box
         return max(x1 - x0, y1 - y0)
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """(top, left) of the box inside its reflection-padded square (`square_pad`)."""
+        x0, y0, x1, y1 = self.box
+        return (self.side - (y1 - y0)) // 2, (self.side - (x1 - x0)) // 2
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The windows of one image: `first` (coarse looks at thick groups, pasted into a working
+    copy) and `final` (what the output is pasted from)."""
+
+    first: list[Window]
+    final: list[Window]
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.final)
+
+    @property
+    def scale(self) -> float:
+        """The largest downscale any window is seen at (the stats' `crop_scale`)."""
+        return max((w.side / MODEL_SIZE for w in (*self.first, *self.final)), default=0.0)
 
 
 def plan_windows(
@@ -41,42 +95,111 @@ def plan_windows(
     context: float = 3.0,
     min_side: int = MODEL_SIZE,
     merge_gap: int = 32,
-) -> list[Window]:
-    """Windows covering every hole pixel exactly once."""
+    refine: bool = True,
+) -> WindowPlan:
+    """The windows covering every hole pixel (see the module docstring). `refine`: thick
+    groups get a refining tile over their coarse fill (for generators that read a pre-fill)."""
     height, width = hole.shape
     if not hole.any():
-        return []
+        return WindowPlan([], [])
     if strategy == "resize":
-        return [Window((0, 0, width, height), hole)]
+        return WindowPlan([], [Window((0, 0, width, height), hole)])
     if strategy != "crop":
         raise ValueError(f"unknown strategy {strategy!r}; choose crop or resize")
-    # Regions closer than `merge_gap` share a window: group by components of the grown mask,
-    # found inside the holes' bounding box grown by `merge_gap` (the image outside it is empty).
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
-    cx0, cy0 = max(0, x - merge_gap), max(0, y - merge_gap)
-    cx1, cy1 = min(width, x + w + merge_gap), min(height, y + h + merge_gap)
-    near = hole[cy0:cy1, cx0:cx1]
-    count, groups, stats, _ = cv2.connectedComponentsWithStats(
-        dilate(near, merge_gap).astype(np.uint8), connectivity=8
-    )
-    windows = []
-    for label in range(1, count):
-        gx, gy, gw, gh = (int(v) for v in stats[label, :4])
-        ys, xs = np.nonzero(
-            near[gy : gy + gh, gx : gx + gw] & (groups[gy : gy + gh, gx : gx + gw] == label)
-        )
-        if len(xs) == 0:
+    first: list[Window] = []
+    final: list[Window] = []
+    for group, (ys, xs, thickness) in enumerate(_groups(hole, merge_gap)):
+        x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+        scale = max(MIN_TILE_SCALE, thickness / THIN)
+        if scale <= MAX_TILE_SCALE:
+            final += _tiles(ys, xs, (x0, y0, x1, y1), scale, (height, width), group)
             continue
-        ys, xs = ys + gy + cy0, xs + gx + cx0  # image coordinates
-        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
         extent = max(x1 - x0, y1 - y0)
         side = max(math.ceil(context * extent), extent, min_side)  # the group always fits
         bx0, bx1 = _span(x0, x1, side, width)
         by0, by1 = _span(y0, y1, side, height)
-        paste = np.zeros((by1 - by0, bx1 - bx0), bool)
-        paste[ys - by0, xs - bx0] = True
-        windows.append(Window((bx0, by0, bx1, by1), paste))
-    return windows
+        coarse = Window((bx0, by0, bx1, by1), _paste(ys, xs, bx0, by0, bx1, by1), group=group)
+        fit = max(MAX_TILE_SCALE, (extent + 2) / (MODEL_SIZE - 2 * MARGIN))
+        if not refine or MODEL_SIZE * fit * REFINE_STEP > coarse.side:
+            final.append(coarse)  # no pre-fill to read, or no finer look to be had
+            continue
+        first.append(coarse)
+        final += _tiles(ys, xs, (x0, y0, x1, y1), fit, (height, width), group, prefilled=True)
+    return WindowPlan(first, final)
+
+
+def _groups(hole: np.ndarray, merge_gap: int):
+    """(ys, xs, thickness) of each group of hole regions closer than `merge_gap`, in image
+    coordinates, found inside the holes' bounding box grown by `merge_gap`."""
+    height, width = hole.shape
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
+    cx0, cy0 = max(0, x - merge_gap), max(0, y - merge_gap)
+    cx1, cy1 = min(width, x + w + merge_gap), min(height, y + h + merge_gap)
+    near = np.ascontiguousarray(hole[cy0:cy1, cx0:cx1]).view(np.uint8)
+    count, groups, stats, _ = cv2.connectedComponentsWithStats(
+        dilate(near.astype(bool), merge_gap).astype(np.uint8), connectivity=8
+    )
+    # Distance to the nearest known pixel; outside the image counts as known.
+    distance = cv2.distanceTransform(
+        np.pad(near, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
+    )[1:-1, 1:-1]
+    for label in range(1, count):
+        gx, gy, gw, gh = (int(v) for v in stats[label, :4])
+        mine = near[gy : gy + gh, gx : gx + gw].astype(bool)
+        mine &= groups[gy : gy + gh, gx : gx + gw] == label
+        ys, xs = np.nonzero(mine)
+        if len(xs):
+            inner = distance[gy : gy + gh, gx : gx + gw][mine]
+            thickness = 2.0 * float(np.quantile(inner, THICK_QUANTILE)) / THICK_QUANTILE
+            yield ys + gy + cy0, xs + gx + cx0, thickness
+
+
+def _tiles(
+    ys: np.ndarray,
+    xs: np.ndarray,
+    bounds: tuple[int, int, int, int],
+    scale: float,
+    shape: tuple[int, int],
+    group: int,
+    prefilled: bool = False,
+) -> list[Window]:
+    """Overlapping tiles at `scale` whose cores cover the group's pixels (ys, xs)."""
+    height, width = shape
+    side = round(MODEL_SIZE * scale)
+    core = side - 2 * round(MARGIN * scale)
+    feather = round(OVERLAP * scale)
+    x0, y0, x1, y1 = bounds
+    tiles = []
+    for cy0, cy1 in _cores(y0, y1, core, core - feather, height):
+        for cx0, cx1 in _cores(x0, x1, core, core - feather, width):
+            inside = (xs >= cx0) & (xs < cx1) & (ys >= cy0) & (ys < cy1)
+            if not inside.any():
+                continue
+            bx0, bx1 = _around(cx0, cx1, side, width)
+            by0, by1 = _around(cy0, cy1, side, height)
+            paste = _paste(ys[inside], xs[inside], bx0, by0, bx1, by1)
+            tiles.append(
+                Window((bx0, by0, bx1, by1), paste, (cx0, cy0, cx1, cy1), feather, group, prefilled)
+            )
+    return tiles
+
+
+def _cores(lo: int, hi: int, core: int, stride: int, limit: int) -> list[tuple[int, int]]:
+    """Intervals of length `core` (clamped to [0, limit)) covering [lo, hi), spaced evenly at
+    most `stride` apart."""
+    if hi - lo <= core:
+        return [_span(lo, hi, core, limit)]
+    count = math.ceil((hi - lo - core) / stride) + 1
+    starts = [lo + round(i * (hi - lo - core) / (count - 1)) for i in range(count)]
+    return [(s, s + core) for s in starts]
+
+
+def _around(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
+    """A `side`-long interval around the core [lo, hi), inside [0, limit)."""
+    if side >= limit:
+        return 0, limit
+    start = min(max(lo - (side - (hi - lo)) // 2, 0), limit - side)
+    return start, start + side
 
 
 def _span(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
@@ -86,6 +209,34 @@ def _span(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
     start = (lo + hi) // 2 - side // 2
     start = min(max(start, 0), limit - side)
     return int(start), int(start + side)
+
+
+def _paste(ys: np.ndarray, xs: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    paste = np.zeros((y1 - y0, x1 - x0), bool)
+    paste[ys - y0, xs - x0] = True
+    return paste
+
+
+def blend_weights(window: Window, shape: tuple[int, int]) -> np.ndarray:
+    """float32 box-sized weights of a window's pixels: 1 inside its core, ramping down to
+    1 / (feather + 1) at core edges that lie inside the image (where a neighbour takes over)."""
+    x0, y0, x1, y1 = window.box
+    if window.core is None or window.feather <= 0:
+        return np.ones((y1 - y0, x1 - x0), np.float32)
+    cx0, cy0, cx1, cy1 = window.core
+    ramp_x = _ramp(x0, x1, cx0, cx1, window.feather, shape[1])
+    ramp_y = _ramp(y0, y1, cy0, cy1, window.feather, shape[0])
+    return ramp_y[:, None] * ramp_x[None, :]
+
+
+def _ramp(b0: int, b1: int, c0: int, c1: int, feather: int, limit: int) -> np.ndarray:
+    at = np.arange(b0, b1)
+    weight = np.ones(b1 - b0, np.float32)
+    if c0 > 0:
+        weight = np.minimum(weight, (at - c0 + 1) / (feather + 1))
+    if c1 < limit:
+        weight = np.minimum(weight, (c1 - at) / (feather + 1))
+    return np.clip(weight, 0.0, 1.0).astype(np.float32)
 
 
 def square_pad(crop: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -106,11 +257,17 @@ def to_model_size(crop: np.ndarray, hole: np.ndarray, size: int) -> tuple[np.nda
         return crop, hole
     if side > size:
         image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        cover = cv2.resize(hole.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
-        return image, cover > 0  # any hole pixel under a model pixel makes it a hole
+        return image, _hole_to_size(hole, size)
     image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
+    return image, _hole_to_size(hole, size)
+
+
+def _hole_to_size(hole: np.ndarray, size: int) -> np.ndarray:
+    if hole.shape[0] > size:  # any hole pixel under a model pixel makes it a hole
+        cover = cv2.resize(hole.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+        return cover > 0
     grown = cv2.resize(hole.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
-    return image, grown > 0
+    return grown > 0
 
 
 def from_model_size(prediction: np.ndarray, side: int) -> np.ndarray:
@@ -130,38 +287,81 @@ class ModelWindow:
     offset: tuple[int, int]  # (top, left) of the box inside its square, reflection-padded form
     image: np.ndarray  # size×size×3 uint8, what the model sees
     hole: np.ndarray  # size×size bool: every hole pixel in the window, other groups' included
+    unfilled: np.ndarray  # size×size bool: the hole pixels a pre-fill still has to fill
 
 
 def cut_windows(
     image: np.ndarray,
     hole: np.ndarray,
-    strategy: str = "crop",
-    context: float = 3.0,
-    min_side: int = MODEL_SIZE,
+    windows: Sequence[Window],
+    filled: np.ndarray | None = None,
     size: int = MODEL_SIZE,
 ) -> list[ModelWindow]:
-    """The model-size windows of one image and its (already dilated) hole map."""
+    """The model-size cuts of planned windows from an image and its (already dilated) hole map.
+
+    `filled` (bool, image-sized): hole pixels that already hold a coarse fill; a window marked
+    `prefilled` keeps them as they are instead of having them pre-filled again."""
     cut = []
-    for window in plan_windows(hole, strategy, context, min_side):
+    for window in windows:
         x0, y0, x1, y1 = window.box
         crop, offset = square_pad(image[y0:y1, x0:x1])
         square_hole, _ = square_pad(hole[y0:y1, x0:x1])
-        crop, square_hole = to_model_size(crop, square_hole, size)
-        cut.append(ModelWindow(window, offset, np.ascontiguousarray(crop), square_hole))
+        crop, model_hole = to_model_size(crop, square_hole, size)
+        unfilled = model_hole
+        if window.prefilled and filled is not None:
+            todo, _ = square_pad(hole[y0:y1, x0:x1] & ~filled[y0:y1, x0:x1])
+            unfilled = _hole_to_size(todo, size) if todo.shape[0] != size else todo
+        cut.append(ModelWindow(window, offset, np.ascontiguousarray(crop), model_hole, unfilled))
     return cut
+
+
+def restored_box(window: Window, offset: tuple[int, int], prediction: np.ndarray) -> np.ndarray:
+    """A size×size×3 uint8 prediction of `window` back at the window's box size."""
+    x0, y0, x1, y1 = window.box
+    top, left = offset
+    restored = from_model_size(prediction, window.side)
+    return restored[top : top + y1 - y0, left : left + x1 - x0]
 
 
 def paste_window(
     output: np.ndarray, window: Window, offset: tuple[int, int], prediction: np.ndarray
-) -> np.ndarray:
-    """Paste a size×size×3 uint8 prediction of `window` (cut at `offset` in its padded square)
-    into `output`, in place and only on the window's own hole pixels; returns the box-sized map
-    of the pixels that changed."""
+) -> None:
+    """Paste a prediction of `window` into `output`, in place, on the window's own hole pixels
+    (no blending: a coarse fill, or a window that is its group's only one)."""
     x0, y0, x1, y1 = window.box
-    top, left = offset
-    restored = from_model_size(prediction, window.side)
-    restored = restored[top : top + y1 - y0, left : left + x1 - x0]
-    target = output[y0:y1, x0:x1]
-    changed = window.paste & np.any(target != restored, axis=2)
-    target[window.paste] = restored[window.paste]
+    output[y0:y1, x0:x1][window.paste] = restored_box(window, offset, prediction)[window.paste]
+
+
+def paste_windows(
+    output: np.ndarray,
+    windows: Sequence[Window],
+    offsets: Sequence[tuple[int, int]],
+    predictions: Sequence[np.ndarray],
+) -> np.ndarray:
+    """Paste the final pass of a plan into `output` in place: each group's tiles cross-faded by
+    `blend_weights`, in the group's own box. Returns the image-sized map of changed pixels."""
+    shape = output.shape[:2]
+    changed = np.zeros(shape, bool)
+    groups: dict[int, list[int]] = {}
+    for i, window in enumerate(windows):
+        groups.setdefault(window.group, []).append(i)
+    for members in groups.values():
+        boxes = np.array([windows[i].box for i in members])
+        gx0, gy0 = boxes[:, 0].min(), boxes[:, 1].min()
+        gx1, gy1 = boxes[:, 2].max(), boxes[:, 3].max()
+        total = np.zeros((gy1 - gy0, gx1 - gx0, 3), np.float32)
+        weight = np.zeros((gy1 - gy0, gx1 - gx0), np.float32)
+        for i in members:
+            window = windows[i]
+            x0, y0, x1, y1 = window.box
+            w = blend_weights(window, shape) * window.paste
+            restored = restored_box(window, offsets[i], predictions[i])
+            total[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += restored * w[..., None]
+            weight[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += w
+        own = weight > 0
+        target = output[gy0:gy1, gx0:gx1]
+        value = np.rint(total[own] / weight[own][:, None]).clip(0, 255).astype(np.uint8)
+        differs = (target[own] != value).any(axis=1)
+        target[own] = value
+        changed[gy0:gy1, gx0:gx1][own] |= differs
     return changed

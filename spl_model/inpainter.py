@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import load_generator
-from .crops import MODEL_SIZE, cut_windows, paste_window
+from .crops import MODEL_SIZE, ModelWindow, cut_windows, paste_window, paste_windows, plan_windows
 from .engines import CLASSICAL, classical_inpaint
 from .masks import dilate, prepare_mask
 from .metrics import mask_stats
@@ -107,25 +107,53 @@ class Inpainter:
                     outputs[i] = classical_inpaint(self.engine, img, hole)
                     infos[i]["infer_ms"] = (time.perf_counter() - start) * 1e3
             return list(zip(outputs, infos))
-        cuts = [
-            cut_windows(img, hole, self.strategy, self.context, self.min_crop, MODEL_SIZE)
-            for img, hole in zip(images, holes)
+        plans = [
+            plan_windows(hole, self.strategy, self.context, self.min_crop, refine=self.refines)
+            for hole in holes
         ]
+        # Coarse looks at thick holes first, pasted into a working copy the final pass is cut
+        # from (their fill is its pre-fill); then the final pass, pasted into the output.
+        work = [img.copy() if plan.first else img for img, plan in zip(images, plans)]
+        firsts = [cut_windows(img, h, p.first) for img, h, p in zip(images, holes, plans)]
+        for i, (cut, prediction) in self._run_cuts(firsts, infos):
+            paste_window(work[i], cut.window, cut.offset, prediction)
+        finals = [
+            cut_windows(w, h, p.final, filled=h if p.first else None)
+            for w, h, p in zip(work, holes, plans)
+        ]
+        done: list[list[tuple[ModelWindow, np.ndarray]]] = [[] for _ in images]
+        for i, (cut, prediction) in self._run_cuts(finals, infos):
+            done[i].append((cut, prediction))
+        for i, pairs in enumerate(done):
+            if pairs:
+                cuts, predictions = zip(*pairs)
+                paste_windows(
+                    outputs[i], [c.window for c in cuts], [c.offset for c in cuts], predictions
+                )
+            infos[i]["crop_scale"] = plans[i].scale
+        return list(zip(outputs, infos))
+
+    def _run_cuts(self, cuts: list[list[ModelWindow]], infos: list[dict[str, Any]]):
+        """(image index, cut, prediction) of every cut, in model batches of `batch_size`."""
         jobs = [(i, cut) for i, image_cuts in enumerate(cuts) for cut in image_cuts]
         for start in range(0, len(jobs), self.batch_size):
             batch = jobs[start : start + self.batch_size]
             windows = np.stack([cut.image for _, cut in batch])
             window_holes = np.stack([cut.hole for _, cut in batch])
+            unfilled = np.stack([cut.unfilled for _, cut in batch])
             began = time.perf_counter()
-            predictions = self.infer(self.prefill(windows, window_holes), window_holes)
+            predictions = self.infer(self.prefill(windows, unfilled), window_holes)
             elapsed = (time.perf_counter() - began) * 1e3
             for (i, cut), prediction in zip(batch, predictions):
-                paste_window(outputs[i], cut.window, cut.offset, prediction)
-                info = infos[i]
-                info["crops"] += 1
-                info["crop_scale"] = max(info["crop_scale"], cut.window.side / MODEL_SIZE)
-                info["infer_ms"] += elapsed / len(batch)
-        return list(zip(outputs, infos))
+                infos[i]["crops"] += 1
+                infos[i]["infer_ms"] += elapsed / len(batch)
+                yield i, (cut, prediction)
+
+    @property
+    def refines(self) -> bool:
+        """Whether thick holes get a refining pass over their coarse fill: only a generator
+        that reads a pre-filled hole can use that fill."""
+        return self.prefill_method != "none"
 
     @property
     def prefill_method(self) -> str:

@@ -1,9 +1,10 @@
 """Finish stage (CPU): inferred rows in, rows with the restored image and its changed-pixel map
 out, ready to be encoded and written (pipeline/stages/sinks.py).
 
-SPL predictions are pasted back with `spl_model.paste_window`, the same function the
-`Inpainter` uses, onto the window's own hole pixels only. Classical engines (OpenCV Telea and
-Navier-Stokes) work on the whole image, here on the CPU: they never need an actor.
+SPL predictions are pasted back with `spl_model.paste_windows`, the same function the
+`Inpainter` uses, onto each window's own hole pixels only, tiles cross-faded over their
+overlaps. Classical engines (OpenCV Telea and Navier-Stokes) work on the whole image, here on
+the CPU: they never need an actor.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import spl_model
 from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 from .infer import current_node
-
-SIZE = spl_model.MODEL_SIZE
+from .prepare import unpack_plan, unpack_predictions
 
 
 def finish_batch(batch: pa.Table, *, engine: str, dilate: int = 0) -> pa.Table:
@@ -39,7 +39,9 @@ def finish_batch(batch: pa.Table, *, engine: str, dilate: int = 0) -> pa.Table:
                 row.update(restored=restored.tobytes(), changed=pack_bits(changed))
             except Exception as exc:  # one item never takes its neighbours down
                 row.update(status=ERROR, error=f"cannot paste the model's output: {exc}")
-        row.update(predictions=None, window_paste=None, windows=None, window_holes=None)
+        row.update(
+            predictions=None, window_paste=None, windows=None, window_holes=None, refine=None
+        )
         out.append(row)
     return table(out, WORK_SCHEMA)
 
@@ -49,23 +51,11 @@ def _pixels(row: dict[str, Any]) -> np.ndarray:
 
 
 def _paste(row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    image = _pixels(row)
-    restored = image.copy()
-    changed = np.zeros(image.shape[:2], bool)
-    boxes = np.asarray(row["window_boxes"], np.int64).reshape(-1, 6)
-    predictions = np.frombuffer(row["predictions"], np.uint8).reshape(-1, SIZE, SIZE, 3)
-    if len(predictions) != len(boxes):
-        raise ValueError(f"{len(predictions)} predictions for {len(boxes)} windows")
-    paste, at = row["window_paste"], 0
-    for (x0, y0, x1, y1, top, left), prediction in zip(boxes, predictions, strict=True):
-        size = (y1 - y0) * (x1 - x0)
-        nbytes = (size + 7) // 8
-        mask = unpack_bits(paste[at : at + nbytes], y1 - y0, x1 - x0)
-        at += nbytes
-        window = spl_model.Window((int(x0), int(y0), int(x1), int(y1)), mask)
-        changed[y0:y1, x0:x1] |= spl_model.paste_window(
-            restored, window, (int(top), int(left)), prediction
-        )
+    plan = unpack_plan(row["window_boxes"], row["window_paste"])
+    predictions = unpack_predictions(row["predictions"], len(plan.final))
+    restored = _pixels(row).copy()
+    offsets = [window.offset for window in plan.final]
+    changed = spl_model.paste_windows(restored, plan.final, offsets, predictions)
     return restored, changed
 
 

@@ -500,7 +500,7 @@ def merge_results(
     n = work.num_rows
     status = work["status"].to_pylist()
     errors = work["error"].to_pylist()
-    predictions: list[Any] = [None] * n
+    predictions = work["predictions"].to_pylist()  # rows not sent keep theirs
     infer_ms = work["infer_ms"].to_pylist()
     node = work["node"].to_pylist()
     sizes = work["infer_bytes"].to_pylist()
@@ -519,8 +519,9 @@ def merge_results(
                 status[i], errors[i] = "error", columns["error"][j]
                 continue
             predictions[i] = columns["predictions"][j]
-            infer_ms[i] = columns["infer_ms"][j]
-            sizes[i] = sent[i] + len(predictions[i])
+            # an item sent twice (coarse to fine) counts both calls
+            infer_ms[i] = (infer_ms[i] or 0.0) + columns["infer_ms"][j]
+            sizes[i] = (sizes[i] or 0) + sent[i] + len(predictions[i])
     updates = {
         "status": pa.array(status, pa.string()),
         "error": pa.array(errors, pa.string()),

@@ -1,10 +1,15 @@
 """Prepare stage (CPU): decoded rows in, rows with the model-size windows of each item out.
 
-Everything the device does not need to do happens here: the hole map is dilated, the
-windows are planned (`spl_model.cut_windows`, the same function the `Inpainter` uses), cut,
-resized to 256² and pre-filled when the generator reads pre-filled input. The infer stage then
-receives only `windows` and `window_holes`; `window_boxes` and `window_paste` stay here for the
-finish stage. Rows of classical engines (which work at full resolution) get no windows.
+Everything the device does not need to do happens here: the hole map is dilated, the windows
+are planned from the hole's shape (`spl_model.plan_windows`, the same planner the `Inpainter`
+uses), cut, resized to 256² and pre-filled when the generator reads pre-filled input. The
+whole plan travels with the row (`window_boxes`, `window_paste`); the infer stage receives only
+`windows` and `window_holes`.
+
+An item with thick holes goes to the actors twice (coarse to fine): first its coarse windows;
+then `refine_batch` pastes their fill into a working copy and cuts the final tiles from it,
+with the coarse fill as their pre-fill. Other items send their final windows at once. Rows of
+classical engines (which work at full resolution) get no windows.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ import numpy as np
 import pyarrow as pa
 
 import spl_model
+from spl_model.crops import Window, WindowPlan, cut_windows, paste_window, plan_windows
 
 from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
+
+SIZE = spl_model.MODEL_SIZE
+# Per window in `window_boxes`: box (4), offset in its padded square (2), core (4, -1 for
+# none), feather, group, pass (FIRST, FINAL or REFINING: a final tile over a coarse fill).
+BOX_FIELDS = 13
+FINAL, FIRST, REFINING = 0, 1, 2
 
 
 def prepare_batch(
@@ -31,32 +43,134 @@ def prepare_batch(
     """WORK_SCHEMA rows in and out; rows to restore with SPL gain their windows."""
     if engine in CLASSICAL_ENGINES:
         return batch
+    return _each_row(
+        batch, lambda row: prepare_row(row, strategy, dilate, prefill), "cannot cut model windows"
+    )
+
+
+def refine_batch(batch: pa.Table, *, prefill: str = "none", dilate: int = 0) -> pa.Table:
+    """Rows back from their coarse pass in, rows with their final windows out: the coarse
+    predictions are pasted into a copy of the image, and the final tiles cut from it."""
+    return _each_row(
+        batch,
+        lambda row: refine_row(row, prefill, dilate) if row.get("refine") else {},
+        "cannot refine the coarse fill",
+    )
+
+
+def needs_refine(batch: pa.Table) -> bool:
+    """Whether any row of an inferred batch still has its final pass to run."""
+    return any(
+        refine and not status
+        for refine, status in zip(
+            batch["refine"].to_pylist(), batch["status"].to_pylist(), strict=True
+        )
+    )
+
+
+def _each_row(batch: pa.Table, step: Any, failure: str) -> pa.Table:
     out = []
     for row in batch.to_pylist():
         if not row.get("status"):
             try:
-                row.update(prepare_row(row, strategy, dilate, prefill))
+                row.update(step(row))
             except Exception as exc:  # one item never takes its neighbours down
-                row.update(status=ERROR, error=f"cannot cut model windows: {exc}")
+                row.update(status=ERROR, error=f"{failure}: {exc}", refine=None)
         out.append(row)
     return table(out, WORK_SCHEMA)
 
 
 def prepare_row(row: dict[str, Any], strategy: str, dilate: int, prefill: str) -> dict:
-    """The window columns of one decoded row."""
-    height, width = row["height"], row["width"]
-    image = np.frombuffer(row["pixels"], np.uint8).reshape(height, width, 3)
-    hole = spl_model.dilate(unpack_bits(row["hole"], height, width), dilate)
-    cuts = spl_model.cut_windows(image, hole, strategy, size=spl_model.MODEL_SIZE)
-    windows = np.stack([cut.image for cut in cuts])
-    holes = np.stack([cut.hole for cut in cuts])
-    windows = spl_model.prefill_holes(windows, holes, prefill)
-    boxes = [v for cut in cuts for v in (*cut.window.box, *cut.offset)]
+    """The window columns of one decoded row: the plan, and the first windows to infer."""
+    image = _pixels(row)
+    hole = _hole(row, dilate)
+    plan = plan_windows(hole, strategy, refine=prefill != "none")
+    boxes, paste = pack_plan(plan)
+    sending = plan.first or plan.final
     return {
-        "windows": windows.tobytes(),
-        "window_holes": pack_bits(holes),
+        **_cut(image, hole, sending, None, prefill),
         "window_boxes": boxes,
-        "window_paste": b"".join(pack_bits(cut.window.paste) for cut in cuts),
-        "crops": len(cuts),
-        "crop_scale": max(cut.window.side for cut in cuts) / spl_model.MODEL_SIZE,
+        "window_paste": paste,
+        "refine": bool(plan.first),
+        "crops": len(plan),
+        "crop_scale": plan.scale,
     }
+
+
+def refine_row(row: dict[str, Any], prefill: str, dilate: int) -> dict:
+    """The final windows of a row whose coarse predictions came back."""
+    plan = unpack_plan(row["window_boxes"], row["window_paste"])
+    predictions = unpack_predictions(row["predictions"], len(plan.first))
+    work = _pixels(row).copy()
+    for window, prediction in zip(plan.first, predictions, strict=True):
+        paste_window(work, window, window.offset, prediction)
+    hole = _hole(row, dilate)
+    return {
+        **_cut(work, hole, plan.final, hole, prefill),
+        "predictions": None,
+        "refine": False,
+    }
+
+
+def _cut(
+    image: np.ndarray,
+    hole: np.ndarray,
+    windows: list[Window],
+    filled: np.ndarray | None,
+    prefill: str,
+) -> dict:
+    cuts = cut_windows(image, hole, windows, filled=filled, size=SIZE)
+    holes = np.stack([cut.hole for cut in cuts])
+    unfilled = np.stack([cut.unfilled for cut in cuts])
+    pixels = spl_model.prefill_holes(np.stack([cut.image for cut in cuts]), unfilled, prefill)
+    return {"windows": pixels.tobytes(), "window_holes": pack_bits(holes)}
+
+
+def _pixels(row: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
+
+
+def _hole(row: dict[str, Any], dilate: int) -> np.ndarray:
+    return spl_model.dilate(unpack_bits(row["hole"], row["height"], row["width"]), dilate)
+
+
+def pack_plan(plan: WindowPlan) -> tuple[list[int], bytes]:
+    """A plan as the `window_boxes` ints and the `window_paste` bytes of a work row."""
+    boxes: list[int] = []
+    paste = []
+    for first, windows in ((True, plan.first), (False, plan.final)):
+        for w in windows:
+            core = w.core if w.core is not None else (-1, -1, -1, -1)
+            stage = FIRST if first else REFINING if w.prefilled else FINAL
+            boxes += [*w.box, *w.offset, *core, w.feather, w.group, stage]
+            paste.append(pack_bits(w.paste))
+    return boxes, b"".join(paste)
+
+
+def unpack_plan(boxes: list[int], paste: bytes) -> WindowPlan:
+    """The plan `pack_plan` packed."""
+    fields = np.asarray(boxes, np.int64).reshape(-1, BOX_FIELDS)
+    first: list[Window] = []
+    final: list[Window] = []
+    at = 0
+    for x0, y0, x1, y1, _top, _left, c0, c1, c2, c3, feather, group, stage in fields:
+        nbytes = ((y1 - y0) * (x1 - x0) + 7) // 8
+        window = Window(
+            (int(x0), int(y0), int(x1), int(y1)),
+            unpack_bits(paste[at : at + nbytes], int(y1 - y0), int(x1 - x0)),
+            None if c0 < 0 else (int(c0), int(c1), int(c2), int(c3)),
+            int(feather),
+            int(group),
+            prefilled=stage == REFINING,
+        )
+        at += nbytes
+        (first if stage == FIRST else final).append(window)
+    return WindowPlan(first, final)
+
+
+def unpack_predictions(data: bytes, count: int) -> np.ndarray:
+    """The N×256×256×3 uint8 predictions of a row, checked against the windows sent."""
+    predictions = np.frombuffer(data, np.uint8).reshape(-1, SIZE, SIZE, 3)
+    if len(predictions) != count:
+        raise ValueError(f"{len(predictions)} predictions for {count} windows")
+    return predictions

@@ -21,9 +21,10 @@ from pipeline.stages.infer import (
     WINDOW_BYTES,
     InferActor,
     merge_results,
+    rows_to_infer,
     start_pool,
 )
-from pipeline.stages.prepare import prepare_batch
+from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,14 @@ def photo(seed: int, height: int, width: int) -> np.ndarray:
 
 def items() -> list[tuple[np.ndarray, np.ndarray]]:
     """Two far-apart holes, a narrow strip, a hole wider than the model (downscaled window),
-    an image smaller than the model (upscaled)."""
+    an image smaller than the model (upscaled), a thick hole seen coarse then refined beside
+    a thin line tiled at native scale."""
     shapes_and_holes = [
         ((300, 400), [(40, 50, 80, 100), (220, 300, 260, 380)]),
         ((90, 500), [(30, 200, 60, 260)]),
         ((600, 450), [(100, 80, 500, 400)]),
         ((128, 96), [(50, 30, 80, 70)]),
+        ((1200, 1300), [(500, 400, 780, 700), (100, 100, 106, 1200)]),
     ]
     out = []
     for seed, ((h, w), boxes) in enumerate(shapes_and_holes):
@@ -84,10 +87,15 @@ def decoded(pairs: list[tuple[np.ndarray, np.ndarray]]) -> pa.Table:
     )
 
 
-def infer(actor: InferActor, prepared: pa.Table) -> pa.Table:
-    rows = list(range(prepared.num_rows))
-    result = asyncio.run(actor.infer(prepared.select(list(REQUEST_COLUMNS))))
-    return merge_results(prepared, rows, result)
+def infer(actor: InferActor, prepared: pa.Table, dilate: int = 0) -> pa.Table:
+    """The infer stage as `plan.restore_units` runs it: items with a coarse pass go twice."""
+    while True:
+        rows = rows_to_infer(prepared)
+        request = prepared.select(list(REQUEST_COLUMNS)).take(rows)
+        inferred = merge_results(prepared, rows, asyncio.run(actor.infer(request)))
+        if not needs_refine(inferred):
+            return inferred
+        prepared = refine_batch(inferred, prefill="telea", dilate=dilate)
 
 
 @pytest.mark.parametrize(("strategy", "dilate"), [("crop", 0), ("crop", 3), ("resize", 0)])
@@ -97,7 +105,7 @@ def test_the_stages_restore_exactly_what_the_inpainter_restores(model_file, stra
         decoded(pairs), engine="spl", strategy=strategy, dilate=dilate, prefill="telea"
     )
     actor = InferActor(model_file, device="cpu", model_batch=64)
-    finished = finish_batch(infer(actor, prepared), engine="spl")
+    finished = finish_batch(infer(actor, prepared, dilate), engine="spl")
     inpainter = spl_model.Inpainter(
         model_file, device="cpu", strategy=strategy, dilate=dilate, batch_size=64
     )
@@ -109,11 +117,14 @@ def test_the_stages_restore_exactly_what_the_inpainter_restores(model_file, stra
         changed = unpack_bits(row["changed"], h, w)
         np.testing.assert_array_equal(changed, np.any(restored != image, axis=2))
         assert row["crops"] == info["crops"] and row["crop_scale"] == info["crop_scale"]
-        # only the windows and their holes went to the actor, their predictions came back
+        # only the windows and their holes went to the actor (all passes), predictions came back
         n = row["crops"]
         assert row["infer_bytes"] == n * (2 * WINDOW_BYTES + 256 * 256 // 8)
     assert finished.column("predictions").null_count == finished.num_rows  # payloads dropped
-    sent = prepared.select(list(REQUEST_COLUMNS)).nbytes
+    if strategy == "crop":  # the last item's thick hole went coarse, then fine, and was pasted
+        assert prepared["refine"].to_pylist() == [False] * 4 + [True]
+        assert finished.to_pylist()[-1]["crops"] >= 2 + 1100 // 256
+    sent = prepared.select(list(REQUEST_COLUMNS)).nbytes  # the first pass
     assert sent <= 1.2 * sum(row["crops"] for row in finished.to_pylist()) * WINDOW_BYTES
 
 
