@@ -66,6 +66,11 @@ def _two_floats(separator: str, example: str):
     "--hole-ratio", default="0.1:0.6", show_default=True, callback=_two_floats(":", "0.1:0.6")
 )
 @click.option(
+    "--stamp-masks", default=0.0, show_default=True, type=float,
+    help="Share of samples that are native-scale 256-px crops with a text, logo or scratch "
+    "mask (what the crop strategy's tiles see of a watermark); the rest use --hole-ratio.",
+)  # fmt: skip
+@click.option(
     "--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
     show_default=True, help="auto: bf16 autocast on CUDA, fp32 on CPU.",
 )  # fmt: skip

@@ -21,6 +21,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from spl_model.masks import random_mask
 from spl_model.prefill import prefill_holes
+from spl_model.stamps import tile_mask
 
 from ..storage import filesystem, read_bytes
 
@@ -61,19 +62,25 @@ def make_sample(
     rng: np.random.Generator,
     hole_ratio: tuple[float, float],
     prefill_method: str = "none",
+    stamp_masks: float = 0.0,
 ) -> dict[str, np.ndarray]:
-    """One training sample, all uint8: image 256²×3, image_512 512²×3, mask 256², prefilled."""
+    """One training sample, all uint8: image 256²×3, image_512 512²×3, mask 256², prefilled.
+
+    With probability `stamp_masks` the sample is what a native-scale tile of a watermarked
+    archive photo looks like: a 256-px crop (no resize) with a text, logo or scratch mask
+    (`spl_model.stamps.tile_mask`); otherwise a crop of any scale with a free-form mask."""
     height, width = photo.shape[:2]
     short = min(height, width)
     low = min(SIZE, short)
-    side = round(math.exp(rng.uniform(math.log(low), math.log(short))))
+    stamped = rng.random() < stamp_masks
+    side = low if stamped else round(math.exp(rng.uniform(math.log(low), math.log(short))))
     y0, x0 = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
     crop = photo[y0 : y0 + side, x0 : x0 + side]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     crop = np.ascontiguousarray(crop)
     image = _resize(crop, SIZE)
-    mask = random_mask(SIZE, SIZE, rng, hole_ratio)
+    mask = tile_mask(SIZE, rng) if stamped else random_mask(SIZE, SIZE, rng, hole_ratio)
     filled = prefill_holes(image[None], mask[None], prefill_method)[0]
     return {
         "image": image,
@@ -92,6 +99,7 @@ class PhotoCrops(IterableDataset):
         url: str,
         hole_ratio: tuple[float, float],
         prefill_method: str = "none",
+        stamp_masks: float = 0.0,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -101,6 +109,7 @@ class PhotoCrops(IterableDataset):
         self.files = files[rank::world_size] or files  # fewer files than ranks: all share
         self.url, self.storage_options = url, storage_options
         self.hole_ratio, self.prefill_method = hole_ratio, prefill_method
+        self.stamp_masks = stamp_masks
         self.seed, self.rank, self.max_side = seed, rank, max_side
 
     def photos(self) -> list[np.ndarray]:
@@ -125,4 +134,4 @@ class PhotoCrops(IterableDataset):
         photos = self.photos()
         while True:
             photo = photos[int(rng.integers(len(photos)))]
-            yield make_sample(photo, rng, self.hole_ratio, self.prefill_method)
+            yield make_sample(photo, rng, self.hole_ratio, self.prefill_method, self.stamp_masks)

@@ -61,6 +61,7 @@ class TrainConfig:
     gan_weight: float = 1.0
     prior_weight: float = 1.0
     hole_ratio: tuple[float, float] = (0.1, 0.6)
+    stamp_masks: float = 0.0  # share of samples with watermark-shaped masks at native scale
     precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
     launcher: str = "ray"
     workers: int = 1
@@ -97,6 +98,8 @@ class TrainConfig:
         if not 0 <= low < high <= 1:
             raise ConfigError(f"`hole_ratio` must be LOW:HIGH within [0, 1], got {self.hole_ratio}")
         self.hole_ratio = (low, high)
+        if not 0 <= float(self.stamp_masks) <= 1:
+            raise ConfigError(f"`stamp_masks` must be within [0, 1], got {self.stamp_masks}")
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
 
     def generator_config(self) -> GeneratorConfig:
@@ -200,8 +203,8 @@ def train_loop(
     files = list_images(config.images, config.storage_options)
     data = PhotoCrops(
         files, config.images, config.hole_ratio, generator.config.prefill,
-        seed=config.seed + trainer.step_count, rank=rank, world_size=world,
-        storage_options=config.storage_options,
+        stamp_masks=config.stamp_masks, seed=config.seed + trainer.step_count, rank=rank,
+        world_size=world, storage_options=config.storage_options,
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(
         data,
