@@ -1,4 +1,7 @@
-"""The paper's evaluation protocol, run through the restore pipeline for any number of engines.
+"""Evaluation protocols, run through the restore pipeline for any number of engines.
+
+`crops` (the paper's protocol, below) scores 256² crops; `archive` (pipeline/evaluate_archive.py)
+stamps watermarks and objects on full-size photos and scores inside the hole.
 
 1. Every photo under IMAGES is centre-cropped to a square and resized to 256² (as the release's
    test loader does); for each hole-ratio bucket (0-10%, ..., 50-60%) a free-form mask is drawn
@@ -27,6 +30,7 @@ from PIL import Image, ImageOps
 
 from spl_model.masks import random_mask
 
+from . import evaluate_archive
 from .config import RestoreConfig
 from .ledger import latest_rows
 from .run import run_restore
@@ -47,15 +51,23 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
+PROTOCOLS = ("crops", "archive")
+DEFAULT_ENGINES = ("default", "spl-small")  # names of the bundled model
+CLASSICAL = ("opencv-telea", "opencv-ns")
+
+
 @dataclass
 class EvaluateConfig:
     images: str
     output: str
-    engines: list[str] = field(default_factory=list)  # OpenCV engine names
+    engines: list[str] = field(default_factory=list)  # OpenCV names, or `default` (bundled)
     checkpoints: list[str] = field(default_factory=list)  # SPL weights, one engine each
     seed: int = 0
     limit: int | None = None  # at most this many photos
     batch_size: int = 8
+    protocol: str = "crops"
+    kinds: list[str] = field(default_factory=lambda: list(evaluate_archive.KINDS))
+    max_side: int | None = None  # archive protocol: cap the photos' long side
     storage_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -93,37 +105,92 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
     """Run every engine on the same pairs; returns (per-image rows, Markdown table)."""
     if not (config.engines or config.checkpoints):
         raise ValueError("name at least one --engine or --checkpoint to evaluate")
-    keys = build_pairs(config)
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {config.protocol!r}")
+    engines = _engines(config)
     out_fs, root = filesystem(config.output, config.storage_options)
+    if config.protocol == "archive":
+        items = evaluate_archive.build_archive_pairs(
+            config.images, config.output, config.seed, config.kinds, config.limit,
+            config.max_side, config.storage_options,
+        )  # fmt: skip
+        spec = evaluate_archive.restore_spec(config.output)
+    else:
+        keys = build_pairs(config)
+        spec = {"images": f"{config.output.rstrip('/')}/inputs", "format": "parquet",
+                "strategy": "resize", "output_format": "png"}  # fmt: skip
     results = []
-    for name, spec in _engines(config):
+    for name, engine in engines:
         engine_out = f"{config.output.rstrip('/')}/engines/{name}"
         run_restore(
             RestoreConfig.from_dict(
                 {
-                    "images": f"{config.output.rstrip('/')}/inputs",
-                    "format": "parquet",
+                    **spec,
                     "output": engine_out,
-                    "strategy": "resize",
-                    "output_format": "png",
                     "batch_size": config.batch_size,
                     "overwrite": True,  # new pairs (seed, photos, limit) reuse the same keys
                     "storage_options": config.storage_options,
-                    **spec,
+                    **engine,
                 }
             )
         )
-        rows = latest_rows(engine_out, config.storage_options)
-        results.append(_result_rows(name, rows, keys))
-    table = pa.concat_tables(results)
+        if config.protocol == "crops":
+            rows = latest_rows(engine_out, config.storage_options)
+            results.append(_result_rows(name, rows, keys))
+    if config.protocol == "archive":
+        table = evaluate_archive.score_engines(
+            items, [name for name, _ in engines], config.images, config.output,
+            config.max_side, config.storage_options,
+        )  # fmt: skip
+        markdown = kind_table(table)
+    else:
+        table = pa.concat_tables(results)
+        markdown = bucket_table(table)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     atomic_write(
         out_fs, posixpath.join(root, "results", "results.parquet"), sink.getvalue().to_pybytes()
     )
-    markdown = bucket_table(table)
     atomic_write(out_fs, posixpath.join(root, "table.md"), markdown.encode())
     return table, markdown
+
+
+def kind_table(table: pa.Table) -> str:
+    """Archive protocol: mean PSNR / SSIM inside the hole per (stamp kind, engine), and how the
+    first model engine does against the better OpenCV engine of each item."""
+    rows = table.to_pylist()
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    model = next((e for e in engines if e not in CLASSICAL), None)
+    classical = [e for e in engines if e in CLASSICAL]
+    compare = model is not None and bool(classical)
+    header = "| stamp | " + " | ".join(f"{e} PSNR / SSIM" for e in engines)
+    header += f" | {model} − best OpenCV (dB) | {model} wins |" if compare else " |"
+    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    kinds = list(dict.fromkeys(r["bucket"] for r in rows))
+    for kind in [*kinds, "all"]:
+        mine = [r for r in rows if kind in ("all", r["bucket"])]
+        by = {(r["engine"], r["key"]): r for r in mine}
+        keys = sorted({r["key"] for r in mine})
+        cells = []
+        for engine in engines:
+            scores = [by[(engine, k)] for k in keys if (engine, k) in by]
+            finite = [r["psnr"] for r in scores if np.isfinite(r["psnr"])]
+            cells.append(
+                f"{np.mean(finite):.2f} / {np.mean([r['ssim'] for r in scores]):.3f}"
+                if scores else "–"
+            )  # fmt: skip
+        line = f"| {kind} | " + " | ".join(cells) + " |"
+        if compare:
+            pairs = [
+                (by[(model, k)]["psnr"], max(by[(e, k)]["psnr"] for e in classical))
+                for k in keys
+                if (model, k) in by and all((e, k) in by for e in classical)
+            ]
+            gain = np.mean([a - b for a, b in pairs]) if pairs else float("nan")
+            wins = sum(a > b for a, b in pairs)
+            line += f" {gain:+.2f} | {wins} / {len(pairs)} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def bucket_table(table: pa.Table) -> str:
@@ -154,7 +221,17 @@ def bucket_table(table: pa.Table) -> str:
 
 
 def _engines(config: EvaluateConfig) -> list[tuple[str, dict[str, Any]]]:
-    chosen: list[tuple[str, dict[str, Any]]] = [(e, {"engine": e}) for e in config.engines]
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    for name in config.engines:
+        if name in DEFAULT_ENGINES:
+            chosen.append((name, {"engine": "spl"}))  # no checkpoint: the bundled weights
+        elif name in CLASSICAL:
+            chosen.append((name, {"engine": name}))
+        else:
+            raise ValueError(
+                f"unknown engine {name!r}; choose from {[*CLASSICAL, *DEFAULT_ENGINES]} "
+                "(or pass SPL weights with --checkpoint)"
+            )
     for checkpoint in config.checkpoints:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePosixPath(checkpoint.split("?")[0]).stem)
         chosen.append((f"spl-{stem}", {"engine": "spl", "checkpoint": checkpoint}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from skimage import data
 
 from pipeline.evaluate import BUCKETS, EvaluateConfig, build_pairs, run_evaluation
+from pipeline.training.data import make_sample
 from pipeline.training.train import TrainConfig, read_latest, run_training
 from spl_model import build_generator, load_generator, save_generator
 
@@ -84,6 +86,24 @@ def test_a_bad_training_option_is_refused_by_name(photos, tmp_path):
         TrainConfig(images=str(photos), output=str(tmp_path), launcher="local", workers=2)
 
 
+def test_stamp_masks_train_on_native_scale_crops_with_watermark_shaped_holes():
+    photo = data.astronaut()
+    rng = np.random.default_rng(0)
+    samples = [make_sample(photo, rng, (0.3, 0.4), stamp_masks=1.0) for _ in range(12)]
+    for sample in samples:
+        image, mask = sample["image"], sample["mask"].astype(bool)
+        # a 256-px crop of the photo itself (maybe mirrored): no resize, strokes keep their width
+        exact = []
+        for crop in (image, np.ascontiguousarray(image[:, ::-1])):
+            scores = cv2.matchTemplate(photo, crop, cv2.TM_SQDIFF)
+            y, x = np.unravel_index(scores.argmin(), scores.shape)
+            exact.append((photo[y : y + 256, x : x + 256] == crop).all())
+        assert any(exact)
+        assert 0 < mask.mean() < 0.3  # thin marks, not the 30-40 % free-form holes
+    with pytest.raises(ValueError, match="`stamp_masks`"):
+        TrainConfig(images="x", output="y", stamp_masks=1.5)
+
+
 def test_evaluation_pairs_are_fixed_by_the_seed_and_fall_in_their_buckets(photos, tmp_path):
     def pairs(seed: int, name: str):
         build_pairs(EvaluateConfig(images=str(photos), output=str(tmp_path / name), seed=seed))
@@ -132,3 +152,30 @@ def test_evaluation_scores_engines_side_by_side_per_bucket(ray_local, photos, tm
         for b in ("0-10%", "50-60%")
     }
     assert len(telea) == 12 and by_bucket["0-10%"] > by_bucket["50-60%"]  # bigger holes score lower
+
+
+def test_archive_protocol_stamps_full_size_photos_and_scores_inside_the_hole(
+    ray_local, photos, tmp_path
+):
+    out = tmp_path / "archive"
+    config = EvaluateConfig(
+        images=str(photos), output=str(out), engines=["default", "opencv-telea"],
+        protocol="archive", kinds=["text", "blob"], limit=2,
+    )  # fmt: skip
+    table, markdown = run_evaluation(config)
+    rows = table.to_pylist()
+    keys = {r["key"] for r in rows}
+    assert len(rows) == 2 * 2 * 2 and {k.split("/")[0] for k in keys} == {"text", "blob"}
+    assert {r["engine"] for r in rows} == {"default", "opencv-telea"}
+    assert all(r["psnr"] > 10 and 0 < r["ssim"] <= 1 and 0 < r["hole_ratio"] < 0.1 for r in rows)
+    # The stamped input is a JPEG at the photo's full size; each engine's output keeps it.
+    for key in keys:
+        stamped = Image.open(out / "inputs" / "archive" / "images" / f"{key}.jpg")
+        source = Image.open(photos / f"{key.split('_', 1)[1]}.jpg")
+        restored = Image.open(out / "engines" / "default" / "images" / f"{key}.jpg")
+        assert stamped.size == source.size == restored.size
+        strip = Image.open(out / "crops" / f"{key}.png")  # input, two engines, clean
+        assert strip.height >= 4 * 22
+    lines = markdown.splitlines()
+    assert lines[2].startswith("| text |") and lines[-1].startswith("| all |")
+    assert "default − best OpenCV" in lines[0] and (out / "table.md").read_text() == markdown
