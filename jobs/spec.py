@@ -19,6 +19,7 @@ from pipeline.config import (
     DEVICES,
     ENGINES,
     FORMATS,
+    MARK_COLORS,
     MASK_ORIENTATIONS,
     OUTPUT_FORMATS,
     OUTPUT_LAYOUTS,
@@ -41,6 +42,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "output_layout": OUTPUT_LAYOUTS,
     "mask_anchor": ANCHORS,
     "mask_orientation": MASK_ORIENTATIONS,
+    "mark_color": tuple(MARK_COLORS),
 }
 # (help, metavar) per key; keys the pipeline adds later still get a flag, with a generic help.
 HELP: dict[str, tuple[str, str | None]] = {
@@ -72,6 +74,12 @@ HELP: dict[str, tuple[str, str | None]] = {
         "PX",
     ),
     "mask_min_score": ("Below this match score an image is skipped, never filled.", "S"),
+    "mask_alpha": (
+        "The template's opacity map (alpha.png of `spl watermark detect`): where the mark is "
+        "light, the photo under it is recovered (de-blended) instead of inpainted.",
+        "FILE",
+    ),
+    "mark_color": ("The semi-transparent mark's colour, for de-blending.", None),
     "mask_orientation": (
         "Masks are drawn on the image as displayed (EXIF orientation applied) or on its "
         "stored pixels.",

@@ -25,6 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
 OUTPUT_LAYOUTS = ("auto", "files", "webdataset", "parquet")  # auto: the input's own layout
 MASK_ORIENTATIONS = ("display", "stored")  # masks drawn on the upright image, or on its pixels
+MARK_COLORS = {"white": (255, 255, 255), "black": (0, 0, 0)}  # a light mark's colour (RGB)
 ANCHORS = (
     "fill",
     "center",
@@ -95,6 +96,8 @@ class RestoreConfig:
     mask_search: int = 0  # px: find the template near its place in each image (0: off)
     mask_min_score: float = 0.3  # below this match score an image is skipped, not filled
     mask_orientation: str = "display"  # masks follow the image's EXIF orientation (see decode)
+    mask_alpha: str | None = None  # the template's opacity map: light parts are de-blended
+    mark_color: str = "white"  # the mark's colour, for de-blending: white | black
     format: str = "auto"
     checkpoint: str | None = None
     engine: str | None = None
@@ -230,6 +233,9 @@ class RestoreConfig:
         self.mask_min_score = _float("mask_min_score", self.mask_min_score, low=0.0)
         if self.mask_search and not self.mask_template and not self.masks:
             raise ConfigError("`mask_search` needs a `mask_template`")
+        if self.mask_alpha and not self.mask_template:
+            raise ConfigError("`mask_alpha` needs the `mask_template` it is the opacity map of")
+        _choice("mark_color", self.mark_color, tuple(MARK_COLORS))
         if self.mask_scale is not None:
             self.mask_scale = _float("mask_scale", self.mask_scale, low=1e-6)
             if self.mask_scale > 1:
@@ -311,6 +317,11 @@ class RestoreConfig:
                 if self.mask_search
                 else {}
             ),
+            **(
+                {"mask_alpha": self.mask_alpha, "mark_color": self.mark_color}
+                if self.mask_alpha
+                else {}
+            ),
             "output_format": self.output_format,
             "output_quality": self.output_quality,
             **({"output_layout": output_layout} if output_layout != "files" else {}),
@@ -335,7 +346,8 @@ class RestoreConfig:
         """The config as a dict with credentials replaced by `***` (safe to write to OUT)."""
         data = self.to_dict()
         data["storage_options"] = redact(data.get("storage_options") or {})
-        for name in ("images", "masks", "mask_template", "output", "checkpoint", "ray_address"):
+        urls = ("images", "masks", "mask_template", "mask_alpha", "output", "checkpoint")
+        for name in (*urls, "ray_address"):
             if isinstance(data.get(name), str):
                 data[name] = redact_url(data[name])
         data["mask_offset"] = list(self.mask_offset)

@@ -160,6 +160,7 @@ def build_dataset(
     run_id: str,
     settings_id: str,
     template: bytes | None = None,
+    alpha: bytes | None = None,
     output_layout: str = "files",
 ) -> Any:
     """The run's dataset over `work` (pipeline.work.Work): its shard units, or its pairs' unit
@@ -185,6 +186,7 @@ def build_dataset(
         run_id=run_id,
         settings_id=settings_id,
         template=template,
+        alpha=alpha,
         output_layout=output_layout,
     )
     held = batch * (BLOCKS_IN_FLIGHT + 1)
@@ -211,6 +213,7 @@ def stage_options(
     run_id: str,
     settings_id: str,
     template: bytes | None = None,
+    alpha: bytes | None = None,
     output_layout: str = "files",
 ) -> dict[str, dict[str, Any]]:
     """The keyword arguments of each stage of `restore_units`, from the job's config."""
@@ -224,6 +227,7 @@ def stage_options(
         },
         "decode": {
             "template": template,
+            "alpha": alpha,
             "anchor": config.mask_anchor,
             "offset": config.mask_offset,
             "scale": config.mask_scale,
@@ -239,7 +243,11 @@ def stage_options(
             "prefill": model.prefill,
         },
         "refine": {"prefill": model.prefill, "dilate": config.dilate},
-        "finish": {"engine": model.engine, "dilate": config.dilate},
+        "finish": {
+            "engine": model.engine,
+            "dilate": config.dilate,
+            "mark_color": config.mark_color,
+        },
         "write": {
             "output": config.output,
             "storage_options": config.io_options,

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from . import shards
 from .compact import compact
-from .config import RestoreConfig
+from .config import ConfigError, RestoreConfig, redact_url
 from .crashes import start_journal
 from .lease import Lease
 from .model import choose_model
@@ -80,6 +80,22 @@ def _run(
         scratch.remove()
 
 
+def _opacity_map(config: RestoreConfig, template: bytes | None) -> bytes | None:
+    """The `mask_alpha` file's bytes, checked once against the template it belongs to."""
+    if not config.mask_alpha or template is None:
+        return None
+    from .stages.template import place_alpha, template_hole
+
+    fs, path = filesystem(config.mask_alpha, config.io_options, config.io_retries)
+    alpha = read_bytes(fs, path, config.io_retries)
+    shape = template_hole(template).shape
+    try:
+        place_alpha(alpha, shape, shape)
+    except Exception as exc:
+        raise ConfigError(f"`mask_alpha` {redact_url(config.mask_alpha)!r}: {exc}") from None
+    return alpha
+
+
 def _run_work(
     config: RestoreConfig, work: Work, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
@@ -89,6 +105,7 @@ def _run_work(
     if listing.template_url:
         fs, path = filesystem(listing.template_url, config.io_options, config.io_retries)
         template = read_bytes(fs, path, config.io_retries)
+    alpha = _opacity_map(config, template)
     res = resources(config)
     summary = _summary(config, run_id, model, settings_id, listing, started_at)
     summary["output_layout"] = layout
@@ -143,6 +160,7 @@ def _run_work(
                 run_id=run_id,
                 settings_id=settings_id,
                 template=template,
+                alpha=alpha,
                 output_layout=layout,
             )
             _consume(ds, sink, progress, publisher)

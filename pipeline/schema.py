@@ -67,6 +67,10 @@ WORK_SCHEMA = pa.schema(
         ("node", pa.string()),
         ("mask_score", pa.float64()),  # watermark match score (mask_search)
         ("mask_shift", pa.string()),  # "dx,dy" px from the template's expected place
+        # the template's opacity inside the hole (uint8, in the box x0, y0, x1, y1): its light
+        # pixels are de-blended by the finish stage (`mask_alpha`)
+        ("alpha", pa.large_binary()),
+        ("alpha_box", pa.list_(pa.int32())),
         # shard outputs (pipeline/shards.py): the output shard, the item's place in it, and on
         # the shard's last item the number of items it holds
         ("shard", pa.string()),

@@ -9,7 +9,8 @@
    the box, pixel-fixed when the groups of different sizes agree on the offset in pixels,
    relative otherwise. Nothing consistent: a plain sentence, and no template is written.
 Outputs in OUTPUT: template.png (white = hole), alpha.png (estimated opacity), placement.yaml
-(a job-spec fragment for `spl restore --config`), preview.png, detection.json.
+(a job-spec fragment for `spl restore --config`: template, opacity map and mark colour for
+de-blending, placement), preview.png, detection.json.
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def _placement(best: Estimate, found: list[Estimate]) -> dict[str, Any]:
     else:
         offset, scale = f"{dx},{dy}", None
     return {"mask_anchor": anchor, "mask_offset": offset, "mask_scale": scale,
-            "mask_search": SEARCH_PX}  # fmt: skip
+            "mask_search": SEARCH_PX, "mark_color": best.color}  # fmt: skip
 
 
 def _axis(low: int, high: int, size: int, names: tuple[str, str]) -> tuple[str, int]:
@@ -234,8 +235,9 @@ def _write(config: DetectConfig, detection: Detection, best: Estimate, images: l
     template_path = posixpath.join(root, "template.png")
     atomic_write(fs, template_path, detection.template)
     alpha = np.rint(best.alpha * 255).astype(np.uint8)
-    atomic_write(fs, posixpath.join(root, "alpha.png"), _png(alpha))
-    spec = {"mask_template": full_url(fs, template_path),
+    alpha_path = posixpath.join(root, "alpha.png")
+    atomic_write(fs, alpha_path, _png(alpha))
+    spec = {"mask_template": full_url(fs, template_path), "mask_alpha": full_url(fs, alpha_path),
             **{k: v for k, v in detection.placement.items() if v is not None}}  # fmt: skip
     atomic_write(fs, posixpath.join(root, "placement.yaml"), yaml.safe_dump(spec).encode())
     atomic_write(fs, posixpath.join(root, "preview.png"), preview(best, images))
@@ -288,6 +290,6 @@ def resolve_auto_template(config: RestoreConfig) -> RestoreConfig:
         raise ConfigError(f"`mask_template` auto: {detection.message}")
     placement = detection.placement
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    fields.update(placement, mask_template=out + "/template.png")
+    fields.update(placement, mask_template=out + "/template.png", mask_alpha=out + "/alpha.png")
     fields["mask_search"] = config.mask_search or placement["mask_search"]
     return RestoreConfig.from_dict(fields)  # validated again, like any spec

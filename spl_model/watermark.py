@@ -32,6 +32,7 @@ class Estimate:
     mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # in the box
     alpha: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     strength: float = 0.0  # peak median gradient over the images' typical gradient
+    color: str = "white"  # the mark lightens the images (white) or darkens them (black)
 
 
 def gray(image: np.ndarray) -> np.ndarray:
@@ -128,8 +129,10 @@ def estimate(
     bx0, by0, bx1, by1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     box = (x0 + bx0, y0 + by0, x0 + bx1, y0 + by1)
     mask = inside[by0:by1, bx0:bx1]
-    alpha = opacity(images, box, mask, float(np.sign(contrast[inside].mean()) or 1.0))
-    return Estimate(True, "", (height, width), len(images), box, mask, alpha, strength)
+    sign = float(np.sign(contrast[inside].mean()) or 1.0)
+    alpha = opacity(images, box, mask, sign)
+    color = "white" if sign > 0 else "black"
+    return Estimate(True, "", (height, width), len(images), box, mask, alpha, strength, color)
 
 
 def opacity(

@@ -59,9 +59,10 @@ def decode_batch(
     search: int = 0,
     min_score: float = 0.3,
     mask_orientation: str = "display",
+    alpha: bytes | None = None,
 ) -> pa.Table:
     out = []
-    placement = Placement(template, anchor, offset, scale, search, min_score)
+    placement = Placement(template, anchor, offset, scale, search, min_score, alpha)
     for row in batch.to_pylist():
         if row.get("status"):
             out.append(row)
@@ -73,6 +74,16 @@ def decode_batch(
         except Exception as exc:  # never let one item take its neighbours down
             out.append(_fail(row, f"unexpected decode failure: {type(exc).__name__}: {exc}"))
     return table(out, WORK_SCHEMA)
+
+
+def _alpha_columns(alpha: np.ndarray, hole: np.ndarray) -> dict[str, Any]:
+    """The placed opacity map inside the hole, cut to the box of its non-zero pixels."""
+    alpha = np.where(hole, alpha, 0).astype(np.uint8)
+    ys, xs = np.nonzero(alpha)
+    if len(ys) == 0:
+        return {}
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return {"alpha": alpha[y0:y1, x0:x1].tobytes(), "alpha_box": [x0, y0, x1, y1]}
 
 
 def decode_row(
@@ -105,6 +116,8 @@ def decode_row(
             row.update(status=SKIPPED, error=str(exc), mask_score=exc.score)
             return row
         row.update(mask_score=score, mask_shift=shift)
+        if placement.alpha is not None:
+            row.update(_alpha_columns(placement.place_alpha((height, width), shift), hole))
     else:
         mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
         hole = _mask_hole(mask_img, (height, width), orientation, mask_orientation)

@@ -16,16 +16,21 @@ import numpy as np
 import pyarrow as pa
 
 import spl_model
+from spl_model.deblend import deblend
 
+from ..config import MARK_COLORS
 from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 from .infer import current_node
 from .prepare import unpack_plan, unpack_predictions
 
 
-def finish_batch(batch: pa.Table, *, engine: str, dilate: int = 0) -> pa.Table:
+def finish_batch(
+    batch: pa.Table, *, engine: str, dilate: int = 0, mark_color: str = "white"
+) -> pa.Table:
     """WORK_SCHEMA rows in and out: `restored` and `changed` set on the rows to restore, the
-    model's payloads dropped."""
+    model's payloads dropped. Rows with a template opacity map (`alpha`) get the mark's light
+    pixels de-blended (`spl_model/deblend.py`) over the fill."""
     out = []
     node = current_node()[0] if engine in CLASSICAL_ENGINES else None
     for row in batch.to_pylist():
@@ -36,6 +41,8 @@ def finish_batch(batch: pa.Table, *, engine: str, dilate: int = 0) -> pa.Table:
                     row["node"] = node
                 else:
                     restored, changed = _paste(row)
+                if row.get("alpha"):
+                    _deblend(row, restored, changed, MARK_COLORS[mark_color])
                 row.update(restored=restored.tobytes(), changed=pack_bits(changed))
             except Exception as exc:  # one item never takes its neighbours down
                 row.update(status=ERROR, error=f"cannot paste the model's output: {exc}")
@@ -44,6 +51,18 @@ def finish_batch(batch: pa.Table, *, engine: str, dilate: int = 0) -> pa.Table:
         )
         out.append(row)
     return table(out, WORK_SCHEMA)
+
+
+def _deblend(
+    row: dict[str, Any], restored: np.ndarray, changed: np.ndarray, color: tuple[int, int, int]
+) -> None:
+    """De-blend the mark's light pixels in place, in the opacity map's box (inside the hole)."""
+    x0, y0, x1, y1 = row["alpha_box"]
+    alpha = np.frombuffer(row["alpha"], np.uint8).reshape(y1 - y0, x1 - x0) / 255.0
+    source = _pixels(row)[y0:y1, x0:x1]
+    box = deblend(source, restored[y0:y1, x0:x1], alpha, color)
+    restored[y0:y1, x0:x1] = box
+    changed[y0:y1, x0:x1] = np.any(box != source, axis=2)
 
 
 def _pixels(row: dict[str, Any]) -> np.ndarray:

@@ -45,29 +45,59 @@ def place_template(
     scale: float | None = None,
 ) -> np.ndarray:
     """The hole map (bool H x W) of the template placed on an image of `shape` = (H, W)."""
-    height, width = shape
     bits = template_hole(data)
     if anchor == "fill":
-        return prepare_mask(bits.astype(np.uint8) * 255, (height, width))
-    th, tw = bits.shape
+        return prepare_mask(bits.astype(np.uint8) * 255, shape)
+    return _place(bits.astype(np.uint8) * 255, shape, anchor, offset, scale) > 127
+
+
+def place_alpha(
+    data: bytes,
+    template_shape: tuple[int, int],
+    shape: tuple[int, int],
+    anchor: str = "fill",
+    offset: tuple[str, str] = ("0", "0"),
+    scale: float | None = None,
+) -> np.ndarray:
+    """The template's opacity map (an 8-bit image the template's size) placed on an image of
+    `shape` exactly as `place_template` places the template: uint8 H x W."""
+    with Image.open(io.BytesIO(data)) as img:
+        alpha = np.asarray(img.convert("L"))
+    if alpha.shape != template_shape:
+        raise ValueError(
+            f"the opacity map is {alpha.shape[1]}x{alpha.shape[0]} but the mask template is "
+            f"{template_shape[1]}x{template_shape[0]}: they must be the same size"
+        )
+    if anchor == "fill":
+        return np.asarray(Image.fromarray(alpha).resize(shape[::-1], Image.Resampling.BILINEAR))
+    return _place(alpha, shape, anchor, offset, scale)
+
+
+def _place(
+    values: np.ndarray,
+    shape: tuple[int, int],
+    anchor: str,
+    offset: tuple[str, str],
+    scale: float | None,
+) -> np.ndarray:
+    """A uint8 patch pinned at `anchor`, `offset` inward, scaled to `scale` x the width."""
+    height, width = shape
+    th, tw = values.shape
     if scale is not None:
         new_w = max(1, round(width * scale))
         new_h = max(1, round(new_w * th / tw))
         if (new_w, new_h) != (tw, th):
-            patch = Image.fromarray(bits.astype(np.uint8) * 255).resize(
-                (new_w, new_h), Image.Resampling.BILINEAR
-            )
-            bits = np.asarray(patch) > 127
-            th, tw = new_h, new_w
+            patch = Image.fromarray(values).resize((new_w, new_h), Image.Resampling.BILINEAR)
+            values, th, tw = np.asarray(patch), new_h, new_w
     dx, dy = _pixels(offset[0], width), _pixels(offset[1], height)
     x = _position(anchor, "left", "right", width, tw, dx)
     y = _position(anchor, "top", "bottom", height, th, dy)
-    hole = np.zeros((height, width), dtype=bool)
+    placed = np.zeros((height, width), dtype=np.uint8)
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + tw, width), min(y + th, height)
     if x1 > x0 and y1 > y0:
-        hole[y0:y1, x0:x1] = bits[y0 - y : y1 - y, x0 - x : x1 - x]
-    return hole
+        placed[y0:y1, x0:x1] = values[y0 - y : y1 - y, x0 - x : x1 - x]
+    return placed
 
 
 def _pixels(text: str, size: int) -> int:
@@ -101,6 +131,7 @@ class Placement:
     scale: float | None = None
     search: int = 0
     min_score: float = 0.3
+    alpha: bytes | None = None  # the template's opacity map (`mask_alpha`)
 
     def place(self, rgb: np.ndarray) -> tuple[np.ndarray, float | None, str | None]:
         """(hole map, match score, "dx,dy") for one RGB image; score and shift are None
@@ -122,11 +153,21 @@ class Placement:
             )
         return _shifted(hole, dx, dy), round(score, 4), f"{dx},{dy}"
 
+    def place_alpha(self, shape: tuple[int, int], shift: str | None) -> np.ndarray:
+        """The opacity map (uint8 H x W) where `place` put the template ("dx,dy" `shift`)."""
+        assert self.template is not None and self.alpha is not None
+        th, tw = template_hole(self.template).shape
+        alpha = place_alpha(self.alpha, (th, tw), shape, self.anchor, self.offset, self.scale)
+        if shift is None:
+            return alpha
+        dx, dy = (int(v) for v in shift.split(","))
+        return _shifted(alpha, dx, dy)
+
 
 def _shifted(hole: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """`hole` moved by (dx, dy); what moves past the border is cut off."""
     out = np.zeros_like(hole)
-    h, w = hole.shape
+    h, w = hole.shape[:2]
     src = hole[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
     out[max(0, dy) : max(0, dy) + src.shape[0], max(0, dx) : max(0, dx) + src.shape[1]] = src
     return out

@@ -35,6 +35,8 @@ def make(**extra) -> RestoreConfig:
         ({"engine": "opencv-ns", "checkpoint": "w.pth"}, ["checkpoint", "opencv-ns"]),
         ({"retry_failed": True, "overwrite": True}, ["retry_failed", "overwrite"]),
         ({"mask_template": "t.png"}, ["masks", "mask_template"]),
+        ({"mask_alpha": "alpha.png"}, ["mask_alpha", "mask_template"]),
+        ({"mark_color": "red"}, ["mark_color", "white", "black"]),
     ],
 )
 def test_bad_values_name_the_field_and_the_choices(extra, names):

@@ -86,3 +86,36 @@ def test_an_archive_without_a_watermark_gets_no_template_and_no_blind_fill(ray_l
         run_restore(RestoreConfig.from_dict(
             {"images": str(clean), "mask_template": "auto", "output": str(tmp_path / "out")}
         ))  # fmt: skip
+
+
+def test_a_light_mark_is_de_blended_with_the_detected_opacity(ray_local, archive, tmp_path):
+    """The 45 %-opaque logo: restoring with the placement's `mask_alpha` recovers the photo
+    under the mark better than filling the whole mark, and writes nothing outside the hole."""
+    root, stamped = archive
+    detect_watermark(DetectConfig(images=str(root), output=str(tmp_path / "det")))
+    spec = yaml.safe_load((tmp_path / "det" / "placement.yaml").read_text())
+    assert spec["mask_alpha"].endswith("alpha.png") and spec["mark_color"] == "white"
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    chosen = [i for i in range(1, 150, 3) if stamped.shifts[i] == (0, 0)][:12]
+    for i in chosen:
+        (subset / f"{i:03d}.png").write_bytes((root / f"{i:03d}.png").read_bytes())
+    template = (tmp_path / "det" / "template.png").read_bytes()
+    offset = tuple(spec["mask_offset"].split(","))
+    scores = {}
+    for name, extra in (("fill", {"mask_alpha": None}), ("deblend", {})):
+        out = tmp_path / name
+        summary = run_restore(RestoreConfig.from_dict(
+            {**spec, **extra, "images": str(subset), "output": str(out), "batch_size": 12,
+             "engine": "opencv-telea", "progress_bars": False, "mask_search": 0}
+        ))  # fmt: skip
+        assert summary["counts"]["ok"] == len(chosen), summary["counts"]
+        scores[name] = []
+        for i in chosen:
+            restored = np.asarray(Image.open(out / "images" / f"{i:03d}.png").convert("RGB"))
+            placed = place_template(template, restored.shape[:2], "bottom-right", offset)
+            np.testing.assert_array_equal(restored[~placed], stamped.images[i][~placed])
+            hole = stamped.masks[i]
+            scores[name].append(psnr(restored[hole], stamped.originals[i][hole]))
+    assert np.mean(scores["deblend"]) > np.mean(scores["fill"]) + 1.0, scores
+
