@@ -284,7 +284,6 @@ class ModelWindow:
     """A window cut out for the model: its place in the image and its model-size pixels."""
 
     window: Window
-    offset: tuple[int, int]  # (top, left) of the box inside its square, reflection-padded form
     image: np.ndarray  # size×size×3 uint8, what the model sees
     hole: np.ndarray  # size×size bool: every hole pixel in the window, other groups' included
     unfilled: np.ndarray  # size×size bool: the hole pixels a pre-fill still has to fill
@@ -304,39 +303,34 @@ def cut_windows(
     cut = []
     for window in windows:
         x0, y0, x1, y1 = window.box
-        crop, offset = square_pad(image[y0:y1, x0:x1])
+        crop, _ = square_pad(image[y0:y1, x0:x1])
         square_hole, _ = square_pad(hole[y0:y1, x0:x1])
         crop, model_hole = to_model_size(crop, square_hole, size)
         unfilled = model_hole
         if window.prefilled and filled is not None:
             todo, _ = square_pad(hole[y0:y1, x0:x1] & ~filled[y0:y1, x0:x1])
             unfilled = _hole_to_size(todo, size) if todo.shape[0] != size else todo
-        cut.append(ModelWindow(window, offset, np.ascontiguousarray(crop), model_hole, unfilled))
+        cut.append(ModelWindow(window, np.ascontiguousarray(crop), model_hole, unfilled))
     return cut
 
 
-def restored_box(window: Window, offset: tuple[int, int], prediction: np.ndarray) -> np.ndarray:
+def restored_box(window: Window, prediction: np.ndarray) -> np.ndarray:
     """A size×size×3 uint8 prediction of `window` back at the window's box size."""
     x0, y0, x1, y1 = window.box
-    top, left = offset
+    top, left = window.offset
     restored = from_model_size(prediction, window.side)
     return restored[top : top + y1 - y0, left : left + x1 - x0]
 
 
-def paste_window(
-    output: np.ndarray, window: Window, offset: tuple[int, int], prediction: np.ndarray
-) -> None:
+def paste_window(output: np.ndarray, window: Window, prediction: np.ndarray) -> None:
     """Paste a prediction of `window` into `output`, in place, on the window's own hole pixels
     (no blending: a coarse fill, or a window that is its group's only one)."""
     x0, y0, x1, y1 = window.box
-    output[y0:y1, x0:x1][window.paste] = restored_box(window, offset, prediction)[window.paste]
+    output[y0:y1, x0:x1][window.paste] = restored_box(window, prediction)[window.paste]
 
 
 def paste_windows(
-    output: np.ndarray,
-    windows: Sequence[Window],
-    offsets: Sequence[tuple[int, int]],
-    predictions: Sequence[np.ndarray],
+    output: np.ndarray, windows: Sequence[Window], predictions: Sequence[np.ndarray]
 ) -> np.ndarray:
     """Paste the final pass of a plan into `output` in place: each group's tiles cross-faded by
     `blend_weights`, in the group's own box. Returns the image-sized map of changed pixels."""
@@ -355,7 +349,7 @@ def paste_windows(
             window = windows[i]
             x0, y0, x1, y1 = window.box
             w = blend_weights(window, shape) * window.paste
-            restored = restored_box(window, offsets[i], predictions[i])
+            restored = restored_box(window, predictions[i])
             total[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += restored * w[..., None]
             weight[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += w
         own = weight > 0

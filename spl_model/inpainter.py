@@ -116,7 +116,7 @@ class Inpainter:
         work = [img.copy() if plan.first else img for img, plan in zip(images, plans)]
         firsts = [cut_windows(img, h, p.first) for img, h, p in zip(images, holes, plans)]
         for i, (cut, prediction) in self._run_cuts(firsts, infos):
-            paste_window(work[i], cut.window, cut.offset, prediction)
+            paste_window(work[i], cut.window, prediction)
         finals = [
             cut_windows(w, h, p.final, filled=h if p.first else None)
             for w, h, p in zip(work, holes, plans)
@@ -127,9 +127,7 @@ class Inpainter:
         for i, pairs in enumerate(done):
             if pairs:
                 cuts, predictions = zip(*pairs)
-                paste_windows(
-                    outputs[i], [c.window for c in cuts], [c.offset for c in cuts], predictions
-                )
+                paste_windows(outputs[i], [c.window for c in cuts], predictions)
             infos[i]["crop_scale"] = plans[i].scale
         return list(zip(outputs, infos))
 

@@ -73,8 +73,7 @@ def _paste(row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     plan = unpack_plan(row["window_boxes"], row["window_paste"])
     predictions = unpack_predictions(row["predictions"], len(plan.final))
     restored = _pixels(row).copy()
-    offsets = [window.offset for window in plan.final]
-    changed = spl_model.paste_windows(restored, plan.final, offsets, predictions)
+    changed = spl_model.paste_windows(restored, plan.final, predictions)
     return restored, changed
 
 

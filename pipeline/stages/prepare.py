@@ -26,9 +26,9 @@ from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 
 SIZE = spl_model.MODEL_SIZE
-# Per window in `window_boxes`: box (4), offset in its padded square (2), core (4, -1 for
-# none), feather, group, pass (FIRST, FINAL or REFINING: a final tile over a coarse fill).
-BOX_FIELDS = 13
+# Per window in `window_boxes`: box (4), core (4, -1 for none), feather, group, and its pass:
+# FIRST (a coarse look), FINAL, or REFINING (a final tile over a coarse fill).
+BOX_FIELDS = 11
 FINAL, FIRST, REFINING = 0, 1, 2
 
 
@@ -103,7 +103,7 @@ def refine_row(row: dict[str, Any], prefill: str, dilate: int) -> dict:
     predictions = unpack_predictions(row["predictions"], len(plan.first))
     work = _pixels(row).copy()
     for window, prediction in zip(plan.first, predictions, strict=True):
-        paste_window(work, window, window.offset, prediction)
+        paste_window(work, window, prediction)
     hole = _hole(row, dilate)
     return {
         **_cut(work, hole, plan.final, hole, prefill),
@@ -142,7 +142,7 @@ def pack_plan(plan: WindowPlan) -> tuple[list[int], bytes]:
         for w in windows:
             core = w.core if w.core is not None else (-1, -1, -1, -1)
             stage = FIRST if first else REFINING if w.prefilled else FINAL
-            boxes += [*w.box, *w.offset, *core, w.feather, w.group, stage]
+            boxes += [*w.box, *core, w.feather, w.group, stage]
             paste.append(pack_bits(w.paste))
     return boxes, b"".join(paste)
 
@@ -153,7 +153,7 @@ def unpack_plan(boxes: list[int], paste: bytes) -> WindowPlan:
     first: list[Window] = []
     final: list[Window] = []
     at = 0
-    for x0, y0, x1, y1, _top, _left, c0, c1, c2, c3, feather, group, stage in fields:
+    for x0, y0, x1, y1, c0, c1, c2, c3, feather, group, stage in fields:
         nbytes = ((y1 - y0) * (x1 - x0) + 7) // 8
         window = Window(
             (int(x0), int(y0), int(x1), int(y1)),

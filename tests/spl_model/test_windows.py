@@ -97,8 +97,7 @@ def test_overlapping_tiles_cross_fade_instead_of_a_hard_seam():
         np.full((MODEL_SIZE, MODEL_SIZE, 3), 60 if i % 2 else 200, np.uint8)
         for i in range(len(plan.final))
     ]
-    offsets = [w.offset for w in plan.final]
-    changed = paste_windows(output, plan.final, offsets, predictions)
+    changed = paste_windows(output, plan.final, predictions)
     np.testing.assert_array_equal(changed, hole)
     steps = np.abs(np.diff(output[110, 100:1900, 0].astype(int)))
     assert steps.max() <= 140 / 20  # 140 levels spread over the ~32-px overlap
