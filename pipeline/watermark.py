@@ -9,8 +9,8 @@
    the box, pixel-fixed when the groups of different sizes agree on the offset in pixels,
    relative otherwise. Nothing consistent: a plain sentence, and no template is written.
 Outputs in OUTPUT: template.png (white = hole), alpha.png (estimated opacity), placement.yaml
-(a job-spec fragment for `spl restore --config`: template, opacity map and mark colour for
-de-blending, placement), preview.png, detection.json.
+(a job-spec fragment for `spl restore --config`: template, placement, the mark's colour, and
+the opacity map for de-blending as a commented, opt-in line), preview.png, detection.json.
 """
 
 from __future__ import annotations
@@ -237,9 +237,14 @@ def _write(config: DetectConfig, detection: Detection, best: Estimate, images: l
     alpha = np.rint(best.alpha * 255).astype(np.uint8)
     alpha_path = posixpath.join(root, "alpha.png")
     atomic_write(fs, alpha_path, _png(alpha))
-    spec = {"mask_template": full_url(fs, template_path), "mask_alpha": full_url(fs, alpha_path),
+    spec = {"mask_template": full_url(fs, template_path),
             **{k: v for k, v in detection.placement.items() if v is not None}}  # fmt: skip
-    atomic_write(fs, posixpath.join(root, "placement.yaml"), yaml.safe_dump(spec).encode())
+    opt_in = (  # de-blending measured better on textured photos, worse on smooth ones
+        "# De-blend the light parts of the mark instead of filling them (README, 'De-blending'):\n"
+        f"# mask_alpha: {full_url(fs, alpha_path)}\n"
+    )
+    placement = yaml.safe_dump(spec) + opt_in
+    atomic_write(fs, posixpath.join(root, "placement.yaml"), placement.encode())
     atomic_write(fs, posixpath.join(root, "preview.png"), preview(best, images))
 
 
@@ -290,6 +295,6 @@ def resolve_auto_template(config: RestoreConfig) -> RestoreConfig:
         raise ConfigError(f"`mask_template` auto: {detection.message}")
     placement = detection.placement
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    fields.update(placement, mask_template=out + "/template.png", mask_alpha=out + "/alpha.png")
+    fields.update(placement, mask_template=out + "/template.png")
     fields["mask_search"] = config.mask_search or placement["mask_search"]
     return RestoreConfig.from_dict(fields)  # validated again, like any spec

@@ -93,8 +93,11 @@ def test_a_light_mark_is_de_blended_with_the_detected_opacity(ray_local, archive
     under the mark better than filling the whole mark, and writes nothing outside the hole."""
     root, stamped = archive
     detect_watermark(DetectConfig(images=str(root), output=str(tmp_path / "det")))
-    spec = yaml.safe_load((tmp_path / "det" / "placement.yaml").read_text())
-    assert spec["mask_alpha"].endswith("alpha.png") and spec["mark_color"] == "white"
+    placement = (tmp_path / "det" / "placement.yaml").read_text()
+    spec = yaml.safe_load(placement)
+    assert spec["mark_color"] == "white" and "mask_alpha" not in spec  # opt-in: a comment
+    assert f"# mask_alpha: {tmp_path / 'det' / 'alpha.png'}" in placement
+    spec["mask_alpha"] = str(tmp_path / "det" / "alpha.png")
     subset = tmp_path / "subset"
     subset.mkdir()
     chosen = [i for i in range(1, 150, 3) if stamped.shifts[i] == (0, 0)][:12]
