@@ -96,13 +96,10 @@ def score_engines(
                for name in engines}  # fmt: skip
     base = posixpath.join(root, "inputs", "archive")
     rows: list[dict[str, Any]] = []
-    photos: dict[str, np.ndarray] = {}
+    clean_of, clean = None, None  # items come photo by photo: one clean photo at a time
     for item in items:
-        path = item["photo"]
-        if path not in photos:
-            photos.clear()  # items come photo by photo: hold one clean photo at a time
-            photos[path] = _photo(read_bytes(fs, path), max_side)
-        clean = photos[path]
+        if item["photo"] != clean_of:
+            clean_of, clean = item["photo"], _photo(read_bytes(fs, item["photo"]), max_side)
         key = item["key"]
         hole = np.asarray(Image.open(io.BytesIO(read_bytes(out_fs, f"{base}/masks/{key}.png"))))
         hole = hole > 127
@@ -112,7 +109,7 @@ def score_engines(
             uri = outputs[name].get(key)
             if uri is None:
                 continue  # the engine failed on this item: its stats row says why
-            restored[name] = _decode(read_bytes(*_split(uri, storage_options)))
+            restored[name] = _decode(read_bytes(*filesystem(uri, storage_options)))
             rows.append({"engine": name, "key": key, "bucket": item["kind"],
                          "hole_ratio": float(hole.mean()),
                          **hole_scores(restored[name], clean, hole)})  # fmt: skip
@@ -184,10 +181,6 @@ def _outputs(engine_out: str, storage_options: dict[str, Any] | None) -> dict[st
     """key -> output URI of every item the engine restored."""
     rows = latest_rows(engine_out, storage_options).to_pylist()
     return {r["key"]: r["output_uri"] for r in rows if r["status"] == "ok" and r["output_uri"]}
-
-
-def _split(uri: str, storage_options: dict[str, Any] | None):
-    return filesystem(uri, storage_options)
 
 
 def _photo(data: bytes, max_side: int | None) -> np.ndarray:

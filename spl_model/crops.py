@@ -25,7 +25,7 @@ boxes: their cost follows the hole, not the image.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -128,7 +128,7 @@ def plan_windows(
     return WindowPlan(first, final)
 
 
-def _groups(hole: np.ndarray, merge_gap: int):
+def _groups(hole: np.ndarray, merge_gap: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
     """(ys, xs, thickness) of each group of hole regions closer than `merge_gap`, in image
     coordinates, found inside the holes' bounding box grown by `merge_gap`."""
     height, width = hole.shape
@@ -255,14 +255,13 @@ def to_model_size(crop: np.ndarray, hole: np.ndarray, size: int) -> tuple[np.nda
     side = crop.shape[0]
     if side == size:
         return crop, hole
-    if side > size:
-        image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-        return image, _hole_to_size(hole, size)
-    image = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
-    return image, _hole_to_size(hole, size)
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interp), _hole_to_size(hole, size)
 
 
 def _hole_to_size(hole: np.ndarray, size: int) -> np.ndarray:
+    if hole.shape[0] == size:
+        return hole
     if hole.shape[0] > size:  # any hole pixel under a model pixel makes it a hole
         cover = cv2.resize(hole.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
         return cover > 0
@@ -309,7 +308,7 @@ def cut_windows(
         unfilled = model_hole
         if window.prefilled and filled is not None:
             todo, _ = square_pad(hole[y0:y1, x0:x1] & ~filled[y0:y1, x0:x1])
-            unfilled = _hole_to_size(todo, size) if todo.shape[0] != size else todo
+            unfilled = _hole_to_size(todo, size)
         cut.append(ModelWindow(window, np.ascontiguousarray(crop), model_hole, unfilled))
     return cut
 
