@@ -47,8 +47,9 @@ def finish_batch(
             except Exception as exc:  # one item never takes its neighbours down
                 row.update(status=ERROR, error=f"cannot paste the model's output: {exc}")
         row.update(
-            predictions=None, window_paste=None, windows=None, window_holes=None, refine=None
-        )
+            predictions=None, window_paste=None, windows=None, window_holes=None, refine=None,
+            alpha=None,
+        )  # fmt: skip
         out.append(row)
     return table(out, WORK_SCHEMA)
 

@@ -122,3 +122,17 @@ def test_a_light_mark_is_de_blended_with_the_detected_opacity(ray_local, archive
             scores[name].append(psnr(restored[hole], stamped.originals[i][hole]))
     assert np.mean(scores["deblend"]) > np.mean(scores["fill"]) + 1.0, scores
 
+
+
+def test_an_opacity_map_of_another_size_than_its_template_is_refused(ray_local, tmp_path):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.fromarray(natural_crops(1)[0]).save(photos / "a.png")
+    Image.fromarray(np.full((30, 120), 255, np.uint8)).save(tmp_path / "wm.png")
+    Image.fromarray(np.full((30, 40), 128, np.uint8)).save(tmp_path / "alpha.png")
+    with pytest.raises(ConfigError, match=r"mask_alpha.*40x30 but the mask template is 120x30"):
+        run_restore(RestoreConfig.from_dict(
+            {"images": str(photos), "mask_template": str(tmp_path / "wm.png"),
+             "mask_anchor": "bottom-right", "mask_alpha": str(tmp_path / "alpha.png"),
+             "output": str(tmp_path / "out"), "engine": "opencv-telea"}
+        ))  # fmt: skip
