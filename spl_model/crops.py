@@ -175,8 +175,8 @@ def _tiles(
             inside = (xs >= cx0) & (xs < cx1) & (ys >= cy0) & (ys < cy1)
             if not inside.any():
                 continue
-            bx0, bx1 = _around(cx0, cx1, side, width)
-            by0, by1 = _around(cy0, cy1, side, height)
+            bx0, bx1 = _span(cx0, cx1, side, width)
+            by0, by1 = _span(cy0, cy1, side, height)
             paste = _paste(ys[inside], xs[inside], bx0, by0, bx1, by1)
             tiles.append(
                 Window((bx0, by0, bx1, by1), paste, (cx0, cy0, cx1, cy1), feather, group, prefilled)
@@ -192,14 +192,6 @@ def _cores(lo: int, hi: int, core: int, stride: int, limit: int) -> list[tuple[i
     count = math.ceil((hi - lo - core) / stride) + 1
     starts = [lo + round(i * (hi - lo - core) / (count - 1)) for i in range(count)]
     return [(s, s + core) for s in starts]
-
-
-def _around(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
-    """A `side`-long interval around the core [lo, hi), inside [0, limit)."""
-    if side >= limit:
-        return 0, limit
-    start = min(max(lo - (side - (hi - lo)) // 2, 0), limit - side)
-    return start, start + side
 
 
 def _span(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
