@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .masks import dilate
+
 KINDS = ("text", "logo", "strokes", "blob")
 WORDS = (
     "© ARCHIVE 1987",
@@ -50,11 +52,7 @@ class Stamp:
 
     def hole(self, grow: int = 2) -> np.ndarray:
         """The bool hole map: wherever the mark shows, grown by `grow` px."""
-        hole = (self.alpha * self.opacity) > 0.02
-        if grow <= 0:
-            return hole
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        return cv2.dilate(hole.astype(np.uint8), kernel).astype(bool)
+        return dilate((self.alpha * self.opacity) > 0.02, grow)
 
 
 def font_files() -> list[Path]:
