@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from jobs.spec import storage_options_flag
-from pipeline.evaluate import CLASSICAL, DEFAULT_ENGINES, PROTOCOLS, EvaluateConfig, run_evaluation
+from pipeline.evaluate import DEFAULT_ENGINES, PROTOCOLS, EvaluateConfig, run_evaluation
+from pipeline.model import CLASSICAL_ENGINES
 from spl_model.stamps import KINDS
 
 
@@ -17,7 +18,7 @@ from spl_model.stamps import KINDS
     "--engine",
     "engines",
     multiple=True,
-    type=click.Choice([*CLASSICAL, *DEFAULT_ENGINES]),
+    type=click.Choice([*CLASSICAL_ENGINES, *DEFAULT_ENGINES]),
     help="An engine to score (repeatable): a classical one, or `default` for the bundled model.",
 )
 @click.option(

@@ -33,6 +33,7 @@ from spl_model.masks import random_mask
 from . import evaluate_archive
 from .config import RestoreConfig
 from .ledger import latest_rows
+from .model import CLASSICAL_ENGINES
 from .run import run_restore
 from .storage import atomic_write, filesystem, read_bytes
 from .training.data import list_images
@@ -53,7 +54,6 @@ RESULT_SCHEMA = pa.schema(
 
 PROTOCOLS = ("crops", "archive")
 DEFAULT_ENGINES = ("default", "spl-small")  # names of the bundled model
-CLASSICAL = ("opencv-telea", "opencv-ns")
 
 
 @dataclass
@@ -138,10 +138,11 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
             rows = latest_rows(engine_out, config.storage_options)
             results.append(_result_rows(name, rows, keys))
     if config.protocol == "archive":
-        table = evaluate_archive.score_engines(
+        rows = evaluate_archive.score_engines(
             items, [name for name, _ in engines], config.images, config.output,
             config.max_side, config.storage_options,
         )  # fmt: skip
+        table = pa.Table.from_pylist(rows, RESULT_SCHEMA)
         markdown = kind_table(table)
     else:
         table = pa.concat_tables(results)
@@ -160,8 +161,8 @@ def kind_table(table: pa.Table) -> str:
     first model engine does against the better OpenCV engine of each item."""
     rows = table.to_pylist()
     engines = list(dict.fromkeys(r["engine"] for r in rows))
-    model = next((e for e in engines if e not in CLASSICAL), None)
-    classical = [e for e in engines if e in CLASSICAL]
+    model = next((e for e in engines if e not in CLASSICAL_ENGINES), None)
+    classical = [e for e in engines if e in CLASSICAL_ENGINES]
     compare = model is not None and bool(classical)
     header = "| stamp | " + " | ".join(f"{e} PSNR / SSIM" for e in engines)
     header += f" | {model} − best OpenCV (dB) | {model} wins |" if compare else " |"
@@ -225,11 +226,11 @@ def _engines(config: EvaluateConfig) -> list[tuple[str, dict[str, Any]]]:
     for name in config.engines:
         if name in DEFAULT_ENGINES:
             chosen.append((name, {"engine": "spl"}))  # no checkpoint: the bundled weights
-        elif name in CLASSICAL:
+        elif name in CLASSICAL_ENGINES:
             chosen.append((name, {"engine": name}))
         else:
             raise ValueError(
-                f"unknown engine {name!r}; choose from {[*CLASSICAL, *DEFAULT_ENGINES]} "
+                f"unknown engine {name!r}; choose from {[*CLASSICAL_ENGINES, *DEFAULT_ENGINES]} "
                 "(or pass SPL weights with --checkpoint)"
             )
     for checkpoint in config.checkpoints:
