@@ -84,13 +84,12 @@ def _opacity_map(config: RestoreConfig, template: bytes | None) -> bytes | None:
     """The `mask_alpha` file's bytes, checked once against the template it belongs to."""
     if not config.mask_alpha or template is None:
         return None
-    from .stages.template import place_alpha, template_hole
+    from .stages.template import template_alpha, template_hole
 
     fs, path = filesystem(config.mask_alpha, config.io_options, config.io_retries)
     alpha = read_bytes(fs, path, config.io_retries)
-    shape = template_hole(template).shape
     try:
-        place_alpha(alpha, shape, shape)
+        template_alpha(alpha, template_hole(template).shape)
     except Exception as exc:
         raise ConfigError(f"`mask_alpha` {redact_url(config.mask_alpha)!r}: {exc}") from None
     return alpha

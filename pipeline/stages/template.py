@@ -37,6 +37,24 @@ def template_hole(data: bytes) -> np.ndarray:
     return _template_bits(hashlib.sha1(data).hexdigest(), data)
 
 
+@lru_cache(maxsize=4)
+def _alpha_values(digest: str, data: bytes) -> np.ndarray:
+    """An opacity map's 8-bit values (its native size), decoded once per process."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("L"))
+
+
+def template_alpha(data: bytes, template_shape: tuple[int, int]) -> np.ndarray:
+    """The opacity map of a template of `template_shape`; a map of another size is refused."""
+    alpha = _alpha_values(hashlib.sha1(data).hexdigest(), data)
+    if alpha.shape != template_shape:
+        raise ValueError(
+            f"the opacity map is {alpha.shape[1]}x{alpha.shape[0]} but the mask template is "
+            f"{template_shape[1]}x{template_shape[0]}: they must be the same size"
+        )
+    return alpha
+
+
 def place_template(
     data: bytes,
     shape: tuple[int, int],
@@ -61,13 +79,7 @@ def place_alpha(
 ) -> np.ndarray:
     """The template's opacity map (an 8-bit image the template's size) placed on an image of
     `shape` exactly as `place_template` places the template: uint8 H x W."""
-    with Image.open(io.BytesIO(data)) as img:
-        alpha = np.asarray(img.convert("L"))
-    if alpha.shape != template_shape:
-        raise ValueError(
-            f"the opacity map is {alpha.shape[1]}x{alpha.shape[0]} but the mask template is "
-            f"{template_shape[1]}x{template_shape[0]}: they must be the same size"
-        )
+    alpha = template_alpha(data, template_shape)
     if anchor == "fill":
         return np.asarray(Image.fromarray(alpha).resize(shape[::-1], Image.Resampling.BILINEAR))
     return _place(alpha, shape, anchor, offset, scale)
