@@ -25,6 +25,7 @@ from PIL import Image
 from spl_model import Inpainter
 from spl_model.deblend import deblend
 from spl_model.engines import classical_inpaint
+from spl_model.metrics import psnr
 from spl_model.stamps import Stamp, font_files, make_stamp
 from spl_model.watermark import estimate
 
@@ -59,9 +60,8 @@ def jpeg(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    mse = np.mean((a[where].astype(float) - b[where].astype(float)) ** 2)
-    return float(10 * np.log10(255**2 / max(mse, 1e-10)))
+def psnr_in(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    return psnr(a[where], b[where])
 
 
 def main() -> None:
@@ -93,13 +93,13 @@ def main() -> None:
                   "opencv-telea": []}  # fmt: skip
         for image, truth in zip(stamped, clean, strict=True):
             fill = inpainter.inpaint([image], [hole])[0]
-            scores["fill"].append(psnr(fill, truth, hole))
+            scores["fill"].append(psnr_in(fill, truth, hole))
             out = deblend(image, fill, detected, (255, 255, 255))
-            scores["fill + de-blend (detected α)"].append(psnr(out, truth, hole))
+            scores["fill + de-blend (detected α)"].append(psnr_in(out, truth, hole))
             out = deblend(image, fill, true_alpha, (255, 255, 255))
-            scores["fill + de-blend (true α)"].append(psnr(out, truth, hole))
+            scores["fill + de-blend (true α)"].append(psnr_in(out, truth, hole))
             telea = classical_inpaint("opencv-telea", image, hole)
-            scores["opencv-telea"].append(psnr(telea, truth, hole))
+            scores["opencv-telea"].append(psnr_in(telea, truth, hole))
         gain = np.array(scores["fill + de-blend (detected α)"]) - np.array(scores["fill"])
         rows.append({"opacity": opacity, "detected": True, "images": len(clean),
                      "hole_px": int(hole.sum()),

@@ -14,6 +14,7 @@ from skimage import data
 import spl_model.crops as crops
 from spl_model import Inpainter
 from spl_model.engines import classical_inpaint
+from spl_model.metrics import psnr
 from spl_model.stamps import Stamp, font_files, make_stamp
 
 
@@ -48,8 +49,7 @@ def _centre_text(shape: tuple[int, int]) -> Stamp:
 
 
 def _psnr_in(restored: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> float:
-    mse = np.mean((restored[hole].astype(float) - clean[hole].astype(float)) ** 2)
-    return float(10 * np.log10(255**2 / mse))
+    return psnr(restored[hole], clean[hole])
 
 
 def test_a_text_watermark_on_a_2mp_photo_is_restored_better_than_telea(bundled, coffee):
