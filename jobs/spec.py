@@ -98,6 +98,11 @@ HELP: dict[str, tuple[str, str | None]] = {
         "Windows per model call, filled from many items; default: 64 on CUDA, 8 on CPU.",
         "N",
     ),
+    "compile": (
+        "torch.compile the model in each actor, warmed up on its fixed batch shapes before it "
+        "takes work; auto: on CUDA only (on a CPU each shape takes about a minute to compile).",
+        None,
+    ),
     "actors": ("Inference actors: a fixed N or an autoscaling MIN:MAX.", "MIN[:MAX]"),
     "gpus_per_actor": ("GPUs each inference actor reserves (fractions share a GPU).", "F"),
     "cpus_per_actor": ("CPUs each inference actor reserves.", "F"),
@@ -148,9 +153,9 @@ def _option_for(field: dataclasses.Field, hint: Any, aliases: list[str]) -> clic
     kinds = set(typing.get_args(hint)) or {hint}
     kinds.discard(type(None))
     if kinds == {bool}:
-        if default is True:
+        if default is not False:  # on by default, or auto (None): both spellings
             decls[0] = f"{_flag(name)}/--no-{name.replace('_', '-')}"
-            help_text += " [default: on]"
+            help_text += " [default: on]" if default else " [default: auto]"
         return click.Option(decls, is_flag=True, default=None, help=help_text)
     if name in CHOICES:
         kind: Any = click.Choice(CHOICES[name])

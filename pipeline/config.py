@@ -107,6 +107,7 @@ class RestoreConfig:
     precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
     batch_size: int = 8  # items per I/O block (read, decode, encode, write)
     model_batch: int | None = None  # windows per model call; None: by device (CUDA 64, CPU 8)
+    compile: bool | None = None  # torch.compile the model in each actor; None: auto (CUDA only)
     actors: str | None = None
     gpus_per_actor: float | None = None
     cpus_per_actor: float = 1.0
@@ -209,6 +210,7 @@ class RestoreConfig:
         self.batch_size = _int("batch_size", self.batch_size, low=1)
         if self.model_batch is not None:
             self.model_batch = _int("model_batch", self.model_batch, low=1)
+        self.compile = _tristate("compile", self.compile)
         self.output_quality = _int("output_quality", self.output_quality, low=1, high=100)
         self.io_retries = _int("io_retries", self.io_retries, low=0)
         self.shard_size = _int("shard_size", self.shard_size, low=1)
@@ -376,6 +378,15 @@ def redact_url(url: str) -> str:
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"`{name}` must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _tristate(name: str, value: Any) -> bool | None:
+    """true / false, or None for `auto` (the default)."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"`{name}` must be true, false or auto, got {value!r}")
 
 
 def _int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:

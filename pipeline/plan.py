@@ -283,5 +283,6 @@ def pool_options(
         "device": res.device,
         "precision": config.precision,
         "model_batch": config.model_batch,
+        "compile": "auto" if config.compile is None else config.compile,
         "storage_options": config.storage_options,
     }

@@ -67,11 +67,6 @@ def build_inpainter(
     return spl_model.Inpainter(source, device=device, precision=precision, **options)
 
 
-def default_model_batch(device: str) -> int:
-    """Windows per model call when the job does not say: a GPU wants wide batches."""
-    return 64 if device == "cuda" else 8
-
-
 @dataclass
 class _Request:
     """One `infer` call: its rows' windows, and their predictions as they come."""
@@ -138,7 +133,7 @@ class InferActor:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()  # set again in the model thread (per thread)
         start = time.perf_counter()
-        self.inpainter = build_inpainter(model, **inpainter_kwargs)
+        self.inpainter = build_inpainter(model, batch_size=model_batch, **inpainter_kwargs)
         if self.inpainter.model is None:
             raise ValueError(f"{model} is not a model: classical engines run in the CPU stages")
         if expected_model_id and self.inpainter.model_id != expected_model_id:
@@ -146,7 +141,8 @@ class InferActor:
                 f"the model loaded by this worker has id {self.inpainter.model_id}, but the run "
                 f"was planned with {expected_model_id}: the checkpoint changed during the run"
             )
-        self.model_batch = model_batch or default_model_batch(self.inpainter.device.type)
+        self.model_batch = self.inpainter.batch_size
+        self.inpainter.warm_up()  # compiles (when asked) before the actor says it is ready
         self.journal = journal
         self.node, restarted = current_node()
         self.suspects = restarted  # after a crash, in-flight keys run alone (crash journal)
@@ -155,18 +151,28 @@ class InferActor:
         self.alone: deque[list[_Slot]] = deque()  # batches to run by themselves, first
         self.wake = threading.Condition()
         threading.Thread(target=self._loop, name="infer-loop", daemon=True).start()
+        self.load_s = time.perf_counter() - start - (self.inpainter.warmup_s or 0.0)
         log.info(
-            "model %s on %s (%s), model batch %d, loaded in %.1fs",
+            "model %s on %s (%s), model batch %d, loaded in %.1fs, %s",
             self.inpainter.model_id[:12],
             self.inpainter.device,
             self.inpainter.precision,
             self.model_batch,
-            time.perf_counter() - start,
+            self.load_s,
+            f"compiled in {self.inpainter.warmup_s:.1f}s" if self.inpainter.compiled else "eager",
         )
 
-    async def ready(self) -> str:
-        """Resolves once the model is loaded; the actor's node id."""
-        return self.node or ""
+    async def ready(self) -> dict[str, Any]:
+        """Resolves once the model is loaded (and compiled): what this actor runs, where."""
+        return {
+            "node": self.node or "",
+            "device": str(self.inpainter.device),
+            "precision": self.inpainter.precision,
+            "model_batch": self.model_batch,
+            "compiled": self.inpainter.compiled,
+            "load_s": round(self.load_s, 3),
+            "warmup_s": round(self.inpainter.warmup_s or 0.0, 3),
+        }
 
     async def infer(self, batch: pa.Table, resent: bool = False) -> pa.Table:
         """`key`, `windows`, `window_holes` rows in; RESULT_SCHEMA rows out, same order.
@@ -580,6 +586,21 @@ def start_pool(
             f"{ready_timeout_s:g} s: the cluster lacks the resources they ask for"
         )
     return pool
+
+
+def pool_facts(pool: InferPool) -> list[dict[str, Any]]:
+    """What each actor that came up reported (`InferActor.ready`): device, batch, compile and
+    warm-up seconds. Actors still starting are left out."""
+    import ray
+
+    up, _ = ray.wait(pool.ready, num_returns=len(pool.ready), timeout=0)
+    facts = []
+    for ref in up:
+        try:
+            facts.append(ray.get(ref, timeout=10))
+        except Exception:  # an actor that failed to start reports nothing
+            continue
+    return facts
 
 
 def stop_pool(pool: InferPool) -> None:

@@ -43,9 +43,10 @@ def test_flags_build_the_spec(spl_offline) -> None:
         spl_offline,
         "--images", "s3://a/img", "--masks", "s3://a/masks", "--output", "s3://a/out",
         "--engine", "opencv-telea", "--batch-size", "3", "--actors", "1:2", "--retry-failed",
-        "--mask-offset", "4,5",
+        "--mask-offset", "4,5", "--no-compile",
     )  # fmt: skip
     assert spec["images"] == "s3://a/img" and spec["engine"] == "opencv-telea"
+    assert spec["compile"] is False
     assert spec["batch_size"] == 3 and spec["actors"] == "1:2" and spec["retry_failed"] is True
     assert spec["mask_offset"] == ["4", "5"]
 

@@ -37,6 +37,7 @@ def make(**extra) -> RestoreConfig:
         ({"mask_template": "t.png"}, ["masks", "mask_template"]),
         ({"mask_alpha": "alpha.png"}, ["mask_alpha", "mask_template"]),
         ({"mark_color": "red"}, ["mark_color", "white", "black"]),
+        ({"compile": "yes"}, ["compile", "true, false or auto"]),
     ],
 )
 def test_bad_values_name_the_field_and_the_choices(extra, names):
@@ -66,6 +67,7 @@ def test_yaml_values_are_coerced_and_overrides_win(tmp_path):
     assert config.mask_offset == ("2%", "10")
     assert make(actors=3).actor_range() == (3, 3)
     assert make().actor_range() is None  # sized from the cluster
+    assert make(compile="auto").compile is None and make(compile=False).compile is False
 
 
 def test_redacted_config_hides_credentials():
@@ -88,7 +90,7 @@ def test_redacted_config_hides_credentials():
 def test_settings_id_tracks_what_changes_outputs_only():
     base = make()
     sid = base.settings_id("abc", "spl")
-    assert make(batch_size=2, actors="3").settings_id("abc", "spl") == sid
+    assert make(batch_size=2, actors="3", compile=True).settings_id("abc", "spl") == sid
     assert make(dilate=4).settings_id("abc", "spl") != sid
     assert make(output_format="webp").settings_id("abc", "spl") != sid
     assert base.settings_id("def", "spl") != sid

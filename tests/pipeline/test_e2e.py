@@ -302,10 +302,14 @@ def test_spl_checkpoint_from_s3_runs_with_its_model_id(
         storage_options=seaweedfs.storage_options,
         actors="1",
         batch_size=2,
+        model_batch=1,
+        compile=True,
     )
     check_summary(summary)
     assert summary["engine"] == "spl" and summary["model_id"] == sha
     assert summary["counts"]["ok"] == 3
+    (actor,) = summary["inference_actors"]  # compiled and warmed up before it took work
+    assert actor["compiled"] and actor["warmup_s"] > 0 and actor["model_batch"] == 1
     rows = stats_rows(out, seaweedfs.storage_options)
     assert {(r["engine"], r["model_id"]) for r in rows} == {("spl", sha)}
 

@@ -192,6 +192,25 @@ def test_model_batches_fill_from_many_rows_and_calls(model_file):
             assert np.abs(got.astype(int) - want).max() <= 1  # batch-mates do not matter
 
 
+def test_a_compiled_actor_warms_up_before_it_is_ready_and_serves_partial_batches(model_file):
+    actor = InferActor(model_file, device="cpu", model_batch=3, compile=True)
+    facts = asyncio.run(actor.ready())
+    assert facts["compiled"] and facts["warmup_s"] > 0 and facts["model_batch"] == 3
+    request = windows_request([2, 3], seed=4)  # 5 windows: a batch of 3, then 2 padded to 3
+    result = asyncio.run(actor.infer(request))
+    eager = spl_model.Inpainter(model_file, device="cpu", compile=False)
+    for data, packed, got in zip(
+        request["windows"].to_pylist(),
+        request["window_holes"].to_pylist(),
+        result["predictions"].to_pylist(),
+        strict=True,
+    ):
+        w = np.frombuffer(data, np.uint8).reshape(-1, 256, 256, 3)
+        want = eager.infer(w, unpack_bits(packed, len(w), 256, 256))
+        got = np.frombuffer(got, np.uint8).reshape(want.shape)
+        assert np.abs(got.astype(int) - want).max() <= 2
+
+
 def test_a_failing_item_gets_its_own_error_and_its_batch_mates_are_restored(model_file):
     actor = InferActor(model_file, device="cpu", model_batch=8)
     launch = actor.inpainter.launch
