@@ -6,7 +6,7 @@
 
 One command (at most about 8 minutes on one GPU) that measures, on whatever device is here:
 1. model-only: `spl` and the default model's network at 256², fp32 and bf16 (GPU), model
-   batches 1-128: images/s and achieved TFLOP/s (bench/model_throughput.py's timing);
+   batches 1-128, eager and compiled: images/s and achieved TFLOP/s (bench/model_throughput.py);
 2. end-to-end, for each of `--models` on the same photos: `python -m jobs.restore` over JPEG
    photos on local disk (1-12 MP, holes 2-20 %, PNG masks), one actor: steady windows/s
    against the same model's `Inpainter.infer` windows/s at the same model batch and precision,
@@ -309,8 +309,8 @@ def main() -> None:
     }
     if args.sweep:  # model-only sweep: both networks, fp32 and bf16 (GPU), batches
         sweep = REPO / "bench" / "model_throughput.py"
-        configs = "spl,spl-small"
-        command = [sys.executable, str(sweep), "--configs", configs, "--batches",
+        command = [sys.executable, str(sweep), "--models", "spl,default", "--cpu-models",
+                   "default", "--batches", args.model_batches, "--cuda-batches",
                    args.model_batches, "--output", str(args.output_dir / "model_sweep.json")]
         if cuda:
             command.append("--no-cpu")
