@@ -82,27 +82,56 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+def hole_box(mask: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
+    """The hole pixels' bounding box (x0, y0, x1, y1; exclusive ends), grown by `margin` and
+    clipped to the map; None when there is no hole. Work that follows the hole runs in it."""
+    x, y, w, h = cv2.boundingRect(_uint8(mask))
+    if w == 0:
+        return None
+    height, width = mask.shape
+    return (
+        max(0, x - margin),
+        max(0, y - margin),
+        min(width, x + w + margin),
+        min(height, y + h + margin),
+    )
+
+
 def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Grow a boolean hole map by `pixels` with a disc; 0 returns it unchanged."""
-    if pixels <= 0 or not mask.any():
+    """Grow a boolean hole map by `pixels` with a disc (in the hole's box); 0 returns it
+    unchanged."""
+    box = hole_box(mask, pixels) if pixels > 0 else None
+    if box is None:
         return mask
+    x0, y0, x1, y1 = box
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    grown = np.zeros(mask.shape, bool)
+    grown[y0:y1, x0:x1] = cv2.dilate(_uint8(mask[y0:y1, x0:x1]), kernel) > 0
+    return grown
 
 
-def hole_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Bounding boxes (x0, y0, x1, y1; exclusive ends) of the 8-connected hole regions."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return [
-        (int(x), int(y), int(x + w), int(y + h))
-        for x, y, w, h, _area in stats[1:count]  # row 0 is the background
-    ]
+def _uint8(mask: np.ndarray) -> np.ndarray:
+    """A hole map as contiguous uint8 0/1 (a view when it is a contiguous bool map)."""
+    if mask.dtype == bool:
+        return np.ascontiguousarray(mask).view(np.uint8)
+    return (mask != 0).astype(np.uint8)
+
+
+def _regions(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """connectedComponentsWithStats rows of the 8-connected hole regions (background dropped),
+    computed in the hole's box, and the box's (x0, y0)."""
+    box = hole_box(mask)
+    if box is None:
+        return np.zeros((0, 5), np.int32), (0, 0)
+    x0, y0, x1, y1 = box
+    part = _uint8(mask[y0:y1, x0:x1])
+    count, _, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+    return stats[1:count], (x0, y0)
 
 
 def region_areas(mask: np.ndarray) -> np.ndarray:
     """Pixel counts of the 8-connected hole regions."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    return stats[1:count, cv2.CC_STAT_AREA].astype(np.int64)
+    return _regions(mask)[0][:, cv2.CC_STAT_AREA].astype(np.int64)
 
 
 def random_mask(
