@@ -96,7 +96,7 @@ def decode_row(
     stored, fmt = open_image(source, "image", max_image_pixels, upright=False)
     orientation = metadata.orientation_of(stored)
     icc, exif = stored.info.get("icc_profile"), stored.info.get("exif")
-    img = _upright(stored, "image")
+    img = stored if orientation == 1 else _upright(stored, "image")  # no copy when upright
     input_mode = img.mode
     wide = _wide_rgb(source, fmt, stored)
     if wide is not None:  # 48/64-bit RGB(A): the model sees the top 8 bits, the rest is kept
@@ -266,7 +266,7 @@ def to_rgb(img: Image.Image) -> tuple[np.ndarray, str, bytes | None]:
     orig = img.tobytes() if out_mode in NEEDS_ORIGINAL else None
     if out_mode in NEEDS_ORIGINAL and img.mode != out_mode:
         orig = img.convert(out_mode).tobytes()
-    return np.asarray(img.convert("RGB")), out_mode, orig
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB")), out_mode, orig
 
 
 def _ext_of(fmt: str) -> str:
