@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from .masks import dilate
+from .prefill import prefill_holes
 
 MODEL_SIZE = 256  # the side of every window the network sees
 THIN = 48  # the thickest hole (model px) a tile at its scale takes
@@ -275,7 +276,7 @@ class ModelWindow:
     """A window cut out for the model: its place in the image and its model-size pixels."""
 
     window: Window
-    image: np.ndarray  # size×size×3 uint8, what the model sees
+    image: np.ndarray  # size×size×3 uint8, what the model sees (pre-filled when asked)
     hole: np.ndarray  # size×size bool: every hole pixel in the window, other groups' included
     unfilled: np.ndarray  # size×size bool: the hole pixels a pre-fill still has to fill
 
@@ -286,23 +287,69 @@ def cut_windows(
     windows: Sequence[Window],
     filled: np.ndarray | None = None,
     size: int = MODEL_SIZE,
+    prefill: str = "none",
 ) -> list[ModelWindow]:
     """The model-size cuts of planned windows from an image and its (already dilated) hole map.
 
     `filled` (bool, image-sized): hole pixels that already hold a coarse fill; a window marked
-    `prefilled` keeps them as they are instead of having them pre-filled again."""
+    `prefilled` keeps them as they are instead of having them pre-filled again. `prefill`: the
+    generator's pre-fill (`spl_model.prefill`), applied here, so that every cut comes back
+    filled (`unfilled` all False). Native-scale tiles of a group share one fill of their union
+    box at full resolution instead of one per overlapping tile (a hole pixel lies in about 2.6
+    tiles): the fill is local, so a tile's core gets the pixels a fill of the tile alone gives
+    (bar a level or two where Telea breaks ties in another order); only its context margin,
+    where a lone tile would cut the hole off, sees more."""
+    native = _native_prefills(image, hole, windows, size, prefill)
     cut = []
     for window in windows:
         x0, y0, x1, y1 = window.box
-        crop, _ = square_pad(image[y0:y1, x0:x1])
+        region = native.get(window.group) if _is_native(window, size) else None
+        if region is not None:
+            (gx0, gy0), pixels = region
+            source = pixels[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0]
+        else:
+            source = image[y0:y1, x0:x1]
+        crop, _ = square_pad(source)
         square_hole, _ = square_pad(hole[y0:y1, x0:x1])
         crop, model_hole = to_model_size(crop, square_hole, size)
         unfilled = model_hole
-        if window.prefilled and filled is not None:
+        if region is not None:
+            unfilled = np.zeros_like(model_hole)
+        elif window.prefilled and filled is not None:
             todo, _ = square_pad(hole[y0:y1, x0:x1] & ~filled[y0:y1, x0:x1])
             unfilled = _hole_to_size(todo, size)
+        if prefill != "none" and unfilled.any():
+            crop = prefill_holes(crop[None], unfilled[None], prefill)[0]
+            unfilled = np.zeros_like(model_hole)
         cut.append(ModelWindow(window, np.ascontiguousarray(crop), model_hole, unfilled))
     return cut
+
+
+def _is_native(window: Window, size: int) -> bool:
+    """A final tile seen at full resolution over an unfilled hole."""
+    return window.side == size and window.core is not None and not window.prefilled
+
+
+def _native_prefills(
+    image: np.ndarray, hole: np.ndarray, windows: Sequence[Window], size: int, prefill: str
+) -> dict[int, tuple[tuple[int, int], np.ndarray]]:
+    """Per group of native tiles: ((x0, y0), the pre-filled pixels of the tiles' union box)."""
+    if prefill == "none":
+        return {}
+    boxes: dict[int, list[tuple[int, int, int, int]]] = {}
+    for window in windows:
+        if _is_native(window, size):
+            boxes.setdefault(window.group, []).append(window.box)
+    regions = {}
+    for group, members in boxes.items():
+        if len(members) < 2:  # a lone tile is filled by itself, as before
+            continue
+        corners = np.asarray(members)
+        x0, y0 = corners[:, :2].min(axis=0)
+        x1, y1 = corners[:, 2:].max(axis=0)
+        filled = prefill_holes(image[None, y0:y1, x0:x1], hole[None, y0:y1, x0:x1], prefill)[0]
+        regions[group] = ((int(x0), int(y0)), filled)
+    return regions
 
 
 def restored_box(window: Window, prediction: np.ndarray) -> np.ndarray:

@@ -16,5 +16,6 @@ def classical_inpaint(engine: str, image: np.ndarray, hole: np.ndarray) -> np.nd
     """Fill `hole` (bool H×W) in a uint8 H×W×3 image with OpenCV's Telea or Navier-Stokes method."""
     if engine not in CLASSICAL:
         raise ValueError(f"unknown classical engine {engine!r}; choose from {sorted(CLASSICAL)}")
+    image = np.ascontiguousarray(image)
     filled = cv2.inpaint(image, hole.astype(np.uint8), RADIUS, CLASSICAL[engine])
     return np.where(hole[..., None], filled, image)

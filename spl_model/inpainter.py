@@ -173,11 +173,14 @@ class Inpainter:
         # Coarse looks at thick holes first, pasted into a working copy the final pass is cut
         # from (their fill is its pre-fill); then the final pass, pasted into the output.
         work = [img.copy() if plan.first else img for img, plan in zip(images, plans)]
-        firsts = [cut_windows(img, h, p.first) for img, h, p in zip(images, holes, plans)]
+        method = self.prefill_method
+        firsts = [
+            cut_windows(img, h, p.first, prefill=method) for img, h, p in zip(images, holes, plans)
+        ]
         for i, (cut, prediction) in self._run_cuts(firsts, infos):
             paste_window(work[i], cut.window, prediction)
         finals = [
-            cut_windows(w, h, p.final, filled=h if p.first else None)
+            cut_windows(w, h, p.final, filled=h if p.first else None, prefill=method)
             for w, h, p in zip(work, holes, plans)
         ]
         done: list[list[tuple[ModelWindow, np.ndarray]]] = [[] for _ in images]
@@ -197,9 +200,8 @@ class Inpainter:
             batch = jobs[start : start + self.batch_size]
             windows = np.stack([cut.image for _, cut in batch])
             window_holes = np.stack([cut.hole for _, cut in batch])
-            unfilled = np.stack([cut.unfilled for _, cut in batch])
             began = time.perf_counter()
-            predictions = self.infer(self.prefill(windows, unfilled), window_holes)
+            predictions = self.infer(windows, window_holes)  # cut pre-filled
             elapsed = (time.perf_counter() - began) * 1e3
             for (i, cut), prediction in zip(batch, predictions):
                 infos[i]["crops"] += 1

@@ -119,10 +119,9 @@ def _cut(
     filled: np.ndarray | None,
     prefill: str,
 ) -> dict:
-    cuts = cut_windows(image, hole, windows, filled=filled, size=SIZE)
+    cuts = cut_windows(image, hole, windows, filled=filled, size=SIZE, prefill=prefill)
     holes = np.stack([cut.hole for cut in cuts])
-    unfilled = np.stack([cut.unfilled for cut in cuts])
-    pixels = spl_model.prefill_holes(np.stack([cut.image for cut in cuts]), unfilled, prefill)
+    pixels = np.stack([cut.image for cut in cuts])
     return {"windows": pixels.tobytes(), "window_holes": pack_bits(holes)}
 
 
