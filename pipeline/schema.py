@@ -53,8 +53,11 @@ WORK_SCHEMA = pa.schema(
         ("refine", pa.bool_()),
         ("predictions", pa.large_binary()),  # N*256*256*3 uint8 from the infer stage
         ("infer_bytes", pa.int64()),  # bytes to and from the inference actor for this item
-        ("restored", pa.large_binary()),  # RGB uint8 H*W*3 from the model
-        ("changed", pa.large_binary()),  # np.packbits of pixels the model changed
+        # finish -> write: the restored pixels in `restored_box` (x0, y0, x1, y1) only, RGB
+        # uint8; everything outside it is `pixels` unchanged
+        ("restored", pa.large_binary()),
+        ("restored_box", pa.list_(pa.int32())),
+        ("changed", pa.large_binary()),  # np.packbits of the box's pixels the restore changed
         ("hole_pixels", pa.int64()),
         ("hole_ratio", pa.float64()),
         ("regions", pa.int32()),

@@ -21,6 +21,7 @@ _EXPORTS = {
     "cut_windows": "crops",
     "paste_window": "crops",
     "paste_windows": "crops",
+    "paste_box": "crops",
     "plan_windows": "crops",
     "WindowPlan": "crops",
     "classical_inpaint": "engines",

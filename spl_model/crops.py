@@ -210,10 +210,13 @@ def _paste(ys: np.ndarray, xs: np.ndarray, x0: int, y0: int, x1: int, y1: int) -
     return paste
 
 
-def blend_weights(window: Window, shape: tuple[int, int]) -> np.ndarray:
-    """float32 box-sized weights of a window's pixels: 1 inside its core, ramping down to
-    1 / (feather + 1) at core edges that lie inside the image (where a neighbour takes over)."""
-    x0, y0, x1, y1 = window.box
+def blend_weights(
+    window: Window, shape: tuple[int, int], box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """float32 weights of a window's pixels in `box` (default: its whole box): 1 inside its
+    core, ramping down to 1 / (feather + 1) at core edges that lie inside the image (where a
+    neighbour takes over)."""
+    x0, y0, x1, y1 = box or window.box
     if window.core is None or window.feather <= 0:
         return np.ones((y1 - y0, x1 - x0), np.float32)
     cx0, cy0, cx1, cy1 = window.core
@@ -368,32 +371,62 @@ def paste_window(output: np.ndarray, window: Window, prediction: np.ndarray) -> 
 
 
 def paste_windows(
-    output: np.ndarray, windows: Sequence[Window], predictions: Sequence[np.ndarray]
+    output: np.ndarray,
+    windows: Sequence[Window],
+    predictions: Sequence[np.ndarray],
+    origin: tuple[int, int] = (0, 0),
+    shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Paste the final pass of a plan into `output` in place: each group's tiles cross-faded by
-    `blend_weights`, in the group's own box. Returns the image-sized map of changed pixels."""
-    shape = output.shape[:2]
-    changed = np.zeros(shape, bool)
-    groups: dict[int, list[int]] = {}
-    for i, window in enumerate(windows):
-        groups.setdefault(window.group, []).append(i)
+    `blend_weights`, in the box of the pixels they paste. `output` holds the image from
+    `origin` (x, y) on, and must cover `paste_box(windows)`; `shape`: the whole image's (H, W)
+    (default: `output` is the whole image). Returns the `output`-sized map of changed pixels."""
+    shape = shape or output.shape[:2]
+    ox, oy = origin
+    changed = np.zeros(output.shape[:2], bool)
+    groups: dict[int, list[tuple[Window, np.ndarray, tuple[int, int, int, int]]]] = {}
+    for window, prediction in zip(windows, predictions, strict=True):
+        span = _paste_span(window)
+        if span is not None:
+            groups.setdefault(window.group, []).append((window, prediction, span))
     for members in groups.values():
-        boxes = np.array([windows[i].box for i in members])
-        gx0, gy0 = boxes[:, 0].min(), boxes[:, 1].min()
-        gx1, gy1 = boxes[:, 2].max(), boxes[:, 3].max()
+        spans = np.array([span for _, _, span in members])
+        gx0, gy0 = spans[:, 0].min(), spans[:, 1].min()
+        gx1, gy1 = spans[:, 2].max(), spans[:, 3].max()
         total = np.zeros((gy1 - gy0, gx1 - gx0, 3), np.float32)
         weight = np.zeros((gy1 - gy0, gx1 - gx0), np.float32)
-        for i in members:
-            window = windows[i]
-            x0, y0, x1, y1 = window.box
-            w = blend_weights(window, shape) * window.paste
-            restored = restored_box(window, predictions[i])
+        for window, prediction, (x0, y0, x1, y1) in members:
+            bx0, by0 = window.box[:2]
+            inside = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
+            w = blend_weights(window, shape, (x0, y0, x1, y1)) * window.paste[inside]
+            restored = restored_box(window, prediction)[inside]
             total[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += restored * w[..., None]
             weight[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += w
         own = weight > 0
-        target = output[gy0:gy1, gx0:gx1]
+        place = (slice(gy0 - oy, gy1 - oy), slice(gx0 - ox, gx1 - ox))
+        target = output[place]
         value = np.rint(total[own] / weight[own][:, None]).clip(0, 255).astype(np.uint8)
         differs = (target[own] != value).any(axis=1)
         target[own] = value
-        changed[gy0:gy1, gx0:gx1][own] |= differs
+        changed[place][own] |= differs
     return changed
+
+
+def paste_box(windows: Sequence[Window]) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) around every pixel the windows paste; None when they paste none."""
+    spans = [span for window in windows if (span := _paste_span(window)) is not None]
+    if not spans:
+        return None
+    corners = np.array(spans)
+    x0, y0 = corners[:, :2].min(axis=0)
+    x1, y1 = corners[:, 2:].max(axis=0)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _paste_span(window: Window) -> tuple[int, int, int, int] | None:
+    """The box (image coordinates) of the pixels a window pastes; None when there are none."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(window.paste).view(np.uint8))
+    if w == 0:
+        return None
+    x0, y0 = window.box[:2]
+    return x0 + x, y0 + y, x0 + x + w, y0 + y + h

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import metadata
+from .restored import Restored
 
 LIBJPEG = "turbo210"  # the libjpeg-turbo build in jpeglib: it reads and writes arithmetic coding
 
@@ -37,26 +38,29 @@ class JpegResult:
 
 
 def encode_keeping_blocks(
-    source: bytes, restored: np.ndarray, changed: np.ndarray, orientation: int, exif: bytes | None
+    source: bytes, restored: Restored, orientation: int, exif: bytes | None
 ) -> JpegResult:
     """The restored image as a JPEG that copies `source`'s coefficients outside the changed MCUs.
 
-    `restored` (H x W x 3 uint8) and `changed` (H x W bool) are upright (EXIF orientation applied),
-    as the model saw them; `exif` is the source's EXIF, written back without its thumbnail.
+    `restored` is upright (EXIF orientation applied), as the model saw it; only its box is
+    read, plus the MCUs around it, unless the file's pixels are stored rotated. `exif` is the
+    source's EXIF, written back without its thumbnail.
     """
     import jpeglib
 
     with jpeglib.version(LIBJPEG):
-        return _encode_keeping_blocks(source, restored, changed, orientation, exif)
+        return _encode_keeping_blocks(source, restored, orientation, exif)
 
 
 def _encode_keeping_blocks(
-    source: bytes, restored: np.ndarray, changed: np.ndarray, orientation: int, exif: bytes | None
+    source: bytes, restored: Restored, orientation: int, exif: bytes | None
 ) -> JpegResult:
     import jpeglib
 
-    restored = metadata.to_stored(restored, orientation)
-    changed = metadata.to_stored(changed, orientation)
+    if orientation != 1:  # rotated: the whole image, back in the file's stored order
+        pixels = metadata.to_stored(restored.region(), orientation)
+        changed = metadata.to_stored(restored.changed(), orientation)
+        restored = Restored(pixels, (0, 0, pixels.shape[1], pixels.shape[0]), pixels, changed)
     with tempfile.TemporaryDirectory(prefix="spl-jpeg-") as folder:
         src, new, out = (os.path.join(folder, n) for n in ("src.jpg", "new.jpg", "out.jpg"))
         with open(src, "wb") as handle:
@@ -70,25 +74,39 @@ def _encode_keeping_blocks(
             raise NotApplicable("CMYK/YCCK JPEG")
         samp = np.asarray(coefficients.samp_factor).reshape(-1, 2)  # (V, H) per component
         mcu_h, mcu_w = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
-        height, width = changed.shape
+        height, width = restored.shape
         components = ("Y", "Cb", "Cr")[: coefficients.num_components]
         rows, cols = -(-height // mcu_h), -(-width // mcu_w)
-        padded = np.zeros((rows * mcu_h, cols * mcu_w), bool)
-        padded[:height, :width] = changed
-        touched = padded.reshape(rows, mcu_h, cols, mcu_w).any(axis=(1, 3))
+        # the MCUs around the restored box: only they can hold a changed pixel
+        bx0, by0, bx1, by1 = restored.box
+        g0, g1 = by0 // mcu_h, -(-by1 // mcu_h)  # MCU rows
+        h0, h1 = bx0 // mcu_w, -(-bx1 // mcu_w)  # MCU columns
+        near = restored.changed(
+            (h0 * mcu_w, g0 * mcu_h, min(width, h1 * mcu_w), min(height, g1 * mcu_h))
+        )
+        padded = np.zeros(((g1 - g0) * mcu_h, (h1 - h0) * mcu_w), bool)
+        padded[: near.shape[0], : near.shape[1]] = near
+        touched = padded.reshape(g1 - g0, mcu_h, h1 - h0, mcu_w).any(axis=(1, 3))
         if touched.any():
             # Encode only the MCU-aligned box around the touched MCUs: blocks are coded
             # independently (chroma is averaged within an MCU), so its coefficients equal
             # those of a whole-image encode, at a fraction of the cost.
             ys, xs = np.nonzero(touched)
             r0, r1, c0, c1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-            crop = restored[r0 * mcu_h : r1 * mcu_h, c0 * mcu_w : c1 * mcu_w]
+            crop = restored.region(
+                (
+                    (h0 + c0) * mcu_w,
+                    (g0 + r0) * mcu_h,
+                    min(width, (h0 + c1) * mcu_w),
+                    min(height, (g0 + r1) * mcu_h),
+                )
+            )
             _encode_like(coefficients, crop, new)
             fresh = jpeglib.read_dct(new)
             for index, name in enumerate(components):
                 v, h = int(samp[index, 0]), int(samp[index, 1])
                 old, part = getattr(coefficients, name), getattr(fresh, name)
-                top, left = r0 * v, c0 * h
+                top, left = (g0 + r0) * v, (h0 + c0) * h
                 rows_b = min(part.shape[0], old.shape[0] - top)
                 cols_b = min(part.shape[1], old.shape[1] - left)
                 want = np.repeat(np.repeat(touched[r0:r1, c0:c1], v, axis=0), h, axis=1)
@@ -103,7 +121,7 @@ def _encode_keeping_blocks(
     if metadata.restart_interval(source):
         notes.append("restart markers dropped")
     data = metadata.replace_exif(data, metadata.clean_exif(exif, drop_orientation=False))
-    return JpegResult(data, int(touched.sum()), int(touched.size), "; ".join(notes))
+    return JpegResult(data, int(touched.sum()), rows * cols, "; ".join(notes))
 
 
 def _encode_like(coefficients, restored: np.ndarray, path: str) -> None:

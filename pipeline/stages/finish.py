@@ -1,10 +1,12 @@
-"""Finish stage (CPU): inferred rows in, rows with the restored image and its changed-pixel map
+"""Finish stage (CPU): inferred rows in, rows with the restored box and its changed-pixel map
 out, ready to be encoded and written (pipeline/stages/sinks.py).
 
-SPL predictions are pasted back with `spl_model.paste_windows`, the same function the
-`Inpainter` uses, onto each window's own hole pixels only, tiles cross-faded over their
-overlaps. Classical engines (OpenCV Telea and Navier-Stokes) work on the whole image, here on
-the CPU: they never need an actor.
+Work follows the hole: only the box around the pixels the restore writes is copied, pasted
+into and passed on (`restored`, `restored_box`, `changed`); the rest of the image is `pixels`
+as decoded. SPL predictions are pasted back with `spl_model.paste_windows`, the same function
+the `Inpainter` uses, onto each window's own hole pixels only, tiles cross-faded over their
+overlaps. Classical engines (OpenCV Telea and Navier-Stokes) run here on the CPU, on the hole's
+box plus the pixels they read around it: they never need an actor.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import pyarrow as pa
 
 import spl_model
 from spl_model.deblend import deblend
+from spl_model.engines import RADIUS
+from spl_model.masks import hole_box
 
 from ..config import MARK_COLORS
 from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
 from .infer import current_node
 from .prepare import unpack_plan, unpack_predictions
+
+# px around the hole a classical engine reads (its radius, and the fast-marching band)
+CLASSICAL_MARGIN = RADIUS + 2
 
 
 def finish_batch(
@@ -37,13 +44,15 @@ def finish_batch(
         if not row.get("status"):
             try:
                 if engine in CLASSICAL_ENGINES:
-                    restored, changed = _classical(row, engine, dilate)
+                    box, restored, changed = _classical(row, engine, dilate)
                     row["node"] = node
                 else:
-                    restored, changed = _paste(row)
+                    box, restored, changed = _paste(row)
                 if row.get("alpha"):
-                    _deblend(row, restored, changed, MARK_COLORS[mark_color])
-                row.update(restored=restored.tobytes(), changed=pack_bits(changed))
+                    _deblend(row, box, restored, changed, MARK_COLORS[mark_color])
+                row.update(
+                    restored=restored.tobytes(), restored_box=list(box), changed=pack_bits(changed)
+                )
             except Exception as exc:  # one item never takes its neighbours down
                 row.update(status=ERROR, error=f"cannot paste the model's output: {exc}")
         row.update(
@@ -55,33 +64,66 @@ def finish_batch(
 
 
 def _deblend(
-    row: dict[str, Any], restored: np.ndarray, changed: np.ndarray, color: tuple[int, int, int]
+    row: dict[str, Any],
+    box: tuple[int, int, int, int],
+    restored: np.ndarray,
+    changed: np.ndarray,
+    color: tuple[int, int, int],
 ) -> None:
-    """De-blend the mark's light pixels in place, in the opacity map's box (inside the hole)."""
+    """De-blend the mark's light pixels in place, in the opacity map's box (inside the hole,
+    so inside the restored box)."""
     x0, y0, x1, y1 = row["alpha_box"]
     alpha = np.frombuffer(row["alpha"], np.uint8).reshape(y1 - y0, x1 - x0) / 255.0
     source = _pixels(row)[y0:y1, x0:x1]
-    box = deblend(source, restored[y0:y1, x0:x1], alpha, color)
-    restored[y0:y1, x0:x1] = box
-    changed[y0:y1, x0:x1] = np.any(box != source, axis=2)
+    inside = (slice(y0 - box[1], y1 - box[1]), slice(x0 - box[0], x1 - box[0]))
+    part = deblend(source, restored[inside], alpha, color)
+    restored[inside] = part
+    changed[inside] = np.any(part != source, axis=2)
 
 
 def _pixels(row: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
 
 
-def _paste(row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _paste(row: dict[str, Any]) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """(box, restored box pixels, changed map of the box) of an SPL row."""
     plan = unpack_plan(row["window_boxes"], row["window_paste"])
     predictions = unpack_predictions(row["predictions"], len(plan.final))
-    restored = _pixels(row).copy()
-    changed = spl_model.paste_windows(restored, plan.final, predictions)
-    return restored, changed
+    box = _grow(spl_model.paste_box(plan.final), row.get("alpha_box"))
+    x0, y0, x1, y1 = box
+    image = _pixels(row)
+    restored = image[y0:y1, x0:x1].copy()
+    changed = spl_model.paste_windows(
+        restored, plan.final, predictions, origin=(x0, y0), shape=image.shape[:2]
+    )
+    return box, restored, changed
 
 
-def _classical(row: dict[str, Any], engine: str, dilate: int) -> tuple[np.ndarray, np.ndarray]:
+def _classical(
+    row: dict[str, Any], engine: str, dilate: int
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """Telea / Navier-Stokes on the hole's box plus what they read around it: the same fill as
+    on the whole image."""
     image = _pixels(row)
     hole = spl_model.dilate(unpack_bits(row["hole"], row["height"], row["width"]), dilate)
+    box = hole_box(hole, CLASSICAL_MARGIN)
+    assert box is not None  # decode skips items without a hole
+    x0, y0, x1, y1 = box
+    part = image[y0:y1, x0:x1]
     start = time.perf_counter()
-    restored = spl_model.classical_inpaint(engine, image, hole)
+    restored = spl_model.classical_inpaint(engine, part, hole[y0:y1, x0:x1])
     row["infer_ms"] = (time.perf_counter() - start) * 1e3
-    return restored, np.any(restored != image, axis=2)
+    return box, restored, np.any(restored != part, axis=2)
+
+
+def _grow(
+    box: tuple[int, int, int, int] | None, other: list[int] | None
+) -> tuple[int, int, int, int]:
+    """`box` grown to hold `other` too (either may be missing, not both)."""
+    boxes = [b for b in (box, other) if b is not None]
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )

@@ -27,14 +27,22 @@ MIN_SSIM_SIDE = 11
 BAND = 8  # px of known pixels around the hole used as its context
 
 
-def no_reference(restored: np.ndarray, hole: np.ndarray) -> dict[str, float | int | None]:
-    """Every no-reference column for one restored image and its (boolean) hole."""
+def no_reference(
+    restored: np.ndarray,
+    hole: np.ndarray,
+    origin: tuple[int, int] = (0, 0),
+    shape: tuple[int, int] | None = None,
+) -> dict[str, float | int | None]:
+    """Every no-reference column for one restored image and its (boolean) hole. The arrays may
+    be a part of the image that starts at `origin` (x, y), of an image of `shape` (H, W)."""
     if not hole.any():
         return {}
     # Every measure lives within BAND + 1 px of the hole: work on that box only.
-    height, width = hole.shape
     x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
-    distance = min(x, y, width - x - w, height - y - h)
+    full_h, full_w = shape or hole.shape
+    ax, ay = x + origin[0], y + origin[1]  # in the whole image
+    distance = min(ax, ay, full_w - ax - w, full_h - ay - h)
+    height, width = hole.shape
     y0, x0 = max(0, y - BAND - 1), max(0, x - BAND - 1)
     y1, x1 = min(height, y + h + BAND + 1), min(width, x + w + BAND + 1)
     restored, hole = restored[y0:y1, x0:x1], hole[y0:y1, x0:x1]

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from spl_model.masks import hole_box
+
 from ..errors import error_kind
 from ..schema import ERROR, OK, RESULT_SCHEMA, table, unpack_bits
 from ..storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
@@ -23,6 +25,7 @@ from . import metadata, quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .encode_jpeg import NotApplicable, encode_keeping_blocks
+from .restored import Restored
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +135,7 @@ def _encode_one(
 ) -> tuple[bytes, str, dict[str, Any]]:
     """(file bytes, extension, stats) of a restored row in its output format. A JPEG written
     from a JPEG keeps the source's coefficients outside the changed MCUs (encode_jpeg.py)."""
-    height, width = row["height"], row["width"]
-    restored = np.frombuffer(row["restored"], np.uint8).reshape(height, width, 3)
-    changed = unpack_bits(row["changed"], height, width)
+    restored = Restored.of(row)
     ext, kind = output_ext(output_format, row.get("input_ext"))
     stats: dict[str, Any] = {}
     if kind == "jpg" and row.get("input_format") == "JPEG":
@@ -142,7 +143,7 @@ def _encode_one(
             if row["orig_mode"] not in ("RGB", "L"):
                 raise NotApplicable(f"{row['input_mode']} JPEG")
             kept = encode_keeping_blocks(
-                row["image_bytes"], restored, changed, row["orientation"] or 1, row.get("exif")
+                row["image_bytes"], restored, row["orientation"] or 1, row.get("exif")
             )
             path = f"coefficients: {kept.mcus} of {kept.mcus_total} MCUs re-encoded"
             stats["jpeg_path"] = path + (f"; {kept.note}" if kept.note else "")
@@ -150,19 +151,26 @@ def _encode_one(
             return kept.data, ext, stats
         except NotApplicable as exc:
             stats["jpeg_path"] = f"reencode: {exc}"
-    img = compose(restored, changed, row["orig_mode"] or "RGB", row.get("orig"))
+    img = compose(restored.region(), restored.changed(), row["orig_mode"] or "RGB", row.get("orig"))
     exif = metadata.clean_exif(row.get("exif"), drop_orientation=True)  # pixels are upright
     data, mode = encode(img, kind, output_quality, row.get("icc"), exif)
     return data, ext, stats | {"output_mode": mode, "output_bytes": len(data)}
 
 
 def _scores(row: dict[str, Any], max_image_pixels: int | None) -> dict[str, Any]:
-    """No-reference quality, and reference scores when the item has a reference image."""
-    height, width = row["height"], row["width"]
-    restored = np.frombuffer(row["restored"], np.uint8).reshape(height, width, 3)
-    scores = quality.no_reference(restored, unpack_bits(row["hole"], height, width))
+    """No-reference quality (in the hole's box), and reference scores when the item has a
+    reference image."""
+    restored = Restored.of(row)
+    hole = unpack_bits(row["hole"], row["height"], row["width"])
+    box = hole_box(hole, quality.BAND + 1)
+    if box is None:
+        return {}
+    x0, y0, x1, y1 = box
+    scores = quality.no_reference(
+        restored.region(box), hole[y0:y1, x0:x1], origin=(x0, y0), shape=restored.shape
+    )
     if row.get("ref_bytes"):
-        scores.update(_reference(row["ref_bytes"], restored, max_image_pixels))
+        scores.update(_reference(row["ref_bytes"], restored.region(), max_image_pixels))
     return scores
 
 
