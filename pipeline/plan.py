@@ -165,10 +165,12 @@ def build_dataset(
 ) -> Any:
     """The run's dataset over `work` (pipeline.work.Work): its shard units, or its pairs' unit
     files read in blocks of one task's worth, so that tasks spread over the cluster."""
+    import ray
     import ray.data
 
     batch = config.batch_size
-    per_task = units_per_task(config, layout)
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    per_task = units_per_task(config, layout, work.to_run, cpus)
     if work.unit_files:
         fs, root = filesystem(work.scratch.url, work.scratch.options)
         files = [f"{root}/{name}" for name in work.unit_files]
@@ -200,9 +202,18 @@ def build_dataset(
     )
 
 
-def units_per_task(config: RestoreConfig, layout: str) -> int:
-    """A shard is one task however long (streamed inside); loose files go in groups of blocks."""
-    return 1 if layout in ("webdataset", "parquet") else config.batch_size * BLOCKS_PER_TASK
+def units_per_task(
+    config: RestoreConfig, layout: str, to_run: int = 0, cpus: float = 0.0
+) -> int:
+    """A shard is one task however long (streamed inside). Loose files go in groups of up to
+    BLOCKS_PER_TASK blocks, fewer when the run is small for the cluster: `to_run` items make at
+    least two tasks per CPU, so that every CPU works from the start."""
+    if layout in ("webdataset", "parquet"):
+        return 1
+    most = config.batch_size * BLOCKS_PER_TASK
+    if to_run <= 0 or cpus <= 0:
+        return most
+    return max(1, min(most, math.ceil(to_run / (2 * cpus))))
 
 
 def stage_options(

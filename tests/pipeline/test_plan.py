@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pipeline.config import ConfigError, RestoreConfig
-from pipeline.plan import resources, wait_for_gpus
+from pipeline.plan import BLOCKS_PER_TASK, resources, units_per_task, wait_for_gpus
 
 
 def config(**extra) -> RestoreConfig:
@@ -28,3 +28,11 @@ def test_waiting_for_gpus_that_never_come_ends_in_one_sentence(ray_local):
     with pytest.raises(ConfigError, match=r"asked for 2 actor\(s\) with 1 GPU each.*after 1 s"):
         wait_for_gpus(resources(config(device="cuda", actors="2")), timeout_s=1, poll_s=0.2)
     assert time.monotonic() - start < 10
+
+
+def test_a_small_run_is_cut_into_enough_tasks_for_every_cpu():
+    job = config(batch_size=8)
+    assert units_per_task(job, "pairs", to_run=288, cpus=16) == 9  # 32 tasks, not 9
+    assert units_per_task(job, "pairs", to_run=100_000, cpus=16) == 8 * BLOCKS_PER_TASK
+    assert units_per_task(job, "pairs", to_run=3, cpus=16) == 1
+    assert units_per_task(job, "webdataset", to_run=288, cpus=16) == 1  # a shard per task
