@@ -4,6 +4,7 @@ and works before the modules of later commands exist."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import click
 
@@ -107,6 +108,9 @@ def demo(output: str) -> None:
     summary = demo_module.main(output)
     counts = ", ".join(f"{k} {v}" for k, v in (summary.get("counts") or {}).items())
     click.echo(f"demo run {summary.get('run_id')}: {counts} -> {output}")
+    click.echo(f"  report (open in a browser): {Path(output, 'report.html').resolve()}")
+    click.echo(f"  comparison picture:         {Path(output, 'comparison.png').resolve()}")
+    click.echo(f"  restored images:            {Path(output, 'images').resolve()}")
 
 
 if __name__ == "__main__":

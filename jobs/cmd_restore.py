@@ -28,12 +28,21 @@ To run on a Ray cluster through its Jobs API, use `spl submit` with the same fla
     help="Print the checked job spec (YAML), then list the inputs, consult OUT's ledger and "
     "print what a run would do (new, changed, retry, already done); write nothing.",
 )
+@click.option(
+    "--allow-errors",
+    is_flag=True,
+    help="Exit 0 even when some items failed (by default such a run exits 3).",
+)
 @click.pass_context
 def restore(ctx: click.Context, **params: object) -> None:
     """Restore images: fill masked regions and write images, stats and a run summary.
 
     Starts a local Ray (or joins the cluster at --address) and runs the job to the end.
     Every flag is also a key of the YAML job spec (`--mask-template` is `mask_template`).
+
+    Exit status: 0 when every item was restored, skipped or already done; 3 when any item
+    failed (its reason is on its stats row; --allow-errors exits 0); 2 for a job that cannot
+    run (bad spec, missing inputs); 1 when the run itself failed.
     """
     config = validate(spec_from_cli(ctx, params))
     if params["dry_run"]:
@@ -78,3 +87,22 @@ def restore(ctx: click.Context, **params: object) -> None:
         f"run {summary.get('run_id')} {summary.get('status')}: {shown} "
         f"in {summary.get('wall_s', 0):.1f} s -> {summary.get('summary_uri', config.output)}"
     )
+    if counts.get("error"):
+        click.echo(failure_line(counts, summary.get("top_errors", []), config.output), err=True)
+        if not params["allow_errors"]:
+            ctx.exit(EXIT_ITEMS_FAILED)
+
+
+EXIT_ITEMS_FAILED = 3
+
+
+def failure_line(counts: dict, top_errors: list[dict], output: str) -> str:
+    """Why items failed, in one line: the top reasons with their counts, and where to look."""
+    failed = counts["error"]
+    reasons = "; ".join(f"{e['count']} x {e['error']}" for e in top_errors) or "see the stats"
+    worked = failed + counts.get("ok", 0) + counts.get("skipped", 0)
+    if failed == worked:
+        head = f"every one of the {failed} item(s) this run worked on failed: {reasons}"
+    else:
+        head = f"{failed} of {worked} item(s) failed: {reasons}"
+    return f"{head}. Every error is in `spl report {output}`."

@@ -15,11 +15,18 @@ class Progress:
         self.interval_s = interval_s
         self.counts: Counter[str] = Counter()
         self.counts["already_done"] = already_done
+        self.errors: Counter[str] = Counter()  # this run's error messages (first line)
         self.start = time.monotonic()
         self.last_log = self.start
 
-    def add(self, status: str, n: int = 1) -> None:
+    def add(self, status: str, n: int = 1, error: str | None = None) -> None:
         self.counts[status] += n
+        if status == "error":
+            self.errors[(error or "unknown error").splitlines()[0][:200]] += n
+
+    def top_errors(self, count: int = 3) -> list[dict[str, object]]:
+        """The most frequent error messages of this run, with their counts."""
+        return [{"error": e, "count": n} for e, n in self.errors.most_common(count)]
 
     @property
     def done(self) -> int:

@@ -24,6 +24,7 @@ from .lease import Lease
 from .model import choose_model
 from .partitioned import Scratch
 from .plan import build_dataset, pool_options, resources, wait_for_gpus
+from .preflight import preflight
 from .progress import Progress
 from .schema import ALREADY_DONE, STATS_SCHEMA
 from .stages.infer import InferPool, pool_facts, start_pool, stop_pool
@@ -56,6 +57,7 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
     started_at, t0 = datetime.now(UTC), time.monotonic()
     run_id = config.run_id or new_run_id()
     model = choose_model(config)  # an unusable checkpoint fails before anything is touched
+    preflight(config)  # missing inputs, no masks, unreachable storage, read-only OUT
     # one run per OUT: a second one fails here, naming the holder
     with Lease(config.output, config.io_options, run_id, config.lease_ttl_s, config.io_retries):
         started_ray = _ensure_ray(config)
@@ -206,6 +208,7 @@ def _consume(
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         statuses = batch["status"].to_pylist()
         keys = batch["key"].to_pylist()
+        errors = batch["error"].to_pylist()
         keep, counted = [], []
         for i, (key, status) in enumerate(zip(keys, statuses, strict=True)):
             if key in seen:  # never two rows for one item in one run
@@ -213,7 +216,7 @@ def _consume(
                 continue
             seen.add(key)
             counted.append(i)
-            progress.add(status)
+            progress.add(status, error=errors[i])
             if status != ALREADY_DONE:
                 keep.append(i)
         if keep:
@@ -236,6 +239,7 @@ def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: fl
     counts = Counter({"ok": 0, "error": 0, "skipped": 0, "already_done": 0})
     counts.update(progress.counts)
     summary["counts"] = {"listed": sum(counts.values()), **dict(counts)}
+    summary["top_errors"] = progress.top_errors()
     summary["finished_at"] = datetime.now(UTC).isoformat()
     summary["wall_s"] = round(wall, 3)
     summary["images_per_s"] = round(counts["ok"] / wall, 4) if wall > 0 else 0.0
