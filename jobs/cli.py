@@ -4,6 +4,7 @@ and works before the modules of later commands exist."""
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 
 import click
@@ -81,12 +82,22 @@ Quick start:
 Run `spl COMMAND --help` for a command's flags.""",
 )
 @click.version_option(package_name="spl-restore", prog_name="spl")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress display; warnings and results only.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log what runs do (INFO), Ray's worker logs included."
+)
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """Batch image restoration with SPL inpainting on Ray.
 
     Reads images and masks from any fsspec URL (s3://, gs://, local paths), fills the masked
     regions, and writes restored images, per-image stats (Parquet) and a run summary.
     """
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
+    if verbose:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
 
 
 @click.command("demo")

@@ -45,6 +45,8 @@ def restore(ctx: click.Context, **params: object) -> None:
     run (bad spec, missing inputs); 1 when the run itself failed.
     """
     config = validate(spec_from_cli(ctx, params))
+    if (ctx.find_root().obj or {}).get("quiet"):
+        config.progress_bars = False
     if params["dry_run"]:
         click.echo(yaml.safe_dump(config.redacted(), sort_keys=False), nl=False)
         from pipeline.work import dry_run

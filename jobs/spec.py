@@ -126,8 +126,11 @@ HELP: dict[str, tuple[str, str | None]] = {
     "lease_ttl_s": ("A run's lease on OUT expires this long after its last renewal.", "S"),
     "stats_flush_rows": ("Write a stats file at least every N rows.", "N"),
     "stats_flush_s": ("Write a stats file at least every S seconds.", "S"),
-    "progress_s": ("Seconds between progress lines in the log.", "S"),
-    "progress_bars": ("Ray Data progress bars on a terminal.", None),
+    "progress_s": ("Seconds between progress lines (when stderr is not a terminal).", "S"),
+    "progress_bars": (
+        "Show progress on stderr: a bar on a terminal, else a line every progress_s seconds.",
+        None,
+    ),
 }
 NOT_FLAGS = {"storage_options"}  # --storage-option KEY=VALUE, repeatable
 

@@ -298,6 +298,9 @@ class Reduced:
     listed: int
     orphan_masks: int
     counts: Counter
+    matched: int = 0  # images that found their mask
+    examples: tuple[list[str], list[str]] = ([], [])  # a few images without a mask, and masks
+    # without an image, for the message of a run in which no name matches
 
 
 def _read(scratch: Scratch, mapped: list[Mapped], parts: range) -> pa.Table | None:
@@ -352,7 +355,11 @@ def reduce_pairs(
         fs, path = scratch.path(name)
         with fs.open(path, "wb") as handle:
             pq.write_table(pa.Table.from_pylist(todo, schema=UNIT_SCHEMA), handle)
-    return Reduced(name, len(todo), len(units), orphans, counts)
+    unmatched = [u["key"] for u in units if mfs is not None and not u.get("mask")]
+    return Reduced(
+        name, len(todo), len(units), len(orphans), counts,
+        matched=len(units) - len(unmatched), examples=(unmatched[:3], orphans[:3]),
+    )  # fmt: skip
 
 
 def _number_shards(units: list[dict[str, Any]], prefix: str, size: int) -> None:

@@ -1,16 +1,31 @@
-"""Progress: counts by status, and a periodic one-line log (done/total, images/s, ETA)."""
+"""Progress: counts by status, shown as it goes (done/total, ok and error counts, images/s, ETA).
+
+`show`: a tqdm bar on stderr when it is a terminal, else a plain line on stderr every
+`interval_s` seconds (no control characters: logs and pipes stay readable); not shown, the
+same line goes to the log at INFO.
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
 import time
 from collections import Counter
+from typing import TextIO
 
 log = logging.getLogger("pipeline.progress")
 
 
 class Progress:
-    def __init__(self, total: int | None, interval_s: float = 10.0, already_done: int = 0):
+    def __init__(
+        self,
+        total: int | None,
+        interval_s: float = 10.0,
+        already_done: int = 0,
+        show: bool = False,
+        stream: TextIO | None = None,
+    ):
         self.total = total
         self.interval_s = interval_s
         self.counts: Counter[str] = Counter()
@@ -18,11 +33,27 @@ class Progress:
         self.errors: Counter[str] = Counter()  # this run's error messages (first line)
         self.start = time.monotonic()
         self.last_log = self.start
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if show and self.stream.isatty():
+            from tqdm import tqdm
+
+            width, height = shutil.get_terminal_size((100, 24))  # a size-less pty: 100 x 24
+            self.bar = tqdm(
+                total=total, initial=already_done, desc="restore", unit=" items",
+                file=self.stream, ncols=width, nrows=height, mininterval=0.5,
+            )  # fmt: skip
+        self.lines = show and self.bar is None
 
     def add(self, status: str, n: int = 1, error: str | None = None) -> None:
         self.counts[status] += n
         if status == "error":
             self.errors[(error or "unknown error").splitlines()[0][:200]] += n
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"ok {self.counts['ok']} error {self.counts['error']}", refresh=False
+            )
+            self.bar.update(n)
 
     def top_errors(self, count: int = 3) -> list[dict[str, object]]:
         """The most frequent error messages of this run, with their counts."""
@@ -60,7 +91,16 @@ class Progress:
         now = time.monotonic()
         if force or now - self.last_log >= self.interval_s:
             self.last_log = now
-            log.info("restore progress: %s", self.line())
+            if self.lines:
+                print(f"restore: {self.line()}", file=self.stream, flush=True)
+            elif self.bar is None:
+                log.info("restore progress: %s", self.line())
+
+    def close(self) -> None:
+        """End the bar (its last state stays on the terminal)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _duration(seconds: float) -> str:

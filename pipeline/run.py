@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import secrets
 import time
@@ -26,6 +25,7 @@ from .partitioned import Scratch
 from .plan import build_dataset, pool_options, resources, wait_for_gpus
 from .preflight import preflight
 from .progress import Progress
+from .ray_init import ensure_ray
 from .schema import ALREADY_DONE, STATS_SCHEMA
 from .stages.infer import InferPool, pool_facts, start_pool, stop_pool
 from .stats import StatsSink
@@ -60,7 +60,7 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
     preflight(config)  # missing inputs, no masks, unreachable storage, read-only OUT
     # one run per OUT: a second one fails here, naming the holder
     with Lease(config.output, config.io_options, run_id, config.lease_ttl_s, config.io_retries):
-        started_ray = _ensure_ray(config)
+        started_ray = ensure_ray(config.ray_address, config.num_cpus)
         try:
             return _run(config, model, run_id, started_at, t0)
         finally:
@@ -131,7 +131,9 @@ def _run_work(
         *res.actors,
         res.device,
     )
-    progress = Progress(listing.items, config.progress_s, already_done=already)
+    progress = Progress(
+        listing.items, config.progress_s, already_done=already, show=config.progress_bars
+    )
     sink = StatsSink(
         config.output,
         run_id,
@@ -164,7 +166,10 @@ def _run_work(
                 alpha=alpha,
                 output_layout=layout,
             )
-            _consume(ds, sink, progress, publisher)
+            try:
+                _consume(ds, sink, progress, publisher)
+            finally:
+                progress.close()
         sink.flush()
         if publisher is not None:
             summary["shards"] = publisher.finish()
@@ -293,20 +298,6 @@ def _flush_quietly(sink: StatsSink) -> None:
         log.exception("could not write the last stats rows")
 
 
-def _ensure_ray(config: RestoreConfig) -> bool:
-    """Connect to `ray_address` / RAY_ADDRESS, else start a private local Ray; True when this
-    call initialised Ray (and so shuts it down at the end)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if config.ray_address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=config.ray_address)
-        return True
-    ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False)
-    return True
-
-
 def _ray_data_options(config: RestoreConfig, res: Any, pool: Any) -> None:
     """Progress bars; and the actor pool's CPUs and GPUs taken out of Ray Data's budget. The
     pool is ours, not a Ray Data operator, so Ray Data would otherwise count its CPUs as free
@@ -316,7 +307,9 @@ def _ray_data_options(config: RestoreConfig, res: Any, pool: Any) -> None:
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = config.progress_bars
+    ctx.enable_progress_bars = False  # the run's own progress (pipeline/progress.py) instead
+    if not log.isEnabledFor(logging.INFO):  # Ray Data's plan and timing lines: in its log file
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     actors = len(pool.actors) if pool is not None else 0
     held = ray.data.ExecutionResources(
         cpu=res.cpus_per_actor * actors, gpu=res.gpus_per_actor * actors

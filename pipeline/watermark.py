@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw
 from spl_model.watermark import Estimate, estimate, locate
 
 from .config import ConfigError, RestoreConfig
+from .ray_init import ensure_ray
 from .stages.decode import ItemError, open_image
 from .stages.read import read_units
 from .stages.sources import list_units
@@ -129,8 +130,7 @@ def sample_images(
         units = units[: config.sample]
     tasks = min(len(units), 16)
     chunks = [units[i::tasks] for i in range(tasks)]
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    ensure_ray()  # local unless RAY_ADDRESS names a cluster
     task = ray.remote(_read_gray)
     per_task = -(-config.sample // max(len(chunks), 1)) + 1
     refs = [task.remote(chunk, config.storage_options, per_task) for chunk in chunks]

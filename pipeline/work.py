@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import partitioned, shards
-from .config import RestoreConfig
+from .config import ConfigError, RestoreConfig, redact_url
 from .model import ModelChoice, choose_model
 from .partitioned import Scratch, Tasks
 from .stages.sources import UNIT_SCHEMA, Listing, check_inputs, detect_layout, shard_listing
@@ -91,6 +91,8 @@ def find_work(
         )
         listed = sum(r.listed for r in reduced)
         orphans = sum(r.orphan_masks for r in reduced)
+        if config.masks and not template and listed and not any(r.matched for r in reduced):
+            raise ConfigError(_no_match(config, reduced))
         if orphans:
             log.warning("%d mask(s) have no image with the same key; ignored", orphans)
         counts: Counter[str] = Counter()
@@ -154,3 +156,14 @@ def _plan_shards(
         else:
             todo.append(unit)
     return todo, already
+
+
+def _no_match(config: RestoreConfig, reduced: list[partitioned.Reduced]) -> str:
+    """The refusal of a run whose masks match none of its images, with examples of each."""
+    images = [key for r in reduced for key in r.examples[0]][:3]
+    masks = [key for r in reduced for key in r.examples[1]][:3]
+    return (
+        f"no mask under `masks` {redact_url(config.masks or '')!r} matches an image under "
+        f"`images` (masks match images by relative path without extension): images such as "
+        f"{', '.join(images) or '-'}; masks such as {', '.join(masks) or 'none found'}"
+    )

@@ -323,7 +323,7 @@ def _pairs(
         mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
         mask_details = listed_masks if listed_masks else _find(mfs, mroot, exclude=[])
     units, orphans = pair_units(config, fs, details, base, mfs, mroot, mask_details, known)
-    return Listing(layout="pairs", units=units, items=len(units), orphan_masks=orphans)
+    return Listing(layout="pairs", units=units, items=len(units), orphan_masks=len(orphans))
 
 
 def pair_units(
@@ -335,10 +335,10 @@ def pair_units(
     mroot: str | None,
     mask_details: dict[str, Found],
     known: dict[str, str],
-) -> tuple[list[dict], int]:
-    """(pair units, masks without an image) of `details` (images, sorted by path), matched
-    with `mask_details` by relative key. `known` (image URL -> key, from the ledger) keeps the
-    key a file was given before, whatever has been added beside it since.
+) -> tuple[list[dict], list[str]]:
+    """(pair units, keys of the masks without an image) of `details` (images, sorted by
+    path), matched with `mask_details` by relative key. `known` (image URL -> key, from the
+    ledger) keeps the key a file was given before, whatever has been added beside it since.
 
     Every rule here looks only at files whose keys could collide (see `key_family`), so the
     partitioned planner (pipeline/partitioned.py) gives each partition's files the keys the
@@ -395,7 +395,7 @@ def pair_units(
         unit["version"] = f"{details[path].version}|{mask_version}"
         units.append(unit)
     used = set(stems)
-    return units, sum(1 for stem in masks if stem not in used)
+    return units, [stem for stem in masks if stem not in used]
 
 
 def key_family(stem: str) -> str:

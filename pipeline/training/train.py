@@ -34,6 +34,7 @@ from spl_model.teachers import TEACHER_CHANNELS, TEACHERS, build_teacher
 from spl_model.training import LossWeights, SPLTrainer
 
 from ..config import ConfigError, redact
+from ..ray_init import ensure_ray
 from ..storage import atomic_write, filesystem, read_bytes
 from .data import PhotoCrops, list_images
 
@@ -128,12 +129,10 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 
 
 def _run_on_ray_train(config: TrainConfig, start: float) -> None:
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True)
+    ensure_ray(log_to_driver=True)  # local unless RAY_ADDRESS names a cluster
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config=asdict(config),

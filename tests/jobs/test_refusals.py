@@ -101,3 +101,15 @@ def test_a_run_with_failed_items_exits_3_and_says_why_unless_errors_are_allowed(
     assert f"spl report {tmp_path / 'out'}" in why[0]
     again = spl(*args, "--output", str(tmp_path / "out2"), "--allow-errors")
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_masks_that_match_no_image_are_refused_with_examples_of_each_side(tmp_path, photos):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in ("scan-a", "scan-b"):
+        Image.fromarray(np.full((48, 64), 255, np.uint8)).save(masks / f"{name}.png")
+    args = ("--images", str(photos), "--masks", str(masks), "--engine", "opencv-telea",
+            "--num-cpus", "2", "--output", str(tmp_path / "out"))  # fmt: skip
+    line = refused(spl("restore", *args))
+    assert "no mask under `masks`" in line and "relative path without extension" in line
+    assert "images such as p0, p1, p2" in line and "masks such as scan-a, scan-b" in line
