@@ -7,6 +7,7 @@ already_done) passes through later stages untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -172,3 +173,37 @@ def work_row(**values: Any) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"not work-row columns: {sorted(unknown)}")
     return values
+
+
+def each_row(
+    batch: pa.Table,
+    step: Callable[[dict[str, Any]], dict[str, Any]],
+    fail: Callable[[dict[str, Any], Exception], dict[str, Any]],
+    reads: Sequence[str] | None = None,
+) -> pa.Table:
+    """The rule every CPU stage follows, written once: a row that already has a `status`
+    passes through untouched; `step(row)` returns the columns it sets on any other row, and an
+    exception becomes that row's error (`fail(row, exc)` returns the columns to set). One item
+    never takes its neighbours down.
+
+    Rows are dicts of the `reads` columns only (default: all), and only the columns some step
+    set are rebuilt: the others (whole images among them) keep their Arrow buffers, uncopied.
+    """
+    names = list(batch.schema.names if reads is None else dict.fromkeys([*reads, "status"]))
+    rows = batch.select(names).to_pylist()
+    updates: dict[str, list[Any]] = {}
+    for i, row in enumerate(rows):
+        if row.get("status"):
+            continue
+        try:
+            changed = step(row)
+        except Exception as exc:  # one item never takes its neighbours down
+            changed = fail(row, exc)
+        for name, value in changed.items():
+            if name not in updates:
+                updates[name] = batch[name].to_pylist()
+            updates[name][i] = value
+    for name, values in updates.items():
+        index = batch.schema.get_field_index(name)
+        batch = batch.set_column(index, name, pa.array(values, batch.schema.field(name).type))
+    return batch

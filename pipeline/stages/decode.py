@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
-from ..schema import ERROR, SKIPPED, WORK_SCHEMA, pack_bits, table
+from ..schema import ERROR, SKIPPED, each_row, pack_bits
 from . import metadata
 from .template import NotFound, Placement
 
@@ -61,19 +61,16 @@ def decode_batch(
     mask_orientation: str = "display",
     alpha: bytes | None = None,
 ) -> pa.Table:
-    out = []
     placement = Placement(template, anchor, offset, scale, search, min_score, alpha)
-    for row in batch.to_pylist():
-        if row.get("status"):
-            out.append(row)
-            continue
-        try:
-            out.append(decode_row(row, placement, max_image_pixels, mask_orientation))
-        except ItemError as exc:
-            out.append(_fail(row, str(exc)))
-        except Exception as exc:  # never let one item take its neighbours down
-            out.append(_fail(row, f"unexpected decode failure: {type(exc).__name__}: {exc}"))
-    return table(out, WORK_SCHEMA)
+
+    def fail(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, ItemError):
+            return _fail(row, str(exc))
+        return _fail(row, f"unexpected decode failure: {type(exc).__name__}: {exc}")
+
+    return each_row(
+        batch, lambda row: decode_row(row, placement, max_image_pixels, mask_orientation), fail
+    )
 
 
 def _alpha_columns(alpha: np.ndarray, hole: np.ndarray) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from spl_model.masks import hole_box
 
 from ..config import MARK_COLORS
 from ..model import CLASSICAL_ENGINES
-from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
+from ..schema import ERROR, WORK_SCHEMA, each_row, pack_bits, unpack_bits
 from .infer import current_node
 from .prepare import unpack_plan, unpack_predictions
 
@@ -38,29 +38,38 @@ def finish_batch(
     """WORK_SCHEMA rows in and out: `restored` and `changed` set on the rows to restore, the
     model's payloads dropped. Rows with a template opacity map (`alpha`) get the mark's light
     pixels de-blended (`spl_model/deblend.py`) over the fill."""
-    out = []
     node = current_node()[0] if engine in CLASSICAL_ENGINES else None
-    for row in batch.to_pylist():
-        if not row.get("status"):
-            try:
-                if engine in CLASSICAL_ENGINES:
-                    box, restored, changed = _classical(row, engine, dilate)
-                    row["node"] = node
-                else:
-                    box, restored, changed = _paste(row)
-                if row.get("alpha"):
-                    _deblend(row, box, restored, changed, MARK_COLORS[mark_color])
-                row.update(
-                    restored=restored.tobytes(), restored_box=list(box), changed=pack_bits(changed)
-                )
-            except Exception as exc:  # one item never takes its neighbours down
-                row.update(status=ERROR, error=f"cannot paste the model's output: {exc}")
-        row.update(
-            predictions=None, window_paste=None, windows=None, window_holes=None, refine=None,
-            alpha=None,
-        )  # fmt: skip
-        out.append(row)
-    return table(out, WORK_SCHEMA)
+
+    def finish(row: dict[str, Any]) -> dict[str, Any]:
+        update: dict[str, Any] = {}
+        if engine in CLASSICAL_ENGINES:
+            started = time.perf_counter()
+            box, restored, changed = _classical(row, engine, dilate)
+            update.update(node=node, infer_ms=(time.perf_counter() - started) * 1e3)
+        else:
+            box, restored, changed = _paste(row)
+        if row.get("alpha"):
+            _deblend(row, box, restored, changed, MARK_COLORS[mark_color])
+        return {
+            **update,
+            "restored": restored.tobytes(),
+            "restored_box": list(box),
+            "changed": pack_bits(changed),
+        }
+
+    def fail(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        return {"status": ERROR, "error": f"cannot paste the model's output: {exc}"}
+
+    reads = ("pixels", "hole", "height", "width", "window_boxes", "window_paste",
+             "predictions", "alpha", "alpha_box")  # fmt: skip
+    batch = each_row(batch, finish, fail, reads)
+    for name in DROPPED:  # the model's payloads, consumed here (error rows' too)
+        empty = pa.nulls(batch.num_rows, WORK_SCHEMA.field(name).type)
+        batch = batch.set_column(batch.schema.get_field_index(name), name, empty)
+    return batch
+
+
+DROPPED = ("predictions", "window_paste", "windows", "window_holes", "refine", "alpha")
 
 
 def _deblend(
@@ -110,9 +119,7 @@ def _classical(
     assert box is not None  # decode skips items without a hole
     x0, y0, x1, y1 = box
     part = image[y0:y1, x0:x1]
-    start = time.perf_counter()
     restored = spl_model.classical_inpaint(engine, part, hole[y0:y1, x0:x1])
-    row["infer_ms"] = (time.perf_counter() - start) * 1e3
     return box, restored, np.any(restored != part, axis=2)
 
 

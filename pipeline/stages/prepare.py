@@ -23,7 +23,7 @@ import spl_model
 from spl_model.crops import Window, WindowPlan, cut_windows, paste_window, plan_windows
 
 from ..model import CLASSICAL_ENGINES
-from ..schema import ERROR, WORK_SCHEMA, pack_bits, table, unpack_bits
+from ..schema import ERROR, each_row, pack_bits, unpack_bits
 
 SIZE = spl_model.MODEL_SIZE
 # Per window in `window_boxes`: box (4), core (4, -1 for none), feather, group, and its pass:
@@ -43,19 +43,24 @@ def prepare_batch(
     """WORK_SCHEMA rows in and out; rows to restore with SPL gain their windows."""
     if engine in CLASSICAL_ENGINES:
         return batch
-    return _each_row(
-        batch, lambda row: prepare_row(row, strategy, dilate, prefill), "cannot cut model windows"
+    return each_row(
+        batch,
+        lambda row: prepare_row(row, strategy, dilate, prefill),
+        _fail("cannot cut model windows"),
+        reads=("pixels", "hole", "height", "width"),
     )
 
 
 def refine_batch(batch: pa.Table, *, prefill: str = "none", dilate: int = 0) -> pa.Table:
     """Rows back from their coarse pass in, rows with their final windows out: the coarse
     predictions are pasted into a copy of the image, and the final tiles cut from it."""
-    return _each_row(
+    return each_row(
         batch,
         lambda row: refine_row(row, prefill, dilate) if row.get("refine") else {},
-        "cannot refine the coarse fill",
-    )
+        _fail("cannot refine the coarse fill"),
+        reads=("pixels", "hole", "height", "width", "refine", "window_boxes", "window_paste",
+               "predictions"),
+    )  # fmt: skip
 
 
 def needs_refine(batch: pa.Table) -> bool:
@@ -68,16 +73,8 @@ def needs_refine(batch: pa.Table) -> bool:
     )
 
 
-def _each_row(batch: pa.Table, step: Any, failure: str) -> pa.Table:
-    out = []
-    for row in batch.to_pylist():
-        if not row.get("status"):
-            try:
-                row.update(step(row))
-            except Exception as exc:  # one item never takes its neighbours down
-                row.update(status=ERROR, error=f"{failure}: {exc}", refine=None)
-        out.append(row)
-    return table(out, WORK_SCHEMA)
+def _fail(failure: str):
+    return lambda row, exc: {"status": ERROR, "error": f"{failure}: {exc}", "refine": None}
 
 
 def prepare_row(row: dict[str, Any], strategy: str, dilate: int, prefill: str) -> dict:
@@ -101,7 +98,11 @@ def refine_row(row: dict[str, Any], prefill: str, dilate: int) -> dict:
     """The final windows of a row whose coarse predictions came back."""
     plan = unpack_plan(row["window_boxes"], row["window_paste"])
     predictions = unpack_predictions(row["predictions"], len(plan.first))
-    work = _pixels(row).copy()
+    image = _pixels(row)
+    work = np.empty_like(image)  # the final tiles read their own boxes only: copy just those
+    x0, y0 = (min(w.box[i] for w in plan.final) for i in (0, 1))
+    x1, y1 = (max(w.box[i] for w in plan.final) for i in (2, 3))
+    work[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     for window, prediction in zip(plan.first, predictions, strict=True):
         paste_window(work, window, prediction)
     hole = _hole(row, dilate)
