@@ -30,8 +30,8 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 STRATEGIES = ("crop", "resize")
 MODEL_BATCH = {"cuda": 64, "cpu": 8}  # windows per model call when the caller does not say
 # torch.compile per device: CUDA graphs replayed on the fixed batch shapes; plain Inductor on
-# the CPU. `compile="auto"` compiles on CUDA only: on a 2-core CPU the bundled model ran 1.8x
-# faster compiled at batch 8, but each batch shape took about a minute to compile.
+# the CPU. `compile="auto"` compiles on CUDA only: on a 2-core CPU the bundled model ran 1.75x
+# faster compiled at batch 8, after 78 s of compiling its two batch shapes (README).
 COMPILE_MODES = {"cuda": "reduce-overhead", "cpu": "default"}
 BATCH_SHAPES = (1, 8, 32)  # a compiled model pads a partial batch up to one of these (or the
 # model batch), so it never meets a new shape: no recompiles, no dynamic-shape fallback
@@ -238,21 +238,18 @@ class Inpainter:
         if self.warmup_s is None:
             self.warm_up()
         count = len(windows)
-        step = self._step
-        if self.compiled:
-            shape = next((s for s in self.batch_shapes if s >= count), None)
-            if shape is None:  # larger than the model batch: no compiled shape fits
-                step = self._device_step
-            elif shape > count:
-                windows = _pad(windows, shape)
-                holes = _pad(holes, shape)
+        compiled = self.compiled and count <= self.batch_size  # else no compiled shape fits
+        if compiled:
+            shape = next(s for s in self.batch_shapes if s >= count)
+            if shape > count:
+                windows, holes = _pad(windows, shape), _pad(holes, shape)
         images = torch.from_numpy(np.require(windows, np.uint8, ["C", "W"]))
         masks = torch.from_numpy(np.require(holes, bool, ["C", "W"]))
         if self.device.type == "cuda":
             images, masks = self._upload(images, masks)
-            if step is not self._device_step:
+            if compiled:
                 torch.compiler.cudagraph_mark_step_begin()  # the last replay's output is copied
-        out = step(images, masks)[:count]
+        out = (self._step if compiled else self._device_step)(images, masks)[:count]
         if self.device.type != "cuda":
             return out, None
         host = torch.empty(out.shape, dtype=torch.uint8, pin_memory=True)
