@@ -52,17 +52,19 @@ class CrashJournal:
         return {key: n for key, n in counts.items() if n}
 
 
-def start_journal(run_id: str) -> Any:
+def start_journal(run_id: str) -> tuple[Any, str]:
     """The run's journal actor, on the driver's node (a worker node may be lost mid-run), with
-    no CPU reserved; it dies with the driver."""
+    no CPU reserved; it dies with the driver. Returns its handle (keep it while the run lasts)
+    and its name, by which the inference actors find it."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    name = f"spl-crashes-{run_id}"
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     journal = ray.remote(CrashJournal).options(
-        num_cpus=0, name=f"spl-crashes-{run_id}", scheduling_strategy=here, max_restarts=-1
+        num_cpus=0, name=name, scheduling_strategy=here, max_restarts=-1
     )
-    return journal.remote()
+    return journal.remote(), name
 
 
 def maybe_crash(key: str) -> None:

@@ -278,7 +278,7 @@ def stage_options(
 
 
 def pool_options(
-    config: RestoreConfig, model: ModelChoice, res: Resources, journal: Any
+    config: RestoreConfig, model: ModelChoice, res: Resources, journal: str
 ) -> dict[str, Any] | None:
     """How `infer.start_pool` builds the run's actors; None when the engine needs none."""
     if model.engine in CLASSICAL_ENGINES:

@@ -150,7 +150,8 @@ def _run_work(
     try:
         if work.to_run:
             wait_for_gpus(res, config.gpu_wait_s)
-            options = pool_options(config, model, res, start_journal(run_id))
+            _journal, journal_name = start_journal(run_id)  # the handle keeps it alive
+            options = pool_options(config, model, res, journal_name)
             if options is not None:
                 pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
             _ray_data_options(config, res, pool)

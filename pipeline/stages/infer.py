@@ -96,6 +96,20 @@ class _Request:
             self.loop.call_soon_threadsafe(_resolve, self.done)
 
 
+def _named_actor(name: str | None) -> Any:
+    """The run's crash journal, looked up by name: a handle passed to the constructor would be
+    an object-store argument, which Ray cannot promise to an actor that restarts."""
+    if not name:
+        return None
+    import ray
+
+    try:
+        return ray.get_actor(name)
+    except Exception as exc:  # no journal: items run unguarded, as when it is lost
+        log.warning("crash journal %s not found (%s); going on without it", name, exc)
+        return None
+
+
 def _resolve(future: asyncio.Future) -> None:
     if not future.done():  # a call cancelled by its caller needs no answer
         future.set_result(None)
@@ -123,7 +137,7 @@ class InferActor:
         *,
         expected_model_id: str | None = None,
         threads: int | None = None,
-        journal: Any = None,
+        journal: str | None = None,
         model_batch: int | None = None,
         **inpainter_kwargs: Any,
     ) -> None:
@@ -143,7 +157,7 @@ class InferActor:
             )
         self.model_batch = self.inpainter.batch_size
         self.inpainter.warm_up()  # compiles (when asked) before the actor says it is ready
-        self.journal = journal
+        self.journal = _named_actor(journal)
         self.node, restarted = current_node()
         self.suspects = restarted  # after a crash, in-flight keys run alone (crash journal)
         self.open: Counter[str] = Counter()  # batches in flight per key
