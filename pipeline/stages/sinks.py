@@ -162,13 +162,13 @@ def _scores(row: dict[str, Any], max_image_pixels: int | None) -> dict[str, Any]
     reference image."""
     restored = Restored.of(row)
     hole = unpack_bits(row["hole"], row["height"], row["width"])
+    scores: dict[str, Any] = {}
     box = hole_box(hole, quality.BAND + 1)
-    if box is None:
-        return {}
-    x0, y0, x1, y1 = box
-    scores = quality.no_reference(
-        restored.region(box), hole[y0:y1, x0:x1], origin=(x0, y0), shape=restored.shape
-    )
+    if box is not None:
+        x0, y0, x1, y1 = box
+        scores = quality.no_reference(
+            restored.region(box), hole[y0:y1, x0:x1], origin=(x0, y0), shape=restored.shape
+        )
     if row.get("ref_bytes"):
         scores.update(_reference(row["ref_bytes"], restored.region(), max_image_pixels))
     return scores
