@@ -22,6 +22,7 @@ _EXPORTS = {
     "paste_window": "crops",
     "paste_windows": "crops",
     "paste_box": "crops",
+    "union_box": "crops",
     "plan_windows": "crops",
     "WindowPlan": "crops",
     "classical_inpaint": "engines",

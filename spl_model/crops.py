@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .masks import dilate
+from .masks import dilate, hole_box
 from .prefill import prefill_holes
 
 MODEL_SIZE = 256  # the side of every window the network sees
@@ -132,10 +132,7 @@ def plan_windows(
 def _groups(hole: np.ndarray, merge_gap: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
     """(ys, xs, thickness) of each group of hole regions closer than `merge_gap`, in image
     coordinates, found inside the holes' bounding box grown by `merge_gap`."""
-    height, width = hole.shape
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
-    cx0, cy0 = max(0, x - merge_gap), max(0, y - merge_gap)
-    cx1, cy1 = min(width, x + w + merge_gap), min(height, y + h + merge_gap)
+    cx0, cy0, cx1, cy1 = hole_box(hole, merge_gap)  # plan_windows saw a hole
     near = np.ascontiguousarray(hole[cy0:cy1, cx0:cx1]).view(np.uint8)
     count, groups, stats, _ = cv2.connectedComponentsWithStats(
         dilate(near.astype(bool), merge_gap).astype(np.uint8), connectivity=8
@@ -347,11 +344,9 @@ def _native_prefills(
     for group, members in boxes.items():
         if len(members) < 2:  # a lone tile is filled by itself, as before
             continue
-        corners = np.asarray(members)
-        x0, y0 = corners[:, :2].min(axis=0)
-        x1, y1 = corners[:, 2:].max(axis=0)
+        x0, y0, x1, y1 = union_box(members)
         filled = prefill_holes(image[None, y0:y1, x0:x1], hole[None, y0:y1, x0:x1], prefill)[0]
-        regions[group] = ((int(x0), int(y0)), filled)
+        regions[group] = ((x0, y0), filled)
     return regions
 
 
@@ -390,9 +385,7 @@ def paste_windows(
         if span is not None:
             groups.setdefault(window.group, []).append((window, prediction, span))
     for members in groups.values():
-        spans = np.array([span for _, _, span in members])
-        gx0, gy0 = spans[:, 0].min(), spans[:, 1].min()
-        gx1, gy1 = spans[:, 2].max(), spans[:, 3].max()
+        gx0, gy0, gx1, gy1 = union_box([span for _, _, span in members])
         total = np.zeros((gy1 - gy0, gx1 - gx0, 3), np.float32)
         weight = np.zeros((gy1 - gy0, gx1 - gx0), np.float32)
         for window, prediction, (x0, y0, x1, y1) in members:
@@ -415,9 +408,12 @@ def paste_windows(
 def paste_box(windows: Sequence[Window]) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) around every pixel the windows paste; None when they paste none."""
     spans = [span for window in windows if (span := _paste_span(window)) is not None]
-    if not spans:
-        return None
-    corners = np.array(spans)
+    return union_box(spans) if spans else None
+
+
+def union_box(boxes: Sequence[Sequence[int]]) -> tuple[int, int, int, int]:
+    """The smallest (x0, y0, x1, y1) holding every one of `boxes` (at least one)."""
+    corners = np.asarray(boxes)
     x0, y0 = corners[:, :2].min(axis=0)
     x1, y1 = corners[:, 2:].max(axis=0)
     return int(x0), int(y0), int(x1), int(y1)
@@ -425,8 +421,8 @@ def paste_box(windows: Sequence[Window]) -> tuple[int, int, int, int] | None:
 
 def _paste_span(window: Window) -> tuple[int, int, int, int] | None:
     """The box (image coordinates) of the pixels a window pastes; None when there are none."""
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(window.paste).view(np.uint8))
-    if w == 0:
+    span = hole_box(window.paste)
+    if span is None:
         return None
     x0, y0 = window.box[:2]
-    return x0 + x, y0 + y, x0 + x + w, y0 + y + h
+    return x0 + span[0], y0 + span[1], x0 + span[2], y0 + span[3]

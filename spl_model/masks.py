@@ -117,21 +117,16 @@ def _uint8(mask: np.ndarray) -> np.ndarray:
     return (mask != 0).astype(np.uint8)
 
 
-def _regions(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """connectedComponentsWithStats rows of the 8-connected hole regions (background dropped),
-    computed in the hole's box, and the box's (x0, y0)."""
+def region_areas(mask: np.ndarray) -> np.ndarray:
+    """Pixel counts of the 8-connected hole regions (found in the hole's box)."""
     box = hole_box(mask)
     if box is None:
-        return np.zeros((0, 5), np.int32), (0, 0)
+        return np.zeros(0, np.int64)
     x0, y0, x1, y1 = box
-    part = _uint8(mask[y0:y1, x0:x1])
-    count, _, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
-    return stats[1:count], (x0, y0)
-
-
-def region_areas(mask: np.ndarray) -> np.ndarray:
-    """Pixel counts of the 8-connected hole regions."""
-    return _regions(mask)[0][:, cv2.CC_STAT_AREA].astype(np.int64)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(
+        _uint8(mask[y0:y1, x0:x1]), connectivity=8
+    )
+    return stats[1:count, cv2.CC_STAT_AREA].astype(np.int64)
 
 
 def random_mask(

@@ -97,7 +97,9 @@ def _paste(row: dict[str, Any]) -> tuple[tuple[int, int, int, int], np.ndarray, 
     """(box, restored box pixels, changed map of the box) of an SPL row."""
     plan = unpack_plan(row["window_boxes"], row["window_paste"])
     predictions = unpack_predictions(row["predictions"], len(plan.final))
-    box = _grow(spl_model.paste_box(plan.final), row.get("alpha_box"))
+    box = spl_model.union_box(
+        [b for b in (spl_model.paste_box(plan.final), row.get("alpha_box")) if b is not None]
+    )
     x0, y0, x1, y1 = box
     image = _pixels(row)
     restored = image[y0:y1, x0:x1].copy()
@@ -122,16 +124,3 @@ def _classical(
     restored = spl_model.classical_inpaint(engine, part, hole[y0:y1, x0:x1])
     engine_ms = (time.perf_counter() - started) * 1e3
     return box, restored, np.any(restored != part, axis=2), engine_ms
-
-
-def _grow(
-    box: tuple[int, int, int, int] | None, other: list[int] | None
-) -> tuple[int, int, int, int]:
-    """`box` grown to hold `other` too (either may be missing, not both)."""
-    boxes = [b for b in (box, other) if b is not None]
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )

@@ -20,7 +20,14 @@ import numpy as np
 import pyarrow as pa
 
 import spl_model
-from spl_model.crops import Window, WindowPlan, cut_windows, paste_window, plan_windows
+from spl_model.crops import (
+    Window,
+    WindowPlan,
+    cut_windows,
+    paste_window,
+    plan_windows,
+    union_box,
+)
 
 from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, each_row, pack_bits, unpack_bits
@@ -100,8 +107,7 @@ def refine_row(row: dict[str, Any], prefill: str, dilate: int) -> dict:
     predictions = unpack_predictions(row["predictions"], len(plan.first))
     image = _pixels(row)
     work = np.empty_like(image)  # the final tiles read their own boxes only: copy just those
-    x0, y0 = (min(w.box[i] for w in plan.final) for i in (0, 1))
-    x1, y1 = (max(w.box[i] for w in plan.final) for i in (2, 3))
+    x0, y0, x1, y1 = union_box([w.box for w in plan.final])
     work[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     for window, prediction in zip(plan.first, predictions, strict=True):
         paste_window(work, window, prediction)

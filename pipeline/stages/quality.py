@@ -17,11 +17,10 @@ With a reference image (same size): `psnr`, `ssim`, `l1` from `spl_model.metrics
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from spl_model import metrics
-from spl_model.masks import dilate
+from spl_model.masks import dilate, hole_box
 
 MIN_SSIM_SIDE = 11
 BAND = 8  # px of known pixels around the hole used as its context
@@ -35,16 +34,15 @@ def no_reference(
 ) -> dict[str, float | int | None]:
     """Every no-reference column for one restored image and its (boolean) hole. The arrays may
     be a part of the image that starts at `origin` (x, y), of an image of `shape` (H, W)."""
-    if not hole.any():
+    tight = hole_box(hole)
+    if tight is None:
         return {}
-    # Every measure lives within BAND + 1 px of the hole: work on that box only.
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hole).view(np.uint8))
+    hx0, hy0, hx1, hy1 = tight
     full_h, full_w = shape or hole.shape
-    ax, ay = x + origin[0], y + origin[1]  # in the whole image
-    distance = min(ax, ay, full_w - ax - w, full_h - ay - h)
-    height, width = hole.shape
-    y0, x0 = max(0, y - BAND - 1), max(0, x - BAND - 1)
-    y1, x1 = min(height, y + h + BAND + 1), min(width, x + w + BAND + 1)
+    ox, oy = origin  # the arrays' place in the whole image
+    distance = min(hx0 + ox, hy0 + oy, full_w - hx1 - ox, full_h - hy1 - oy)
+    # Every measure lives within BAND + 1 px of the hole: work on that box only.
+    x0, y0, x1, y1 = hole_box(hole, BAND + 1)
     restored, hole = restored[y0:y1, x0:x1], hole[y0:y1, x0:x1]
     ring = dilate(hole, BAND) & ~hole
     seam_l1, seam_ratio = seam(restored, hole, ring)
