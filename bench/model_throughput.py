@@ -120,11 +120,7 @@ def main() -> None:
                         "precision": precision,
                         "mode": mode,
                         "batch": batch,
-                        "padded_to": next(
-                            (s for s in inpainter.batch_shapes if s >= batch), batch
-                        )
-                        if inpainter.compiled
-                        else batch,
+                        "padded_to": inpainter.padded_batch(batch),
                         "warmup_s": round(warmup, 2),
                         "gflop_per_image": flops[model_name] / 1e9,
                     }

@@ -93,7 +93,7 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     Reads images and masks from any fsspec URL (s3://, gs://, local paths), fills the masked
     regions, and writes restored images, per-image stats (Parquet) and a run summary.
     """
-    ctx.obj = {"quiet": quiet, "verbose": verbose}
+    ctx.obj = {"quiet": quiet}  # `verbose` acts through the log level (pipeline/ray_init.py)
     if verbose:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

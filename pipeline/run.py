@@ -27,7 +27,7 @@ from .preflight import preflight
 from .progress import Progress
 from .ray_init import ensure_ray
 from .schema import ALREADY_DONE, STATS_SCHEMA
-from .stages.infer import InferPool, pool_facts, start_pool, stop_pool
+from .stages.infer import pool_facts, start_pool, stop_pool
 from .stats import StatsSink
 from .storage import atomic_write, filesystem, full_url, read_bytes
 from .work import Work, find_work
@@ -183,7 +183,7 @@ def _run_work(
         raise
     finally:
         if pool is not None:
-            summary["inference_actors"] = _actor_facts(pool)
+            summary["inference_actors"] = pool_facts(pool)
             stop_pool(pool)
     summary["status"] = "finished"
     _finish(summary, progress, sink, t0)
@@ -194,15 +194,6 @@ def _run_work(
         log.exception("could not compact the stats files (the next run tries again)")
     log.info("run %s finished: %s", run_id, progress.line())
     return summary
-
-
-def _actor_facts(pool: InferPool) -> list[dict[str, Any]]:
-    """The inference actors' own facts for the summary (compiled, warm-up seconds, ...)."""
-    try:
-        return pool_facts(pool)
-    except Exception:  # the summary must not fail a run
-        log.warning("could not collect the inference actors' facts", exc_info=True)
-        return []
 
 
 def _consume(

@@ -111,6 +111,13 @@ class Inpainter:
         batch, which a partial batch is padded up to."""
         return tuple(sorted({s for s in BATCH_SHAPES if s < self.batch_size} | {self.batch_size}))
 
+    def padded_batch(self, count: int) -> int:
+        """The batch `count` windows run at: the next of `batch_shapes` when compiled (a batch
+        larger than the model batch runs eager, as it is)."""
+        if not self.compiled or count > self.batch_size:
+            return count
+        return next(s for s in self.batch_shapes if s >= count)
+
     def warm_up(self) -> float:
         """Compile the device step (when asked) and run it once per batch shape, so that no
         request pays for compilation; returns the seconds it took. A compile error is logged
@@ -239,10 +246,9 @@ class Inpainter:
             self.warm_up()
         count = len(windows)
         compiled = self.compiled and count <= self.batch_size  # else no compiled shape fits
-        if compiled:
-            shape = next(s for s in self.batch_shapes if s >= count)
-            if shape > count:
-                windows, holes = _pad(windows, shape), _pad(holes, shape)
+        shape = self.padded_batch(count)
+        if shape > count:
+            windows, holes = _pad(windows, shape), _pad(holes, shape)
         images = torch.from_numpy(np.require(windows, np.uint8, ["C", "W"]))
         masks = torch.from_numpy(np.require(holes, bool, ["C", "W"]))
         if self.device.type == "cuda":

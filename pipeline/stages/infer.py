@@ -604,14 +604,19 @@ def start_pool(
 
 def pool_facts(pool: InferPool) -> list[dict[str, Any]]:
     """What each actor that came up reported (`InferActor.ready`): device, batch, compile and
-    warm-up seconds. Actors still starting are left out."""
+    warm-up seconds. Actors still starting, or that failed to, are left out; this never
+    raises (the run summary must not fail a run)."""
     import ray
 
-    up, _ = ray.wait(pool.ready, num_returns=len(pool.ready), timeout=0)
     facts = []
+    try:
+        up, _ = ray.wait(pool.ready, num_returns=len(pool.ready), timeout=0)
+    except Exception:
+        log.warning("could not collect the inference actors' facts", exc_info=True)
+        return facts
     for ref in up:
         try:
-            facts.append(ray.get(ref, timeout=10))
+            facts.append(ray.get(ref))
         except Exception:  # an actor that failed to start reports nothing
             continue
     return facts

@@ -64,7 +64,8 @@ def write_images(
             stats["shard"] = None
         if not row.get("status"):
             try:
-                data, ext, result = _encode_one(row, output_format, output_quality)
+                restored = Restored.of(row)
+                data, ext, result = _encode_one(row, restored, output_format, output_quality)
                 if layout == "files":
                     path = join_under(f"{root}/images", f"{row['key']}.{ext}")
                     atomic_write(fs, path, data, attempts=max(1, io_retries))
@@ -73,7 +74,7 @@ def write_images(
                     result["output_uri"] = shard_parts.member_uri(
                         fs, root, layout, input_layout, row, ext
                     )
-                result.update(_scores(row, max_image_pixels))
+                result.update(_scores(row, restored, max_image_pixels))
                 stats.update(result, status=OK)
             except (ItemError, UnsafeKeyError) as exc:
                 stats.update(status=ERROR, error=str(exc))
@@ -131,11 +132,10 @@ def _stats_base(row: dict[str, Any], run_id: str, settings_id: str, strategy: st
 
 
 def _encode_one(
-    row: dict[str, Any], output_format: str, output_quality: int
+    row: dict[str, Any], restored: Restored, output_format: str, output_quality: int
 ) -> tuple[bytes, str, dict[str, Any]]:
     """(file bytes, extension, stats) of a restored row in its output format. A JPEG written
     from a JPEG keeps the source's coefficients outside the changed MCUs (encode_jpeg.py)."""
-    restored = Restored.of(row)
     ext, kind = output_ext(output_format, row.get("input_ext"))
     stats: dict[str, Any] = {}
     if kind == "jpg" and row.get("input_format") == "JPEG":
@@ -157,10 +157,11 @@ def _encode_one(
     return data, ext, stats | {"output_mode": mode, "output_bytes": len(data)}
 
 
-def _scores(row: dict[str, Any], max_image_pixels: int | None) -> dict[str, Any]:
+def _scores(
+    row: dict[str, Any], restored: Restored, max_image_pixels: int | None
+) -> dict[str, Any]:
     """No-reference quality (in the hole's box), and reference scores when the item has a
     reference image."""
-    restored = Restored.of(row)
     hole = unpack_bits(row["hole"], row["height"], row["width"])
     scores: dict[str, Any] = {}
     box = hole_box(hole, quality.BAND + 1)
