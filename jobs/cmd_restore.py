@@ -42,7 +42,8 @@ def restore(ctx: click.Context, **params: object) -> None:
 
     Exit status: 0 when every item was restored, skipped or already done; 3 when any item
     failed (its reason is on its stats row; --allow-errors exits 0); 2 for a job that cannot
-    run (bad spec, missing inputs); 1 when the run itself failed.
+    run (bad spec, missing inputs); 1 when the run itself failed; 130 (143 for SIGTERM) when
+    stopped by Ctrl-C: the items finished by then are kept and the next run skips them.
     """
     config = validate(spec_from_cli(ctx, params))
     if (ctx.find_root().obj or {}).get("quiet"):
@@ -69,11 +70,18 @@ def restore(ctx: click.Context, **params: object) -> None:
             raise click.ClickException(problem)
         auth.use_cluster_token()
     from pipeline import ConfigError, run_restore
+    from pipeline.interrupt import Interrupted
 
     try:
         summary = run_restore(config)
     except ConfigError as exc:
         raise SpecError(str(exc)) from None
+    except Interrupted as stop:
+        click.echo(interrupted_line(stop.summary), err=True)
+        ctx.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted before any item was recorded; nothing to keep.", err=True)
+        ctx.exit(130)
     except Exception as exc:
         address = config.ray_address or os.environ.get("RAY_ADDRESS") or "the local Ray"
         if (cause := auth.auth_error_in(exc)) is not None:
@@ -96,6 +104,19 @@ def restore(ctx: click.Context, **params: object) -> None:
 
 
 EXIT_ITEMS_FAILED = 3
+
+
+def interrupted_line(summary: dict) -> str:
+    """What an interrupted run kept, and how to go on."""
+    counts = summary.get("counts", {})
+    kept = counts.get("ok", 0) + counts.get("error", 0) + counts.get("skipped", 0)
+    done = kept + counts.get("already_done", 0)
+    listed = summary.get("items_listed_up_front")
+    of = f" of {listed}" if listed is not None else ""
+    return (
+        f"interrupted: {kept} item(s) of this run recorded, {done}{of} done in all. Run the "
+        "same command again to resume: recorded items are skipped."
+    )
 
 
 def failure_line(counts: dict, top_errors: list[dict], output: str) -> str:

@@ -2,7 +2,8 @@
 
 KEY=VALUE pairs override the spec (values parsed as YAML: `batch_size=4`, `overwrite=true`).
 Exit status: 0 when the run finished (item errors are rows, not failures), 2 for a bad
-job spec, 1 when the run itself failed.
+job spec, 1 when the run itself failed, 128 + the signal's number when a signal stopped it
+(what had finished is recorded; the next run resumes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from pipeline import ConfigError, RestoreConfig, run_restore
 from pipeline.config import load_spec
+from pipeline.interrupt import Interrupted
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"{stop}; the items finished by then are recorded", file=sys.stderr)
+        return stop.exit_code
     print(
         json.dumps(
             {

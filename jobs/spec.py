@@ -127,6 +127,11 @@ HELP: dict[str, tuple[str, str | None]] = {
     "stats_flush_rows": ("Write a stats file at least every N rows.", "N"),
     "stats_flush_s": ("Write a stats file at least every S seconds.", "S"),
     "progress_s": ("Seconds between progress lines (when stderr is not a terminal).", "S"),
+    "drain_s": (
+        "After a first Ctrl-C or SIGTERM, seconds to go on recording the items in flight "
+        "before stopping (a second Ctrl-C stops at once).",
+        "S",
+    ),
     "progress_bars": (
         "Show progress on stderr: a bar on a terminal, else a line every progress_s seconds.",
         None,

@@ -131,6 +131,7 @@ class RestoreConfig:
     stats_flush_s: float = 30.0
     progress_s: float = 10.0
     progress_bars: bool = True
+    drain_s: float = 30.0  # after a first Ctrl-C / SIGTERM: the most time to record items in flight
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -227,6 +228,7 @@ class RestoreConfig:
         self.lease_ttl_s = _float("lease_ttl_s", self.lease_ttl_s, low=1.0)
         self.stats_flush_s = _float("stats_flush_s", self.stats_flush_s, low=0.0)
         self.progress_s = _float("progress_s", self.progress_s, low=0.1)
+        self.drain_s = _float("drain_s", self.drain_s, low=0.0)
         if self.gpus_per_actor is not None:
             self.gpus_per_actor = _float("gpus_per_actor", self.gpus_per_actor, low=0.0)
             if self.gpus_per_actor > 0 and self.device == "cpu":

@@ -21,6 +21,7 @@ import pyarrow as pa
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from .config import ConfigError, RestoreConfig
+from .interrupt import stop_check
 from .model import CLASSICAL_ENGINES, ModelChoice
 from .stages.decode import decode_batch
 from .stages.finish import finish_batch
@@ -45,11 +46,14 @@ def restore_units(
     units: pa.Table,
     stages: dict[str, dict[str, Any]],
     pool: InferPool | None = None,
+    stop: str | None = None,
 ) -> Iterator[pa.Table]:
     """Read -> decode -> prepare -> infer (-> refine -> infer) -> finish -> write, one block of
     `batch_size` items at a time; RESULT_SCHEMA rows out. `pool` is None for the classical
-    engines (no model). Blocks finish in the order they were read."""
+    engines (no model). Blocks finish in the order they were read. Once the run's stop switch
+    (named `stop`) is on, no new block starts; the blocks at the actors are finished."""
     in_flight: deque[Any] = deque()
+    stop_requested = stop_check(stop)
 
     def finish(inferred: pa.Table) -> pa.Table:
         return write_images(finish_batch(inferred, **stages["finish"]), **stages["write"])
@@ -65,6 +69,8 @@ def restore_units(
         return finish(inferred)
 
     for block in read_units(units, **stages["read"]):
+        if stop_requested():
+            break
         prepared = prepare_batch(decode_batch(block, **stages["decode"]), **stages["prepare"])
         if pool is None:
             yield finish(prepared)
@@ -158,13 +164,15 @@ def build_dataset(
     pool: InferPool | None,
     *,
     run_id: str,
+    stop: str | None = None,
     settings_id: str,
     template: bytes | None = None,
     alpha: bytes | None = None,
     output_layout: str = "files",
 ) -> Any:
     """The run's dataset over `work` (pipeline.work.Work): its shard units, or its pairs' unit
-    files read in blocks of one task's worth, so that tasks spread over the cluster."""
+    files read in blocks of one task's worth, so that tasks spread over the cluster. `stop`:
+    the name of the run's stop switch (pipeline/interrupt.py)."""
     import ray
     import ray.data
 
@@ -197,7 +205,7 @@ def build_dataset(
         batch_size=per_task,
         batch_format="pyarrow",
         fn_args=(stages,),
-        fn_kwargs={"pool": pool},
+        fn_kwargs={"pool": pool, "stop": stop},
         memory=TASK_MEMORY_BASE + TASK_MEMORY_PER_ITEM * held,
     )
 

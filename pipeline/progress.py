@@ -96,6 +96,13 @@ class Progress:
             elif self.bar is None:
                 log.info("restore progress: %s", self.line())
 
+    def say(self, text: str) -> None:
+        """One line on stderr, shown whether or not progress is (above the bar on a terminal)."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
     def close(self) -> None:
         """End the bar (its last state stays on the terminal)."""
         if self.bar is not None:

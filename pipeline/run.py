@@ -7,6 +7,7 @@ import json
 import logging
 import platform
 import secrets
+import signal
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from . import shards
 from .compact import compact
 from .config import ConfigError, RestoreConfig, redact_url
 from .crashes import start_journal
+from .interrupt import Gate, Interrupted, consume_until_stopped, start_switch
 from .lease import Lease
 from .model import choose_model
 from .partitioned import Scratch
@@ -142,7 +144,7 @@ def _run_work(
         config.stats_flush_rows,
         config.stats_flush_s,
     )
-    publisher, pool = None, None
+    publisher, pool, stopped_by = None, None, None
     if layout != "files" or listing.layout != "pairs":
         publisher = shards.ShardPublisher(
             config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
@@ -151,6 +153,7 @@ def _run_work(
         if work.to_run:
             wait_for_gpus(res, config.gpu_wait_s)
             _journal, journal_name = start_journal(run_id)  # the handle keeps it alive
+            switch, switch_name = start_switch(run_id)
             options = pool_options(config, model, res, journal_name)
             if options is not None:
                 pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
@@ -162,22 +165,34 @@ def _run_work(
                 model,
                 pool,
                 run_id=run_id,
+                stop=switch_name,
                 settings_id=settings_id,
                 template=template,
                 alpha=alpha,
                 output_layout=layout,
             )
+
+            def stopping(signum: int) -> None:
+                switch.turn_on.remote()  # the tasks start no new block
+                progress.say(_stopping_line(signum, config.drain_s))
+
             try:
-                _consume(ds, sink, progress, publisher)
+                stopped_by = consume_until_stopped(
+                    lambda gate: _consume(ds, sink, progress, publisher, gate),
+                    config.drain_s,
+                    on_first=stopping,
+                )
             finally:
                 progress.close()
         sink.flush()
-        if publisher is not None:
+        if publisher is not None and stopped_by is None:
             summary["shards"] = publisher.finish()
             summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
     except BaseException as exc:
         _flush_quietly(sink)
-        summary.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C before the results came
+        summary.update(status="interrupted" if stopped else "failed")
+        summary["error"] = f"{type(exc).__name__}: {exc}"
         _finish(summary, progress, sink, t0)
         _write_summary(config, run_id, summary)
         raise
@@ -185,6 +200,11 @@ def _run_work(
         if pool is not None:
             summary["inference_actors"] = pool_facts(pool)
             stop_pool(pool)
+    if stopped_by is not None:  # every row that came is recorded; the next run skips those
+        summary.update(status="interrupted", interrupted_by=signal.Signals(stopped_by).name)
+        _finish(summary, progress, sink, t0)
+        _write_summary(config, run_id, summary)
+        raise Interrupted(stopped_by, summary)
     summary["status"] = "finished"
     _finish(summary, progress, sink, t0)
     _write_summary(config, run_id, summary)
@@ -196,39 +216,64 @@ def _run_work(
     return summary
 
 
+def _stopping_line(signum: int, drain_s: float) -> str:
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    return (
+        f"{name}: no new items start; recording the ones in flight (at most {drain_s:g} s, "
+        "Ctrl-C again stops now). Finished items are kept; the next run resumes."
+    )
+
+
 def _consume(
-    ds: Any, sink: StatsSink, progress: Progress, publisher: shards.ShardPublisher | None = None
+    ds: Any,
+    sink: StatsSink,
+    progress: Progress,
+    publisher: shards.ShardPublisher | None,
+    gate: Gate,
 ) -> None:
     """Stream stats rows to the sink (rows of items found done only count), and tell the
-    shard publisher which shards' items have all come through."""
+    shard publisher which shards' items have all come through; stop once the gate closes."""
     seen: set[str] = set()
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        statuses = batch["status"].to_pylist()
-        keys = batch["key"].to_pylist()
-        errors = batch["error"].to_pylist()
-        keep, counted = [], []
-        for i, (key, status) in enumerate(zip(keys, statuses, strict=True)):
-            if key in seen:  # never two rows for one item in one run
-                log.warning("dropping a second row for key %r in this run", key)
-                continue
-            seen.add(key)
-            counted.append(i)
-            progress.add(status, error=errors[i])
-            if status != ALREADY_DONE:
-                keep.append(i)
-        if keep:
-            rows = batch.take(keep) if len(keep) < batch.num_rows else batch
-            sink.add(rows.select(STATS_SCHEMA.names))
-        if publisher is not None and counted:
-            rows = batch.take(counted)
-            publisher.add(
-                rows["input_shard" if publisher.layout == "files" else "shard"].to_pylist(),
-                rows["shard_items"].to_pylist(),
-                rows["status"].to_pylist(),
-                rows["error_kind"].to_pylist(),
-            )
-        progress.maybe_log()
+        with gate.recording() as still_open:
+            if not still_open:
+                return
+            _record(batch, seen, sink, progress, publisher)
     progress.maybe_log(force=True)
+
+
+def _record(
+    batch: Any,
+    seen: set[str],
+    sink: StatsSink,
+    progress: Progress,
+    publisher: shards.ShardPublisher | None,
+) -> None:
+    statuses = batch["status"].to_pylist()
+    keys = batch["key"].to_pylist()
+    errors = batch["error"].to_pylist()
+    keep, counted = [], []
+    for i, (key, status) in enumerate(zip(keys, statuses, strict=True)):
+        if key in seen:  # never two rows for one item in one run
+            log.warning("dropping a second row for key %r in this run", key)
+            continue
+        seen.add(key)
+        counted.append(i)
+        progress.add(status, error=errors[i])
+        if status != ALREADY_DONE:
+            keep.append(i)
+    if keep:
+        rows = batch.take(keep) if len(keep) < batch.num_rows else batch
+        sink.add(rows.select(STATS_SCHEMA.names))
+    if publisher is not None and counted:
+        rows = batch.take(counted)
+        publisher.add(
+            rows["input_shard" if publisher.layout == "files" else "shard"].to_pylist(),
+            rows["shard_items"].to_pylist(),
+            rows["status"].to_pylist(),
+            rows["error_kind"].to_pylist(),
+        )
+    progress.maybe_log()
 
 
 def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:
