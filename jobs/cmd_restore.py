@@ -33,6 +33,20 @@ To run on a Ray cluster through its Jobs API, use `spl submit` with the same fla
     is_flag=True,
     help="Exit 0 even when some items failed (by default such a run exits 3).",
 )
+@click.option(
+    "--concat",
+    "concat_dir",
+    metavar="DIR",
+    help="After the run, write before | mask | after strips of items it restored to DIR "
+    "(DIR/<key>.jpg), for a quick look.",
+)
+@click.option(
+    "--concat-items",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many items --concat shows (the first by key).",
+)
 @click.pass_context
 def restore(ctx: click.Context, **params: object) -> None:
     """Restore images: fill masked regions and write images, stats and a run summary.
@@ -97,6 +111,14 @@ def restore(ctx: click.Context, **params: object) -> None:
         f"run {summary.get('run_id')} {summary.get('status')}: {shown} "
         f"in {summary.get('wall_s', 0):.1f} s -> {summary.get('summary_uri', config.output)}"
     )
+    if params["concat_dir"]:
+        from pipeline.previews import write_strips
+
+        count = write_strips(
+            config.output, summary["run_id"], params["concat_dir"], params["concat_items"],
+            config.io_options,
+        )  # fmt: skip
+        click.echo(f"before | mask | after strips of {count} item(s): {params['concat_dir']}")
     if counts.get("error"):
         click.echo(failure_line(counts, summary.get("top_errors", []), config.output), err=True)
         if not params["allow_errors"]:

@@ -9,14 +9,18 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from jobs.report import report
-from pipeline import RestoreConfig, run_restore
+from pipeline import RestoreConfig, previews, run_restore
 from pipeline import report as report_module
+from pipeline.previews import OUTLINE_RGB
 from pipeline.schema import STATS_SCHEMA
 
 from .data import box_mask, encode, photo
@@ -61,6 +65,22 @@ def chromium() -> str:
     return found
 
 
+def browse(page: Path, tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / "profile"
+    return subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+
+
+def outline_widths(shot: Path) -> list[int]:
+    """The widths (px) of the hole outlines a screenshot shows, widest first."""
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    drawn = (np.abs(pixels - OUTLINE_RGB).sum(axis=2) < 40).astype(np.uint8)
+    _, _, boxes, _ = cv2.connectedComponentsWithStats(drawn)
+    return sorted((int(w) for _, _, w, _, area in boxes[1:] if area > 40), reverse=True)
+
+
 def test_report_opens_in_chromium_with_every_image_loaded(restored_run, tmp_path):
     result = CliRunner().invoke(report, [str(restored_run), "--sample", "4", "--worst", "2"])
     assert result.exit_code == 0, result.output
@@ -68,28 +88,37 @@ def test_report_opens_in_chromium_with_every_image_loaded(restored_run, tmp_path
     assert result.output.strip() == str(page)
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
-    assert text.count('<div class="card">') == 6  # 4 sampled + 2 worst
+    # 5 restored items fit in 4 + 2: one gallery of them all, none shown twice
+    assert text.count('<div class="card"') == 5 and 'id="worst"' not in text
     assert re.search(r"<td>1</td><td>[^<]*(cannot|not|unidentified)[^<]*</td>", text, re.I)
     assert "lonely" in text  # the missing-mask error is listed with its key
+    assert "seam ratio &gt; 1.5" in text  # thresholds say what to act on
 
-    browser = chromium()
-    profile = tmp_path / "profile"
-    dom = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+    dom = browse(page, tmp_path, "--dump-dom", page.as_uri()).stdout
     images = int(re.search(r'data-images="(\d+)"', dom).group(1))
     loaded = int(re.search(r'data-images-ok="(\d+)"', dom).group(1))
-    assert images == loaded >= 6 * 3 + 3  # every thumbnail and plot decoded
-    assert 'id="sample"' in dom and 'id="worst"' in dom
+    assert images == loaded >= 5 * 3 + 3  # every layer (before, after, outline) and plot
+    assert 'id="all"' in dom
+
+
+def test_screenshots_show_the_hole_outlined_and_at_full_size(restored_run, tmp_path):
+    """What a person sees: the outline on each picture, and a click's full-size view (opened
+    here through its address) larger than the thumbnail."""
+    CliRunner().invoke(report, [str(restored_run)])
+    page = restored_run / "report.html"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1300,1800",
-         f"--screenshot={shot.resolve()}", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
-    assert shot.stat().st_size > 10_000
+    shots = {"page": ARTIFACTS / "report.png", "full": ARTIFACTS / "report-full-size.png"}
+    browse(page, tmp_path, "--window-size=1300,2400", f"--screenshot={shots['page'].resolve()}",
+           page.as_uri())  # fmt: skip
+    browse(page, tmp_path, "--window-size=1300,1000", f"--screenshot={shots['full'].resolve()}",
+           page.as_uri() + "#full=all-0")  # fmt: skip
+    on_page = outline_widths(shots["page"])
+    assert len(on_page) >= 3  # an outline over each picture in view
+    full = outline_widths(shots["full"])
+    assert full, "no outline in the full-size view"
+    # the test photos' hole is 40 px wide: magnified in whole steps in the full-size view, its
+    # outline is wider than at 1:1, and wider than on any thumbnail
+    assert full[0] >= 2 * 40 and full[0] > on_page[0]
 
 
 def test_a_large_run_fetches_images_for_the_galleries_only(tmp_path, monkeypatch):
@@ -109,10 +138,12 @@ def test_a_large_run_fetches_images_for_the_galleries_only(tmp_path, monkeypatch
     (tmp_path / "stats").mkdir()
     pq.write_table(table, tmp_path / "stats" / "r1.parquet")
     fetched = []
-    monkeypatch.setattr(
-        report_module, "fetch_item_bytes", lambda uri, so: fetched.append(uri) or b""
-    )
+    monkeypatch.setattr(previews, "fetch_item_bytes", lambda uri, so: fetched.append(uri) or b"")
     page = report_module.build_report(str(tmp_path), report_module.ReportOptions(sample=5, worst=3))
     assert len(fetched) <= (5 + 3) * 3
+    worst, sample = page.split('id="worst"')[1].split('id="sample"')
+    keys = re.compile(r'<div class="key">(k\d+)</div>')
+    assert len(keys.findall(worst)) == 3 and len(keys.findall(sample)) == 5
+    assert not set(keys.findall(worst)) & set(keys.findall(sample))  # never shown twice
     assert "Items in this output: <b>100000</b>" in page
     assert "<td>10000</td><td>cannot identify image file &#x27;…&#x27;</td>" in page
