@@ -10,7 +10,8 @@ from jobs.spec import storage_options_flag
 @click.command("compact")
 @click.argument("out")
 @click.option("--storage-option", "storage_options", multiple=True, help="fsspec key=value.")
-def compact(out: str, storage_options: tuple[str, ...]) -> None:
+@click.pass_context
+def compact(ctx: click.Context, out: str, storage_options: tuple[str, ...]) -> None:
     """Merge every stats file of OUT into one Parquet file, atomically: a compaction that is
     interrupted loses no row and leaves no duplicate. Fails at once while a run holds OUT."""
     from pipeline.compact import compact as merge
@@ -21,7 +22,8 @@ def compact(out: str, storage_options: tuple[str, ...]) -> None:
     options = storage_options_flag(storage_options)
     try:
         with Lease(out, options, run_id=f"compact-{new_run_id()}"):
-            result = merge(out, options)
+            quiet = (ctx.find_root().obj or {}).get("quiet", False)
+            result = merge(out, options, show=not quiet)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if result["file"] is None:

@@ -44,7 +44,8 @@ from spl_model.stamps import KINDS
 @click.option("--max-side", default=None, type=int, help="Archive protocol: cap the long side.")
 @click.option("--batch-size", default=8, show_default=True, type=int)
 @click.option("--storage-option", "storage_options", multiple=True, help="fsspec key=value.")
-def evaluate(storage_options: tuple[str, ...], **options) -> None:
+@click.pass_context
+def evaluate(ctx: click.Context, storage_options: tuple[str, ...], **options) -> None:
     """Score engines side by side.
 
     `--protocol crops`: per hole-ratio bucket on 256² crops (PSNR / SSIM / L1 as the paper
@@ -57,7 +58,10 @@ def evaluate(storage_options: tuple[str, ...], **options) -> None:
         options[name] = list(options[name])
     if not options["kinds"]:
         options["kinds"] = list(KINDS)
-    config = EvaluateConfig(storage_options=storage_options_flag(storage_options), **options)
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    config = EvaluateConfig(
+        storage_options=storage_options_flag(storage_options), progress_bars=not quiet, **options
+    )
     try:
         _, table = run_evaluation(config)
     except ValueError as exc:

@@ -8,6 +8,7 @@ import click
 
 from jobs.spec import storage_options_flag
 from pipeline.config import ConfigError
+from pipeline.progress import Steps
 from pipeline.watermark import DetectConfig, detect_watermark
 
 
@@ -33,13 +34,12 @@ def detect(images, output, sample, min_group, fmt, seed, storage_options) -> Non
     try:
         config = DetectConfig(images, output, sample, min_group, seed, fmt,
                               storage_options_flag(storage_options))  # fmt: skip
-        with click.progressbar(length=1, label="reading the sample", file=None) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
-
-            detection = detect_watermark(config, progress=progress)
+        quiet = (click.get_current_context().find_root().obj or {}).get("quiet", False)
+        steps = Steps("detect: reading the sample", show=not quiet, unit="images")
+        try:
+            detection = detect_watermark(config, progress=steps.update)
+        finally:
+            steps.close()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(detection.message)

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .progress import track
 from .schema import STATS_SCHEMA
 from .storage import atomic_write, filesystem, with_retries
 
@@ -49,9 +50,10 @@ def compact(
     retries: int = 5,
     full: bool = True,
     min_files: int = 1,
+    show: bool = False,
 ) -> dict[str, Any]:
     """Merge the stats files of OUT (all of them, or with `full=False` the ones not yet
-    compacted) into one; returns what was done."""
+    compacted) into one; returns what was done. `show`: progress on stderr."""
     from .ledger import stats_listing
 
     fs, root = filesystem(output, storage_options, retries)
@@ -63,7 +65,7 @@ def compact(
         _delete(fs, root, leftovers, retries)
         return result
     tables = []
-    for path in pending:
+    for path in track(pending, "compact: reading", show=show, unit="files"):
         data = with_retries(lambda p=path: fs.cat_file(p), f"read {path}", retries)
         tables.append(_as_stats(pq.read_table(io.BytesIO(data))))
     rows = pa.concat_tables(tables).sort_by([("key", "ascending"), ("finished_at", "ascending")])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import posixpath
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -34,6 +35,7 @@ from . import evaluate_archive
 from .config import RestoreConfig
 from .ledger import latest_rows
 from .model import CLASSICAL_ENGINES
+from .progress import track
 from .run import run_restore
 from .storage import atomic_write, filesystem, read_bytes
 from .training.data import list_images
@@ -69,6 +71,7 @@ class EvaluateConfig:
     kinds: list[str] = field(default_factory=lambda: list(evaluate_archive.KINDS))
     max_side: int | None = None  # archive protocol: cap the photos' long side
     storage_options: dict[str, Any] = field(default_factory=dict)
+    progress_bars: bool = True  # each step's progress on stderr (spl -q: none)
 
 
 def bucket_name(low: float, high: float) -> str:
@@ -80,7 +83,9 @@ def build_pairs(config: EvaluateConfig) -> set[str]:
     files = list_images(config.images, config.storage_options)[: config.limit]
     fs, _ = filesystem(config.images, config.storage_options)
     keys, images, masks = [], [], []
-    for index, path in enumerate(files):
+    for index, path in enumerate(
+        track(files, "evaluate: cutting crops", show=config.progress_bars, unit="photos")
+    ):
         with Image.open(io.BytesIO(read_bytes(fs, path))) as img:
             photo = ImageOps.fit(ImageOps.exif_transpose(img).convert("RGB"), (256, 256))
         photo_png = _png(photo)
@@ -112,7 +117,7 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
     if config.protocol == "archive":
         items = evaluate_archive.build_archive_pairs(
             config.images, config.output, config.seed, config.kinds, config.limit,
-            config.max_side, config.storage_options,
+            config.max_side, config.storage_options, show=config.progress_bars,
         )  # fmt: skip
         spec = evaluate_archive.restore_spec(config.output)
     else:
@@ -120,8 +125,10 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
         spec = {"images": f"{config.output.rstrip('/')}/inputs", "format": "parquet",
                 "strategy": "resize", "output_format": "png"}  # fmt: skip
     results = []
-    for name, engine in engines:
+    for number, (name, engine) in enumerate(engines, 1):
         engine_out = f"{config.output.rstrip('/')}/engines/{name}"
+        if config.progress_bars:
+            print(f"evaluate: engine {number}/{len(engines)}: {name}", file=sys.stderr)
         run_restore(
             RestoreConfig.from_dict(
                 {
@@ -130,6 +137,7 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
                     "batch_size": config.batch_size,
                     "overwrite": True,  # new pairs (seed, photos, limit) reuse the same keys
                     "storage_options": config.storage_options,
+                    "progress_bars": config.progress_bars,
                     **engine,
                 }
             )
@@ -140,7 +148,7 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
     if config.protocol == "archive":
         rows = evaluate_archive.score_engines(
             items, [name for name, _ in engines], config.images, config.output,
-            config.max_side, config.storage_options,
+            config.max_side, config.storage_options, show=config.progress_bars,
         )  # fmt: skip
         table = pa.Table.from_pylist(rows, RESULT_SCHEMA)
         markdown = kind_table(table)

@@ -30,6 +30,7 @@ from spl_model import metrics
 from spl_model.stamps import KINDS, font_files, make_stamp
 
 from .ledger import latest_rows
+from .progress import track
 from .storage import atomic_write, filesystem, read_bytes
 from .training.data import list_images, load_photo
 
@@ -48,8 +49,10 @@ def build_archive_pairs(
     limit: int | None = None,
     max_side: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    show: bool = False,
 ) -> list[dict[str, Any]]:
-    """Write the stamped photos and masks; returns one entry per item (key, kind, photo path)."""
+    """Write the stamped photos and masks; returns one entry per item (key, kind, photo path).
+    `show`: progress on stderr."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown stamp kinds {unknown}; choose from {list(KINDS)}")
@@ -58,7 +61,7 @@ def build_archive_pairs(
     out_fs, root = filesystem(output, storage_options)
     fonts = font_files()
     items = []
-    for index, path in enumerate(files):
+    for index, path in enumerate(track(files, "evaluate: stamping", show=show, unit="photos")):
         clean = _photo(read_bytes(fs, path), max_side)
         stem = f"{index:04d}_{_safe(PurePosixPath(path).stem)}"
         for kind in kinds:
@@ -87,6 +90,7 @@ def score_engines(
     output: str,
     max_side: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    show: bool = False,
 ) -> list[dict[str, Any]]:
     """Score every engine's restored items against the clean photos; writes the comparison
     strips. Rows: engine, key, bucket (the stamp kind), hole_ratio, psnr, ssim, l1."""
@@ -97,7 +101,7 @@ def score_engines(
     base = posixpath.join(root, "inputs", "archive")
     rows: list[dict[str, Any]] = []
     clean_of, clean = None, None  # items come photo by photo: one clean photo at a time
-    for item in items:
+    for item in track(items, "evaluate: scoring", show=show):
         if item["photo"] != clean_of:
             clean_of, clean = item["photo"], _photo(read_bytes(fs, item["photo"]), max_side)
         key = item["key"]

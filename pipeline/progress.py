@@ -1,4 +1,5 @@
-"""Progress: counts by status, shown as it goes (done/total, ok and error counts, images/s, ETA).
+"""Progress: counts by status, shown as it goes (done/total, ok and error counts, images/s, ETA);
+and `Steps` / `track` for the other long commands (done/total, rate, ETA).
 
 `show`: a tqdm bar on stderr when it is a terminal, else a plain line on stderr every
 `interval_s` seconds (no control characters: logs and pipes stay readable); not shown, the
@@ -12,7 +13,10 @@ import shutil
 import sys
 import time
 from collections import Counter
-from typing import TextIO
+from collections.abc import Iterable, Iterator
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("pipeline.progress")
 
@@ -115,3 +119,82 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Steps:
+    """Done / total of one long step, shown like a run's progress: a tqdm bar on a terminal, a
+    plain `label: done/total (pct) | rate | ETA` line every `interval_s` when piped; nothing
+    when `show` is False. `total` may be unknown (None) or learnt later."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        show: bool = True,
+        interval_s: float = 10.0,
+        unit: str = "items",
+        stream: TextIO | None = None,
+    ):
+        self.label, self.total, self.unit = label, total, unit
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self.done = 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if show and self.stream.isatty():
+            from tqdm import tqdm
+
+            width, height = shutil.get_terminal_size((100, 24))
+            self.bar = tqdm(
+                total=total, desc=label, unit=f" {unit}", file=self.stream,
+                ncols=width, nrows=height, mininterval=0.5,
+            )  # fmt: skip
+        self.lines = show and self.bar is None
+
+    def update(self, done: int, total: int | None = None) -> None:
+        if total is not None and total != self.total:
+            self.total = total
+            if self.bar is not None:
+                self.bar.total = total
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+        self.done = done
+        now = time.monotonic()
+        if self.lines and now - self.last >= self.interval_s:
+            self.last = now
+            print(self.line(), file=self.stream, flush=True)
+
+    def line(self) -> str:
+        total = "?" if self.total is None else str(self.total)
+        text = f"{self.label}: {self.done}/{total} {self.unit}"
+        if self.total:
+            text += f" ({100 * self.done / self.total:.0f}%)"
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        text += f" | {rate:.2f} {self.unit}/s"
+        if self.total is not None and rate > 0:
+            text += f" | ETA {_duration(max(0, self.total - self.done) / rate)}"
+        return text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.lines:
+            print(self.line(), file=self.stream, flush=True)
+            self.lines = False
+
+
+def track(
+    items: Iterable[T], label: str, total: int | None = None, show: bool = True, **options: object
+) -> Iterator[T]:
+    """`items`, one by one, with a `Steps` shown for them."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    steps = Steps(label, total, show, **options)  # type: ignore[arg-type]
+    try:
+        for done, item in enumerate(items, 1):
+            yield item
+            steps.update(done)
+    finally:
+        steps.close()

@@ -3,6 +3,8 @@ compaction is interrupted, and a run holding OUT keeps `spl compact` out."""
 
 from __future__ import annotations
 
+import re
+
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
@@ -67,4 +69,5 @@ def test_a_run_holding_out_keeps_spl_compact_out(tmp_path):
         assert result.exit_code == 1 and "in use by run nightly" in result.output
     result = CliRunner().invoke(compact_command, [out])
     assert result.exit_code == 0 and "6 rows" in result.output
+    assert re.search(r"compact: reading: (\d+)/\1 files \(100%\)", result.output)  # progress
     assert pq.read_table(stats_files(out, {})[0]).num_rows == 6

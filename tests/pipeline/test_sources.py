@@ -3,10 +3,12 @@ keys match masks by relative path, and progress lines say done/total, rate and E
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from pipeline.config import ConfigError, RestoreConfig
-from pipeline.progress import Progress
+from pipeline.progress import Progress, Steps, track
 from pipeline.stages.sources import list_units
 from tests.pipeline import data
 
@@ -54,6 +56,27 @@ def test_progress_line_has_done_total_rate_and_eta():
     assert line.startswith("50/100 items (50%)")
     assert "images/s" in line and "ETA" in line and "already_done 10" in line
     assert "?" in Progress(total=None).line()
+
+
+def test_the_other_long_commands_show_plain_progress_lines_when_piped():
+    shown = io.StringIO()  # not a terminal: lines, no control characters
+    assert list(track(range(5), "compact: reading", unit="files", interval_s=0, stream=shown)) == [
+        0, 1, 2, 3, 4,
+    ]  # fmt: skip
+    lines = shown.getvalue().splitlines()
+    assert lines[0].startswith("compact: reading: 1/5 files (20%) | ")
+    assert lines[-1].startswith("compact: reading: 5/5 files (100%)") and "ETA" in lines[-1]
+    assert "\r" not in shown.getvalue() and "\x1b" not in shown.getvalue()
+    later = io.StringIO()
+    steps = Steps("detect: reading the sample", interval_s=0, stream=later)
+    steps.update(2)  # the total is learnt later
+    steps.update(4, total=8)
+    steps.close()
+    assert later.getvalue().splitlines()[0].startswith("detect: reading the sample: 2/? items")
+    assert "4/8 items (50%)" in later.getvalue()
+    quiet = io.StringIO()
+    list(track(range(3), "x", show=False, stream=quiet))
+    assert quiet.getvalue() == ""
 
 
 def test_a_mask_template_stored_among_the_images_is_not_an_image(tmp_path):
