@@ -20,9 +20,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(NamedTuple):
+    signum: int  # the first signal
+    drained: bool  # every result in flight was recorded (False: a second signal, or the limit)
 
 
 class Interrupted(Exception):
@@ -137,13 +142,13 @@ def consume_until_stopped(
     consume: Callable[[Gate], None],
     drain_s: float,
     on_first: Callable[[int], None] | None = None,
-) -> int | None:
+) -> Stopped | None:
     """Run `consume(gate)` on a thread until it ends or a signal stops it.
 
     `on_first(signum)` runs on the main thread once the first signal came (turn the switch
     on, say so). Returns None when no signal came (what `consume` raised, if anything, is
-    raised here), else the first signal's number; the gate is then closed, so nothing more
-    is recorded after this returns.
+    raised here), else how it stopped; the gate is then closed, so nothing more is recorded
+    after this returns.
     """
     gate = Gate()
     failure: list[BaseException] = []
@@ -164,10 +169,13 @@ def consume_until_stopped(
                 announced = True
                 if on_first is not None:
                     on_first(signals.signum)
-        if thread.is_alive():
+        drained = not thread.is_alive()
+        if not drained:
             gate.close()
             if signals.count < 2:  # its iterator ends at the next batch: let it, briefly
                 thread.join(5.0)
-    if signals.signum is None and failure:
-        raise failure[0]
-    return signals.signum  # a signal came: what the thread raised came with the stop
+    if signals.signum is None:
+        if failure:
+            raise failure[0]
+        return None
+    return Stopped(signals.signum, drained)  # what the thread raised came with the stop

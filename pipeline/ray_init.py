@@ -8,6 +8,10 @@ import logging
 import os
 
 log = logging.getLogger(__name__)
+# Every Ray a command uses starts in `ensure_ray`, never implicitly: a call into Ray after
+# ray.shutdown (the results thread an interrupted run leaves behind) must not start another.
+# Ray reads this when it is first imported, which in the commands comes after this module.
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"  # "token auth is on"
 
 

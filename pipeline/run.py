@@ -199,12 +199,14 @@ def _run_work(
     finally:
         if pool is not None:
             summary["inference_actors"] = pool_facts(pool)
-            stop_pool(pool)
+            if stopped_by is None or stopped_by.drained:  # else tasks still call the actors:
+                stop_pool(pool)  # they end with the driver, without retry warnings
     if stopped_by is not None:  # every row that came is recorded; the next run skips those
-        summary.update(status="interrupted", interrupted_by=signal.Signals(stopped_by).name)
+        name = signal.Signals(stopped_by.signum).name
+        summary.update(status="interrupted", interrupted_by=name, drained=stopped_by.drained)
         _finish(summary, progress, sink, t0)
         _write_summary(config, run_id, summary)
-        raise Interrupted(stopped_by, summary)
+        raise Interrupted(stopped_by.signum, summary)
     summary["status"] = "finished"
     _finish(summary, progress, sink, t0)
     _write_summary(config, run_id, summary)

@@ -38,8 +38,8 @@ def test_a_first_ctrl_c_lets_the_work_in_flight_be_recorded():
     recorded: list[int] = []
     told: list[int] = []
     signal_later(0.2)
-    stopped_by = consume_until_stopped(recorder(40, recorded), drain_s=60, on_first=told.append)
-    assert stopped_by == signal.SIGINT and told == [signal.SIGINT]
+    stopped = consume_until_stopped(recorder(40, recorded), drain_s=60, on_first=told.append)
+    assert stopped == (signal.SIGINT, True) and told == [signal.SIGINT]
     assert recorded == list(range(40))  # nothing lost: the results kept coming in
 
 
@@ -47,7 +47,7 @@ def test_the_drain_has_a_limit_and_nothing_is_recorded_after_it():
     recorded: list[int] = []
     signal_later(0.2, signum=signal.SIGTERM)
     t0 = time.monotonic()
-    assert consume_until_stopped(recorder(None, recorded), drain_s=0.5) == signal.SIGTERM
+    assert consume_until_stopped(recorder(None, recorded), drain_s=0.5) == (signal.SIGTERM, False)
     assert 0.6 <= time.monotonic() - t0 < 3
     count = len(recorded)
     time.sleep(0.2)
@@ -58,7 +58,7 @@ def test_a_second_ctrl_c_stops_at_once():
     recorded: list[int] = []
     signal_later(0.2, 0.4)
     t0 = time.monotonic()
-    assert consume_until_stopped(recorder(None, recorded), drain_s=60) == signal.SIGINT
+    assert consume_until_stopped(recorder(None, recorded), drain_s=60) == (signal.SIGINT, False)
     assert time.monotonic() - t0 < 2
 
 
