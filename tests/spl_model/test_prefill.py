@@ -70,3 +70,42 @@ def test_native_tiles_share_one_fill_and_their_cores_match_a_fill_of_each_tile_a
         differ = np.abs(cut.image[core].astype(int) - own[core]).max(axis=2)
         assert differ.max() <= 2 and (differ > 0).mean() < 0.01  # Telea's ties, in a few px
         assert np.array_equal(cut.image[~cut.hole], own[~cut.hole])  # known pixels untouched
+
+
+def test_the_edge_gain_shrinks_the_correction_near_known_pixels_only_at_inference(tmp_path):
+    """A thin hole is all edge: its correction is scaled by edge_gain; an object's interior
+    keeps the full correction; training sees the plain residual; the gain travels in the file."""
+    import torch
+
+    torch.manual_seed(0)
+    plain = build_generator(replace(CONFIGS["spl-small"], prefill="telea"))
+    torch.nn.init.normal_(plain.decoder[-1].weight, std=0.05)  # a non-zero correction
+    calibrated = build_generator(replace(plain.config, edge_gain=0.5, edge_px=(4, 12)))
+    calibrated.load_state_dict(plain.state_dict())
+    save_generator(calibrated, tmp_path / "calibrated.safetensors")
+    loaded = load_generator(tmp_path / "calibrated.safetensors")
+    assert (loaded.config.edge_gain, loaded.config.edge_px) == (0.5, (4, 12))
+
+    image = torch.rand(1, 3, 256, 256)
+    mask = torch.zeros(1, 1, 256, 256)
+    mask[..., 20:23, 20:200] = 1  # a 3-px stroke: within 4 px of known pixels everywhere
+    mask[..., 100:220, 40:160] = 1  # a 120-px object: its middle is > 12 px deep
+    inputs = (image, mask, torch.rand(1, 3, 512, 512), torch.zeros(1, 1, 512, 512))
+    with torch.no_grad():
+        full = plain.eval()(*inputs)[0] - image
+        shrunk = loaded.eval()(*inputs)[0] - image
+        trained = loaded.train()(*inputs)[0] - image
+    clear = ((image + full) > 1e-3) & ((image + full) < 1 - 1e-3)  # not cut by the clamp
+    stroke, middle = (..., slice(20, 23), slice(20, 200)), (..., slice(130, 190), slice(70, 130))
+    kept = clear[stroke]
+    assert kept.float().mean() > 0.5
+    assert torch.allclose(shrunk[stroke][kept], 0.5 * full[stroke][kept], atol=1e-5)
+    assert torch.allclose(shrunk[middle], full[middle], atol=1e-5)
+    assert torch.allclose(trained, full, atol=1e-5)
+
+
+def test_a_bad_edge_gain_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"GeneratorConfig\.edge_gain"):
+        GeneratorConfig(edge_gain=1.5)
+    with pytest.raises(ValueError, match=r"GeneratorConfig\.edge_px"):
+        GeneratorConfig(edge_px=(12, 4))
