@@ -86,7 +86,7 @@ def cpu_ms(fn, *args, **kwargs):
 
 def identity_answer(block: pa.Table, rows: list[int]) -> pa.Table:
     """What an actor returns for `rows` when every prediction is its window."""
-    from pipeline.stages.infer import RESULT_SCHEMA
+    from pipeline.stages.infer import PREDICTION_SCHEMA
 
     sent = block.take(rows)
     return pa.table(
@@ -96,7 +96,7 @@ def identity_answer(block: pa.Table, rows: list[int]) -> pa.Table:
             "error": pa.nulls(len(rows), pa.string()),
             "node": pa.nulls(len(rows), pa.string()),
         },
-        RESULT_SCHEMA,
+        PREDICTION_SCHEMA,
     )
 
 

@@ -7,7 +7,7 @@ import click
 
 from jobs.spec import storage_options_flag
 from pipeline.evaluate import DEFAULT_ENGINES, PROTOCOLS, EvaluateConfig, run_evaluation
-from pipeline.model import CLASSICAL_ENGINES
+from spl_model.names import CLASSICAL_ENGINES
 from spl_model.stamps import KINDS
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from pipeline.config import is_secret
+
 from .schedule import Batch, Schedules
-from .spec import is_secret
 
 NAME_STAMP = "%Y%m%dT%H%MZ"
 

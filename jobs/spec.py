@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from click.core import ParameterSource
 
 from pipeline.config import (
@@ -24,13 +23,12 @@ from pipeline.config import (
     OUTPUT_FORMATS,
     OUTPUT_LAYOUTS,
     PRECISIONS,
-    SECRET_KEYS,
-    SECRET_WORDS,
     STRATEGIES,
     ConfigError,
     RestoreConfig,
-    load_spec,
+    is_secret,
 )
+from pipeline.config import read_spec_file as config_read_spec_file
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "format": FORMATS,
@@ -241,11 +239,6 @@ def storage_options_flag(pairs: typing.Iterable[str]) -> dict[str, Any]:
         raise click.BadParameter(str(exc), param_hint="--storage-option") from None
 
 
-def is_secret(key: str) -> bool:
-    lowered = key.lower()
-    return lowered in SECRET_KEYS or any(word in lowered for word in SECRET_WORDS)
-
-
 def _scalar(raw: str) -> Any:
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
@@ -267,23 +260,11 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
-    """A YAML job spec as a dict with normalized keys (`mask-template` -> `mask_template`)."""
+    """`pipeline.config.read_spec_file`, its error shown as a spec error (exit 2)."""
     try:
-        data = load_spec(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"cannot read {path}: {yaml_error(exc)}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path} must be a YAML mapping of job keys, got {type(data).__name__}")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
-
-
-def yaml_error(exc: yaml.YAMLError) -> str:
-    """A YAML error on one line: what is wrong and where."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+        return config_read_spec_file(path)
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def passed_flags(ctx: click.Context, params: dict[str, Any]) -> dict[str, Any]:

@@ -24,26 +24,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .ledger import PREFIX, REPLACES, stats_listing
 from .progress import track
 from .schema import STATS_SCHEMA
 from .storage import atomic_write, filesystem, with_retries
 
 log = logging.getLogger(__name__)
-PREFIX = "compacted-"
-REPLACES = b"spl_replaces"
-
-
-def replaced_by(fs: Any, paths: list[str], retries: int = 5) -> set[str]:
-    """Basenames of stats files that the compacted files among `paths` replace."""
-    out: set[str] = set()
-    for path in paths:
-        if posixpath.basename(path).startswith(PREFIX):
-            with fs.open(path, "rb") as handle:
-                meta = pq.ParquetFile(handle).schema_arrow.metadata or {}
-            out.update(json.loads(meta.get(REPLACES, b"[]")))
-    return out
-
-
 def compact(
     output: str,
     storage_options: dict[str, Any],
@@ -54,8 +40,6 @@ def compact(
 ) -> dict[str, Any]:
     """Merge the stats files of OUT (all of them, or with `full=False` the ones not yet
     compacted) into one; returns what was done. `show`: progress on stderr."""
-    from .ledger import stats_listing
-
     fs, root = filesystem(output, storage_options, retries)
     # leftovers: files a compacted file replaces, not yet deleted (an interrupted compaction)
     files, leftovers = stats_listing(output, storage_options, retries)

@@ -17,11 +17,10 @@ from typing import Any
 
 import yaml
 
+from spl_model.names import CLASSICAL_ENGINES, ENGINES, PRECISIONS, STRATEGIES
+
 FORMATS = ("auto", "pairs", "webdataset", "parquet")
-ENGINES = ("spl", "opencv-telea", "opencv-ns")
-STRATEGIES = ("crop", "resize")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
 OUTPUT_LAYOUTS = ("auto", "files", "webdataset", "parquet")  # auto: the input's own layout
 MASK_ORIENTATIONS = ("display", "stored")  # masks drawn on the upright image, or on its pixels
@@ -156,13 +155,7 @@ class RestoreConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RestoreConfig:
         """Load a YAML job spec; `overrides` (e.g. CLI flags) win over the file."""
-        try:
-            data = load_spec(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read job spec {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"job spec {path} must be a YAML mapping, got {type(data).__name__}")
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        data = read_spec_file(path)
         data.update({k.replace("-", "_"): v for k, v in (overrides or {}).items()})
         return cls.from_dict(data)
 
@@ -184,7 +177,7 @@ class RestoreConfig:
         _choice("output_layout", self.output_layout, OUTPUT_LAYOUTS)
         if self.engine is not None:
             _choice("engine", self.engine, ENGINES)
-        if self.engine in ("opencv-telea", "opencv-ns") and self.checkpoint:
+        if self.engine in CLASSICAL_ENGINES and self.checkpoint:
             raise ConfigError(
                 f"`checkpoint` is set but `engine` is {self.engine!r}, which uses no weights; "
                 "drop one of them (engine `spl` uses the checkpoint)"
@@ -358,10 +351,35 @@ class RestoreConfig:
         return data
 
 
-def redact(value: Any, key: str = "") -> Any:
-    """Replace values under secret-looking keys (secret, token, password, key...) with `***`."""
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """A YAML job spec as a dict with normalized keys (`mask-template` -> `mask_template`)."""
+    try:
+        data = load_spec(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read {path}: {yaml_error(exc)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be a YAML mapping of job keys, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
+def is_secret(key: str) -> bool:
+    """A secret-looking key (secret, token, password, key...): its value is never shown."""
     lowered = key.lower()
-    if lowered and (lowered in SECRET_KEYS or any(w in lowered for w in SECRET_WORDS)):
+    return lowered in SECRET_KEYS or any(word in lowered for word in SECRET_WORDS)
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """Replace values under secret-looking keys with `***`."""
+    if key and is_secret(key):
         return "***" if value not in (None, "") else value
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}

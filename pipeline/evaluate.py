@@ -30,11 +30,11 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageOps
 
 from spl_model.masks import random_mask
+from spl_model.names import CLASSICAL_ENGINES
 
 from . import evaluate_archive
 from .config import RestoreConfig
 from .ledger import latest_rows
-from .model import CLASSICAL_ENGINES
 from .progress import track
 from .run import run_restore
 from .storage import atomic_write, filesystem, read_bytes

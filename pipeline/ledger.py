@@ -13,6 +13,7 @@ with the same `settings_id` (model id + every setting that changes the output) s
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 from collections import Counter
@@ -41,6 +42,20 @@ LEDGER_COLUMNS = [
     "input_version",
 ]
 
+PREFIX = "compacted-"  # a compacted stats file (pipeline/compact.py)
+REPLACES = b"spl_replaces"
+
+
+def replaced_by(fs: Any, paths: list[str], retries: int = 5) -> set[str]:
+    """Basenames of stats files that the compacted files among `paths` replace."""
+    out: set[str] = set()
+    for path in paths:
+        if posixpath.basename(path).startswith(PREFIX):
+            with fs.open(path, "rb") as handle:
+                meta = pq.ParquetFile(handle).schema_arrow.metadata or {}
+            out.update(json.loads(meta.get(REPLACES, b"[]")))
+    return out
+
 
 def stats_files(output: str, storage_options: dict[str, Any], retries: int = 5) -> list[str]:
     return stats_listing(output, storage_options, retries)[0]
@@ -59,8 +74,6 @@ def stats_listing(
     files = sorted(
         p for p in found if p.endswith(".parquet") and not posixpath.basename(p).startswith(".")
     )
-    from .compact import replaced_by
-
     replaced = replaced_by(fs, files, retries)
     return [p for p in files if posixpath.basename(p) not in replaced], replaced
 

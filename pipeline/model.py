@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
+
+import spl_model
+from spl_model.names import CLASSICAL_ENGINES
 
 from .config import ConfigError, RestoreConfig, redact_url
 
 log = logging.getLogger(__name__)
 FALLBACK_ENGINE = "opencv-telea"
-CLASSICAL_ENGINES = ("opencv-telea", "opencv-ns")  # full-resolution CPU engines: no actors
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,6 @@ class ModelChoice:
 def choose_model(config: RestoreConfig) -> ModelChoice:
     """Resolve checkpoint/engine (bundled default, else OpenCV Telea with a warning) and load
     the model once here, so a bad checkpoint fails the job before any actor starts."""
-    import spl_model
-
-    from .stages.infer import build_inpainter
-
     engine, source = config.engine, config.checkpoint
     if source is None and engine in CLASSICAL_ENGINES:
         source = engine
@@ -55,3 +54,18 @@ def choose_model(config: RestoreConfig) -> ModelChoice:
         model_id=inpainter.model_id,
         prefill=inpainter.prefill_method,
     )
+
+
+def build_inpainter(
+    model: str,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    storage_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """An `spl_model.Inpainter` for an engine name or a checkpoint path/URL."""
+    source: Any = model
+    if model not in CLASSICAL_ENGINES:
+        source = spl_model.load_generator(model, device="cpu", storage_options=storage_options)
+    return spl_model.Inpainter(source, device=device, precision=precision, **options)

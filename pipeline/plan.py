@@ -20,9 +20,11 @@ from typing import Any
 import pyarrow as pa
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from spl_model.names import CLASSICAL_ENGINES
+
 from .config import ConfigError, RestoreConfig
 from .interrupt import stop_check
-from .model import CLASSICAL_ENGINES, ModelChoice
+from .model import ModelChoice
 from .stages.decode import decode_batch
 from .stages.finish import finish_batch
 from .stages.infer import InferPool

@@ -31,7 +31,7 @@ from .storage import filesystem
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Work:
     model: ModelChoice
     listing: Listing  # layout, item count, template; `units` only for shard inputs
@@ -103,8 +103,11 @@ def find_work(
             counts["already_done_in_published_shards"] = 0
         listing = Listing("pairs", [], listed, orphans, template)
         files = [r.file for r in reduced if r.file]
-        return Work(model, listing, layout, settings_id, [], listed - to_run, markers,
-                    dict(counts), files, scratch, to_run)  # fmt: skip
+        return Work(
+            model=model, listing=listing, layout=layout, settings_id=settings_id, units=[],
+            already=listed - to_run, markers=markers, counts=dict(counts), unit_files=files,
+            scratch=scratch, to_run=to_run,
+        )  # fmt: skip
     fs = filesystem(config.images, config.io_options, config.io_retries)[0]
     details = dict(sorted(partitioned.listed_files(scratch, inputs)))
     listing = shard_listing(fs, details, inputs.base, input_layout)
@@ -116,8 +119,11 @@ def find_work(
     units, published = _plan_shards(config, listing.units, input_layout, settings_id, markers)
     counts = Counter(already_done_in_published_shards=published)
     counts.update(shards_to_read=len(units), shards_published=len(listing.units) - len(units))
-    return Work(model, listing, layout, settings_id, units, published, markers, dict(counts),
-                [], scratch, len(units))  # fmt: skip
+    return Work(
+        model=model, listing=listing, layout=layout, settings_id=settings_id, units=units,
+        already=published, markers=markers, counts=dict(counts), scratch=scratch,
+        to_run=len(units),
+    )  # fmt: skip
 
 
 def dry_run(config: RestoreConfig) -> dict[str, Any]:

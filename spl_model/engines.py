@@ -8,7 +8,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CLASSICAL = {"opencv-telea": cv2.INPAINT_TELEA, "opencv-ns": cv2.INPAINT_NS}
+from .names import CLASSICAL_ENGINES
+
+CLASSICAL = dict(zip(CLASSICAL_ENGINES, (cv2.INPAINT_TELEA, cv2.INPAINT_NS), strict=True))
 RADIUS = 5
 
 

@@ -23,11 +23,11 @@ from .crops import MODEL_SIZE, ModelWindow, cut_windows, paste_window, paste_win
 from .engines import CLASSICAL, classical_inpaint
 from .masks import dilate, prepare_mask
 from .metrics import mask_stats
+from .names import PRECISIONS, STRATEGIES
 from .prefill import prefill_holes
 from .weights import default_checkpoint
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-STRATEGIES = ("crop", "resize")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODEL_BATCH = {"cuda": 64, "cpu": 8}  # windows per model call when the caller does not say
 # torch.compile per device: CUDA graphs replayed on the fixed batch shapes; plain Inductor on
 # the CPU. `compile="auto"` compiles on CUDA only: on a 2-core CPU the bundled model ran 1.75x
@@ -65,10 +65,8 @@ class Inpainter:
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-        if precision not in (*PRECISIONS, "auto"):
-            raise ValueError(
-                f"precision must be auto or one of {sorted(PRECISIONS)}, got {precision!r}"
-            )
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if compile not in (True, False, "auto"):
             raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
         if dilate < 0 or (batch_size is not None and batch_size < 1):
@@ -325,7 +323,7 @@ class Inpainter:
     def _autocast(self):
         if self.precision == "fp32":
             return nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
 
 
 def _pad(batch: np.ndarray, size: int) -> np.ndarray:

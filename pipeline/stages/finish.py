@@ -21,9 +21,9 @@ import spl_model
 from spl_model.deblend import deblend
 from spl_model.engines import RADIUS
 from spl_model.masks import hole_box
+from spl_model.names import CLASSICAL_ENGINES
 
 from ..config import MARK_COLORS
-from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, WORK_SCHEMA, each_row, pack_bits, unpack_bits
 from .infer import current_node
 from .prepare import unpack_plan, unpack_predictions

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import spl_model
 
 from ..crashes import CRASH_ERROR, LIMIT, RESTARTS, maybe_crash
-from ..model import CLASSICAL_ENGINES
+from ..model import build_inpainter
 from ..schema import unpack_bits
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ WINDOW_BYTES = SIZE * SIZE * 3
 REQUEST_COLUMNS = ("key", "windows", "window_holes")
 CALL_TRIES = 2  # a block whose actor died is sent once more, to another actor if there is one
 READY_WAIT_S = 600  # how long a task waits for an inference actor to be up
-RESULT_SCHEMA = pa.schema(
+PREDICTION_SCHEMA = pa.schema(
     [
         ("predictions", pa.large_binary()),  # N*256*256*3 uint8, one per window of the row
         ("infer_ms", pa.float64()),
@@ -50,21 +50,6 @@ RESULT_SCHEMA = pa.schema(
         ("node", pa.string()),
     ]
 )
-
-
-def build_inpainter(
-    model: str,
-    *,
-    device: str = "auto",
-    precision: str = "auto",
-    storage_options: dict[str, Any] | None = None,
-    **options: Any,
-) -> Any:
-    """An `spl_model.Inpainter` for an engine name or a checkpoint path/URL."""
-    source: Any = model
-    if model not in CLASSICAL_ENGINES:
-        source = spl_model.load_generator(model, device="cpu", storage_options=storage_options)
-    return spl_model.Inpainter(source, device=device, precision=precision, **options)
 
 
 @dataclass
@@ -189,7 +174,7 @@ class InferActor:
         }
 
     async def infer(self, batch: pa.Table, resent: bool = False) -> pa.Table:
-        """`key`, `windows`, `window_holes` rows in; RESULT_SCHEMA rows out, same order.
+        """`key`, `windows`, `window_holes` rows in; PREDICTION_SCHEMA rows out, same order.
         `resent`: the call's first actor died with it, so its keys are checked for crashes."""
         keys = batch["key"].to_pylist()
         windows, holes = [], []
@@ -216,7 +201,7 @@ class InferActor:
                 "error": request.errors,
                 "node": [self.node] * len(keys),
             },
-            schema=RESULT_SCHEMA,
+            schema=PREDICTION_SCHEMA,
         )
 
     # ---- the model thread ------------------------------------------------------------------
@@ -515,7 +500,7 @@ def rows_to_infer(work: pa.Table) -> list[int]:
 def merge_results(
     work: pa.Table, rows: list[int], result: pa.Table | None, error: str | None = None
 ) -> pa.Table:
-    """Work rows with the infer results of `rows` (RESULT_SCHEMA, same order) set on them, or
+    """Work rows with the infer results of `rows` (PREDICTION_SCHEMA, same order) set on them, or
     `error` on each of them; the windows sent are dropped, the paste maps stay."""
     n = work.num_rows
     status = work["status"].to_pylist()
@@ -532,7 +517,7 @@ def merge_results(
         for i in rows:
             status[i], errors[i] = "error", error
     else:
-        columns = {name: result[name].to_pylist() for name in RESULT_SCHEMA.names}
+        columns = {name: result[name].to_pylist() for name in PREDICTION_SCHEMA.names}
         for j, i in enumerate(rows):
             node[i] = columns["node"][j]
             if columns["error"][j]:

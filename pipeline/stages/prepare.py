@@ -28,8 +28,8 @@ from spl_model.crops import (
     plan_windows,
     union_box,
 )
+from spl_model.names import CLASSICAL_ENGINES
 
-from ..model import CLASSICAL_ENGINES
 from ..schema import ERROR, each_row, pack_bits, unpack_bits
 
 SIZE = spl_model.MODEL_SIZE

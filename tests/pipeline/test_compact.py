@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from jobs.compact import compact as compact_command
-from pipeline.compact import PREFIX, compact
+from pipeline.compact import compact
 from pipeline.lease import Lease
-from pipeline.ledger import load_history, stats_files
+from pipeline.ledger import PREFIX, load_history, stats_files
 from pipeline.schema import STATS_SCHEMA, table
 from pipeline.stats import StatsSink
 
