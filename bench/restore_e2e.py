@@ -187,7 +187,8 @@ def end_to_end_in_process(
 
     from pipeline.config import RestoreConfig
     from pipeline.plan import restore_units, stage_options, units_per_task
-    from pipeline.stages.infer import REQUEST_COLUMNS, InferActor, merge_results, rows_to_infer
+    from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer
+    from pipeline.stages.infer_actor import InferActor
     from pipeline.work import find_work
 
     config = RestoreConfig.from_dict(job_spec(folder, checkpoint, model_batch, precision))

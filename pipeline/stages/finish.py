@@ -25,7 +25,7 @@ from spl_model.names import CLASSICAL_ENGINES
 
 from ..config import MARK_COLORS
 from ..schema import ERROR, WORK_SCHEMA, each_row, pack_bits, unpack_bits
-from .infer import current_node
+from .infer_actor import current_node
 from .prepare import unpack_plan, unpack_predictions
 
 # px around the hole a classical engine reads (its radius, and the fast-marching band)

@@ -16,14 +16,8 @@ import spl_model
 from pipeline.crashes import LIMIT, CrashJournal
 from pipeline.schema import WORK_SCHEMA, pack_bits, table, unpack_bits
 from pipeline.stages.finish import finish_batch
-from pipeline.stages.infer import (
-    REQUEST_COLUMNS,
-    WINDOW_BYTES,
-    InferActor,
-    merge_results,
-    rows_to_infer,
-    start_pool,
-)
+from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer, start_pool
+from pipeline.stages.infer_actor import WINDOW_BYTES, InferActor
 from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
 from pipeline.stages.restored import Restored
 
