@@ -118,7 +118,7 @@ if mode == "ray":  # the plan's map and reduce tasks run in Ray workers, as in a
     import ray
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 model = choose_model(config)  # imports done before measuring: only the step's own memory counts
-import pipeline.partitioned, pyarrow.dataset  # noqa: imported by the step
+import pipeline.planner, pyarrow.dataset  # noqa: imported by the step
 before = rss()
 sampler = Peak()
 sampler.start()

@@ -186,7 +186,7 @@ def end_to_end_in_process(
     import pyarrow as pa
 
     from pipeline.config import RestoreConfig
-    from pipeline.plan import restore_units, stage_options, units_per_task
+    from pipeline.dataset import restore_units, stage_options, units_per_task
     from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer
     from pipeline.stages.infer_actor import InferActor
     from pipeline.work import find_work

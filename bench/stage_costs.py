@@ -7,7 +7,7 @@
 Each photo (one of the project's photos, resized to N MP) is saved as baseline 4:2:0 JPEG q90,
 progressive JPEG q90 or PNG, with a text watermark hole (near 1 % of the image,
 `spl_model.stamps`) or an opaque blob (near 5 %), and goes through the real stages of one
-restore task (`pipeline.plan.stage_options` of a real job spec, `output_format: same`) on local
+restore task (`pipeline.dataset.stage_options` of a real job spec, `output_format: same`) on local
 disk: read, decode, prepare, infer, finish, write. The model is the identity (each window's
 prediction is the window itself, assembled as the actor's answer), so only our CPU work counts.
 Each stage is timed as the thread's CPU time with OpenCV and torch on one thread; the median
@@ -103,7 +103,7 @@ def identity_answer(block: pa.Table, rows: list[int]) -> pa.Table:
 def run_once(folder: Path, out: Path) -> dict[str, float]:
     """CPU ms per stage for the one photo in `folder`, through the stages of a real job."""
     from pipeline.config import RestoreConfig
-    from pipeline.plan import stage_options
+    from pipeline.dataset import stage_options
     from pipeline.stages.decode import decode_batch
     from pipeline.stages.finish import finish_batch
     from pipeline.stages.infer import merge_results, rows_to_infer

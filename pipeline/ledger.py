@@ -116,7 +116,7 @@ def _stats_dataset(
 def shard_done(
     done_file: str | None, shard_url: str, shard_version: str | None, options: dict[str, Any]
 ) -> frozenset[str]:
-    """The done item keys of one shard, from the plan's done file (pipeline/partitioned.py):
+    """The done item keys of one shard, from the plan's done file (pipeline/planner.py):
     rows of this shard done for its current version (the shard was not replaced since)."""
     if not done_file:
         return frozenset()

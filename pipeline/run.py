@@ -20,11 +20,11 @@ from . import shards
 from .compact import compact
 from .config import ConfigError, RestoreConfig, redact_url
 from .crashes import start_journal
+from .dataset import build_dataset, pool_options, resources, wait_for_gpus
 from .interrupt import Gate, Interrupted, consume_until_stopped, start_switch
 from .lease import Lease
 from .model import choose_model
-from .partitioned import Scratch
-from .plan import build_dataset, pool_options, resources, wait_for_gpus
+from .planner import Scratch
 from .preflight import preflight
 from .progress import Progress
 from .ray_init import ensure_ray

@@ -21,10 +21,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import partitioned, shards
+from . import planner, shards
 from .config import ConfigError, RestoreConfig, redact_url
 from .model import ModelChoice, choose_model
-from .partitioned import Scratch, Tasks
+from .planner import Scratch, Tasks
 from .stages.sources import UNIT_SCHEMA, Listing, check_inputs, detect_layout, shard_listing
 from .storage import filesystem
 
@@ -61,14 +61,14 @@ def find_work(
     model: ModelChoice | None = None,
     scratch: Scratch | None = None,
 ) -> Work:
-    """List the inputs and consult the ledger (pipeline/partitioned.py: map and reduce tasks,
+    """List the inputs and consult the ledger (pipeline/planner.py: map and reduce tasks,
     on Ray when it is up); `scratch` holds their files (a local temporary folder by default;
     the caller removes it)."""
     model = model or choose_model(config)
     template = check_inputs(config)
     scratch = scratch or Scratch.local()
     tasks = Tasks()
-    inputs = partitioned.map_inputs(config, scratch, tasks, template)
+    inputs = planner.map_inputs(config, scratch, tasks, template)
     input_layout = config.format
     if input_layout == "auto":
         input_layout = detect_layout(set(inputs.exts), config.images)
@@ -78,8 +78,8 @@ def find_work(
     if layout != "files" or input_layout != "pairs":
         markers = shards.load_markers(config.output, config.io_options, config.io_retries)
     if input_layout == "pairs":
-        history = partitioned.map_history(config, scratch, tasks, by="family")
-        reduced = partitioned.reduce_inputs(
+        history = planner.map_history(config, scratch, tasks, by="family")
+        reduced = planner.reduce_inputs(
             config,
             inputs,
             history,
@@ -109,11 +109,11 @@ def find_work(
             scratch=scratch, to_run=to_run,
         )  # fmt: skip
     fs = filesystem(config.images, config.io_options, config.io_retries)[0]
-    details = dict(sorted(partitioned.listed_files(scratch, inputs)))
+    details = dict(sorted(planner.listed_files(scratch, inputs)))
     listing = shard_listing(fs, details, inputs.base, input_layout)
     listing.template_url = template
-    history = partitioned.map_history(config, scratch, tasks, by="shard")
-    done_file = partitioned.shard_done_files(config, history, scratch, tasks, settings_id)
+    history = planner.map_history(config, scratch, tasks, by="shard")
+    done_file = planner.shard_done_files(config, history, scratch, tasks, settings_id)
     for unit in listing.units:  # each shard's read task loads its own done items
         unit["done_file"] = done_file(unit["image"])
     units, published = _plan_shards(config, listing.units, input_layout, settings_id, markers)
@@ -164,7 +164,7 @@ def _plan_shards(
     return todo, already
 
 
-def _no_match(config: RestoreConfig, reduced: list[partitioned.Reduced]) -> str:
+def _no_match(config: RestoreConfig, reduced: list[planner.Reduced]) -> str:
     """The refusal of a run whose masks match none of its images, with examples of each."""
     images = [key for r in reduced for key in r.examples[0]][:3]
     masks = [key for r in reduced for key in r.examples[1]][:3]

@@ -4,6 +4,6 @@ sources (list, with manifest) -> read -> decode (template) -> prepare -> infer (
 windows in, predictions out) -> finish -> sinks (encode, encode_jpeg, metadata, quality;
 shard_parts and shard_formats for shard outputs).
 
-pipeline/plan.py chains them in one CPU task per group of blocks; the driver-side pieces
+pipeline/dataset.py chains them in one CPU task per group of blocks; the driver-side pieces
 (ledger, stats, shard publishing, lease, crash journal) live one folder up.
 """

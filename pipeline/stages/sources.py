@@ -1,6 +1,6 @@
 """Sources: the inputs of a run as small unit rows (no image bytes): how files are listed,
 paired and keyed. Runs call these pieces from the plan's map and reduce tasks
-(pipeline/partitioned.py); `list_units` chains them in one process for small listings.
+(pipeline/planner.py); `list_units` chains them in one process for small listings.
 
 Layouts:
 - `pairs`: images under one prefix, masks under another, matched by relative key (the path
@@ -74,7 +74,7 @@ class Listing:
 def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) -> Listing:
     """Resolve the layout and list units in this process; raises ConfigError for unusable
     inputs. For small listings (a probe of a few files, tests): runs are planned by
-    pipeline/partitioned.py, which never holds the whole listing in one process.
+    pipeline/planner.py, which never holds the whole listing in one process.
 
     `known_keys` (image URL -> key, from the ledger) keeps the key a file was given before,
     whatever has been added beside it since."""
@@ -341,7 +341,7 @@ def pair_units(
     ledger) keeps the key a file was given before, whatever has been added beside it since.
 
     Every rule here looks only at files whose keys could collide (see `key_family`), so the
-    partitioned planner (pipeline/partitioned.py) gives each partition's files the keys the
+    partitioned planner (pipeline/planner.py) gives each partition's files the keys the
     whole listing would give them."""
     images = [p for p in details if strip_ext(p)[1] in IMAGE_EXTS]
     stems = [_rel_key(p, base) for p in images]

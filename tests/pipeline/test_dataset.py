@@ -7,7 +7,7 @@ import time
 import pytest
 
 from pipeline.config import ConfigError, RestoreConfig
-from pipeline.plan import BLOCKS_PER_TASK, resources, units_per_task, wait_for_gpus
+from pipeline.dataset import BLOCKS_PER_TASK, resources, units_per_task, wait_for_gpus
 
 
 def config(**extra) -> RestoreConfig:

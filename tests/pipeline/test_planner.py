@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import RestoreConfig, run_restore
-from pipeline import partitioned as plan
+from pipeline import planner as plan
 from pipeline.stages.sources import key_family, list_units
 from pipeline.work import dry_run, find_work
 from tests.pipeline import data
