@@ -102,7 +102,7 @@ def main() -> None:
                     generator(model_name),
                     device=device,
                     precision=precision,
-                    batch_size=max(batches),
+                    model_batch=max(batches),
                     compile=compiled,
                 )
                 warmup = inpainter.warm_up()

@@ -86,7 +86,7 @@ def model_only(model: dict, count: int, size: int, batch: int, threads: int) -> 
 
     torch.set_num_threads(threads)
     source = model.get("engine") or spl_model.load_generator(model["checkpoint"])
-    inpainter = spl_model.Inpainter(source, device="cpu", batch_size=batch)
+    inpainter = spl_model.Inpainter(source, device="cpu", model_batch=batch)
     images = [picture(i, size) for i in range(count)]
     masks = [hole(size)] * count
     inpainter.inpaint(images[:batch], masks[:batch])  # warm-up

@@ -279,7 +279,7 @@ def stage_options(
             "settings_id": settings_id,
             "strategy": config.strategy,
             "max_image_pixels": config.max_image_pixels,
-            "layout": output_layout,
+            "output_layout": output_layout,
             "input_layout": layout,
             "engine": model.engine,
             "model_id": model.model_id,

@@ -102,7 +102,8 @@ def _opacity_map(config: RestoreConfig, template: bytes | None) -> bytes | None:
 def _run_work(
     config: RestoreConfig, work: Work, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
-    model, listing, layout, settings_id = work.model, work.listing, work.layout, work.settings_id
+    model, listing, settings_id = work.model, work.listing, work.settings_id
+    layout = work.output_layout
     units, already, markers = work.units, work.already, work.markers
     template = None
     if listing.template_url:
@@ -270,7 +271,7 @@ def _record(
     if publisher is not None and counted:
         rows = batch.take(counted)
         publisher.add(
-            rows["input_shard" if publisher.layout == "files" else "shard"].to_pylist(),
+            rows["input_shard" if publisher.output_layout == "files" else "shard"].to_pylist(),
             rows["shard_items"].to_pylist(),
             rows["status"].to_pylist(),
             rows["error_kind"].to_pylist(),

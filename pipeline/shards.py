@@ -216,7 +216,7 @@ class ShardPublisher:
     def __init__(
         self,
         config: Any,
-        layout: str,
+        output_layout: str,
         input_layout: str,
         settings_id: str,
         run_id: str,
@@ -224,7 +224,7 @@ class ShardPublisher:
         markers: dict[str, dict[str, Any]],
         flush: Any,
     ) -> None:
-        self.config, self.layout, self.input_layout = config, layout, input_layout
+        self.config, self.output_layout, self.input_layout = config, output_layout, input_layout
         self.settings_id, self.run_id, self.flush = settings_id, run_id, flush
         self.markers = markers
         self.inputs = {
@@ -255,14 +255,14 @@ class ShardPublisher:
                 self.totals[shard] = total
             if self.seen[shard] == self.totals.get(shard) and shard not in self.started:
                 self.flush()  # the stats of every item in the shard are in the ledger first
-                if self.layout == "files":
+                if self.output_layout == "files":
                     self._mark_done(shard)
                 else:
                     self._start(shard)
 
     def finish(self) -> dict[str, Any]:
         self.flush()
-        if self.layout == "files":
+        if self.output_layout == "files":
             return {"layout": "files", "input_shards_done": self.marked}
         rest = set(self.inputs) | set(self.seen)
         if self.input_layout == "pairs":  # shards of loose files left by interrupted runs
@@ -277,7 +277,7 @@ class ShardPublisher:
         for outcome in failed:
             log.warning("shard %s not published: %s", outcome["shard"], outcome["reason"])
         return {
-            "layout": self.layout,
+            "layout": self.output_layout,
             "published": len(outcomes) - len(failed),
             "not_published": failed,
             "bytes": sum(o.get("bytes", 0) for o in outcomes),
@@ -313,7 +313,7 @@ class ShardPublisher:
         marker = self.markers.get(shard)
         job = ShardJob(
             shard=shard,
-            layout=self.layout,
+            layout=self.output_layout,
             input_layout=self.input_layout,
             input_url=unit.get("image"),
             input_size=unit.get("size"),

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class Work:
     model: ModelChoice
     listing: Listing  # layout, item count, template; `units` only for shard inputs
-    layout: str  # output layout
+    output_layout: str  # files | webdataset | parquet (the input layout is `listing.layout`)
     settings_id: str
     units: list[dict[str, Any]]  # shard units to run (shard inputs)
     already: int  # items found done before reading anything
@@ -104,7 +104,7 @@ def find_work(
         listing = Listing("pairs", [], listed, orphans, template)
         files = [r.file for r in reduced if r.file]
         return Work(
-            model=model, listing=listing, layout=layout, settings_id=settings_id, units=[],
+            model=model, listing=listing, output_layout=layout, settings_id=settings_id, units=[],
             already=listed - to_run, markers=markers, counts=dict(counts), unit_files=files,
             scratch=scratch, to_run=to_run,
         )  # fmt: skip
@@ -120,7 +120,7 @@ def find_work(
     counts = Counter(already_done_in_published_shards=published)
     counts.update(shards_to_read=len(units), shards_published=len(listing.units) - len(units))
     return Work(
-        model=model, listing=listing, layout=layout, settings_id=settings_id, units=units,
+        model=model, listing=listing, output_layout=layout, settings_id=settings_id, units=units,
         already=published, markers=markers, counts=dict(counts), scratch=scratch,
         to_run=len(units),
     )  # fmt: skip
@@ -133,7 +133,7 @@ def dry_run(config: RestoreConfig) -> dict[str, Any]:
     work.scratch.remove()
     return {
         "layout": work.listing.layout,
-        "output_layout": work.layout,
+        "output_layout": work.output_layout,
         "items_listed": work.listing.items,
         "settings_id": work.settings_id,
         "engine": work.model.engine,

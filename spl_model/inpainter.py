@@ -45,7 +45,7 @@ class Inpainter:
     model: a loaded generator, a checkpoint path/URL, "default" (the bundled weights), or an
     engine name ("opencv-telea", "opencv-ns"). strategy: "crop" (context windows per hole
     region, the default) or "resize" (whole image to 256²). dilate: grow masks by this many px.
-    batch_size: windows per model call (default by device, `MODEL_BATCH`). compile: True,
+    model_batch: windows per model call (default by device, `MODEL_BATCH`). compile: True,
     False or "auto" (CUDA only): torch.compile the device step, warmed up on every batch shape
     (`batch_shapes`) at the first call or by `warm_up()`; a compile failure falls back to eager.
     """
@@ -57,7 +57,7 @@ class Inpainter:
         precision: str = "auto",
         strategy: str = "crop",
         dilate: int = 0,
-        batch_size: int | None = None,
+        model_batch: int | None = None,
         context: float = 3.0,
         min_crop: int = MODEL_SIZE,
         storage_options: dict[str, Any] | None = None,
@@ -69,15 +69,15 @@ class Inpainter:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if compile not in (True, False, "auto"):
             raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
-        if dilate < 0 or (batch_size is not None and batch_size < 1):
-            raise ValueError("dilate must be >= 0 and batch_size >= 1")
+        if dilate < 0 or (model_batch is not None and model_batch < 1):
+            raise ValueError("dilate must be >= 0 and model_batch >= 1")
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
         if precision == "auto":  # bf16 on CUDA (within 0.05 dB of fp32), fp32 on CPU
             precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.precision, self.strategy, self.dilate = precision, strategy, dilate
-        self.batch_size = batch_size or MODEL_BATCH.get(self.device.type, MODEL_BATCH["cpu"])
+        self.model_batch = model_batch or MODEL_BATCH.get(self.device.type, MODEL_BATCH["cpu"])
         self.context, self.min_crop = context, min_crop
         self.model: nn.Module | None = None
         self.compiled = False  # whether the device step runs compiled (after `warm_up`)
@@ -107,12 +107,12 @@ class Inpainter:
     def batch_shapes(self) -> tuple[int, ...]:
         """The batch sizes a compiled device step runs at: a few fixed ones up to the model
         batch, which a partial batch is padded up to."""
-        return tuple(sorted({s for s in BATCH_SHAPES if s < self.batch_size} | {self.batch_size}))
+        return tuple(sorted({s for s in BATCH_SHAPES if s < self.model_batch} | {self.model_batch}))
 
     def padded_batch(self, count: int) -> int:
         """The batch `count` windows run at: the next of `batch_shapes` when compiled (a batch
         larger than the model batch runs eager, as it is)."""
-        if not self.compiled or count > self.batch_size:
+        if not self.compiled or count > self.model_batch:
             return count
         return next(s for s in self.batch_shapes if s >= count)
 
@@ -199,10 +199,10 @@ class Inpainter:
         return list(zip(outputs, infos))
 
     def _run_cuts(self, cuts: list[list[ModelWindow]], infos: list[dict[str, Any]]):
-        """(image index, cut, prediction) of every cut, in model batches of `batch_size`."""
+        """(image index, cut, prediction) of every cut, in model batches of `model_batch`."""
         jobs = [(i, cut) for i, image_cuts in enumerate(cuts) for cut in image_cuts]
-        for start in range(0, len(jobs), self.batch_size):
-            batch = jobs[start : start + self.batch_size]
+        for start in range(0, len(jobs), self.model_batch):
+            batch = jobs[start : start + self.model_batch]
             windows = np.stack([cut.image for _, cut in batch])
             window_holes = np.stack([cut.hole for _, cut in batch])
             began = time.perf_counter()
@@ -243,7 +243,7 @@ class Inpainter:
         if self.warmup_s is None:
             self.warm_up()
         count = len(windows)
-        compiled = self.compiled and count <= self.batch_size  # else no compiled shape fits
+        compiled = self.compiled and count <= self.model_batch  # else no compiled shape fits
         shape = self.padded_batch(count)
         if shape > count:
             windows, holes = _pad(windows, shape), _pad(holes, shape)

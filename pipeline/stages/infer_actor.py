@@ -127,7 +127,7 @@ class InferActor:
             torch.set_num_threads(threads)
         self.threads = torch.get_num_threads()  # set again in the model thread (per thread)
         start = time.perf_counter()
-        self.inpainter = build_inpainter(model, batch_size=model_batch, **inpainter_kwargs)
+        self.inpainter = build_inpainter(model, model_batch=model_batch, **inpainter_kwargs)
         if self.inpainter.model is None:
             raise ValueError(f"{model} is not a model: classical engines run in the CPU stages")
         if expected_model_id and self.inpainter.model_id != expected_model_id:
@@ -135,7 +135,7 @@ class InferActor:
                 f"the model loaded by this worker has id {self.inpainter.model_id}, but the run "
                 f"was planned with {expected_model_id}: the checkpoint changed during the run"
             )
-        self.model_batch = self.inpainter.batch_size
+        self.model_batch = self.inpainter.model_batch
         self.inpainter.warm_up()  # compiles (when asked) before the actor says it is ready
         self.journal = _named_actor(journal)
         self.node, restarted = current_node()

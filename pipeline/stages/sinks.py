@@ -42,16 +42,16 @@ def write_images(
     settings_id: str,
     strategy: str,
     max_image_pixels: int | None = None,
-    layout: str = "files",
+    output_layout: str = "files",
     input_layout: str = "pairs",
     engine: str | None = None,
     model_id: str | None = None,
 ) -> pa.Table:
     """WORK_SCHEMA rows in, RESULT_SCHEMA rows out (one per row, whatever its status).
 
-    `files`: each image goes to OUT/images/<key>.<ext>. A shard layout: the batch's results go
-    to one part file per output shard (pipeline/shards.py), which publishes the shard once all
-    of its items have results.
+    `output_layout` files: each image goes to OUT/images/<key>.<ext>. A shard layout: the
+    batch's results go to one part file per output shard (pipeline/shards.py), which publishes
+    the shard once all of its items have results.
     """
     fs, root = filesystem(output, storage_options, io_retries)
     out, encoded = [], []
@@ -60,19 +60,19 @@ def write_images(
         stats.update(engine=engine, model_id=model_id)
         data = ext = None
         stats["input_shard"] = row.get("shard")
-        if layout == "files":
+        if output_layout == "files":
             stats["shard"] = None
         if not row.get("status"):
             try:
                 restored = Restored.of(row)
                 data, ext, result = _encode_one(row, restored, output_format, output_quality)
-                if layout == "files":
+                if output_layout == "files":
                     path = join_under(f"{root}/images", f"{row['key']}.{ext}")
                     atomic_write(fs, path, data, attempts=max(1, io_retries))
                     result["output_uri"] = full_url(fs, path)
                 else:
                     result["output_uri"] = shard_parts.member_uri(
-                        fs, root, layout, input_layout, row, ext
+                        fs, root, output_layout, input_layout, row, ext
                     )
                 result.update(_scores(row, restored, max_image_pixels))
                 stats.update(result, status=OK)
@@ -90,7 +90,7 @@ def write_images(
         stats["finished_at"] = datetime.now(UTC)
         out.append(stats)
         encoded.append((data, ext, row))
-    if layout != "files":
+    if output_layout != "files":
         shard_parts.write_parts(
             fs, root, input_layout, settings_id, run_id, out, encoded, io_retries
         )

@@ -102,7 +102,7 @@ def test_the_stages_restore_exactly_what_the_inpainter_restores(model_file, stra
     actor = InferActor(model_file, device="cpu", model_batch=64)
     finished = finish_batch(infer(actor, prepared, dilate), engine="spl")
     inpainter = spl_model.Inpainter(
-        model_file, device="cpu", strategy=strategy, dilate=dilate, batch_size=64
+        model_file, device="cpu", strategy=strategy, dilate=dilate, model_batch=64
     )
     want = inpainter.inpaint_with_info([p[0] for p in pairs], [p[1] for p in pairs])
     for row, (image, _), (expected, info) in zip(finished.to_pylist(), pairs, want, strict=True):

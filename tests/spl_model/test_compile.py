@@ -24,7 +24,7 @@ def _windows(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def compiled(small_model):
-    inpainter = Inpainter(small_model, device="cpu", compile=True, batch_size=3)
+    inpainter = Inpainter(small_model, device="cpu", compile=True, model_batch=3)
     inpainter.warm_up()
     return inpainter
 
@@ -34,7 +34,7 @@ def test_compiled_predictions_equal_eager_within_two_levels_at_every_batch_size(
 ):
     assert compiled.compiled and compiled.warmup_s > 0
     assert compiled.batch_shapes == (1, 3)  # a partial batch of 2 is padded up to 3
-    eager = Inpainter(small_model, device="cpu", compile=False, batch_size=3)
+    eager = Inpainter(small_model, device="cpu", compile=False, model_batch=3)
     graphs = counters["stats"]["unique_graphs"]
     for count in (1, 2, 3, 5):  # 5: more than the model batch runs eager, still right
         windows, holes = _windows(count)
@@ -57,7 +57,8 @@ FAILING_COMPILER = """
 import logging, numpy as np
 from spl_model import Inpainter, build_generator
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
-inpainter = Inpainter(build_generator("spl-small").eval(), device="cpu", compile=True, batch_size=2)
+model = build_generator("spl-small").eval()
+inpainter = Inpainter(model, device="cpu", compile=True, model_batch=2)
 out = inpainter.infer(np.zeros((2, 256, 256, 3), np.uint8), np.ones((2, 256, 256), bool))
 print("compiled", inpainter.compiled, out.shape)
 """
@@ -79,6 +80,6 @@ def test_a_compiler_that_fails_leaves_an_eager_model_and_one_log_line(tmp_path):
 
 def test_compile_auto_stays_eager_on_the_cpu_and_bad_values_are_refused(small_model):
     inpainter = Inpainter(small_model, device="cpu")
-    assert inpainter.batch_size == 8 and inpainter.warm_up() == 0.0 and not inpainter.compiled
+    assert inpainter.model_batch == 8 and inpainter.warm_up() == 0.0 and not inpainter.compiled
     with pytest.raises(ValueError, match="compile must be"):
         Inpainter(small_model, device="cpu", compile="yes")

@@ -13,7 +13,7 @@ from spl_model import Inpainter, MaskError
 
 @pytest.fixture(scope="module")
 def inpainter(small_model):
-    return Inpainter(small_model, device="cpu", batch_size=8)
+    return Inpainter(small_model, device="cpu", model_batch=8)
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -77,7 +77,7 @@ def test_pixels_outside_the_hole_are_bit_identical_on_a_large_non_square_image(i
 
 def test_nearby_regions_share_one_crop_and_crops_of_many_images_share_a_batch(small_model):
     calls = count_calls(small_model)
-    inp = Inpainter(small_model, batch_size=8)
+    inp = Inpainter(small_model, model_batch=8)
     images = [photo(400, 600, seed=s) for s in range(3)]
     mask = np.zeros((400, 600), np.uint8)
     mask[100:120, 100:140] = 255
