@@ -33,6 +33,7 @@ from .stages.read import read_units
 from .stages.sinks import write_images
 from .stages.sources import UNIT_SCHEMA
 from .storage import filesystem
+from .work import Work
 
 log = logging.getLogger(__name__)
 # Memory reserved for a restore task: a worker with torch/NumPy/Pillow imported, plus per item
@@ -160,7 +161,7 @@ def wait_for_gpus(res: Resources, timeout_s: float, poll_s: float = 1.0) -> None
 
 def build_dataset(
     config: RestoreConfig,
-    work: Any,
+    work: Work,
     layout: str,
     model: ModelChoice,
     pool: InferPool | None,

@@ -10,6 +10,7 @@ import secrets
 import signal
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -20,16 +21,17 @@ from . import shards
 from .compact import compact
 from .config import ConfigError, RestoreConfig, redact_url
 from .crashes import start_journal
-from .dataset import build_dataset, pool_options, resources, wait_for_gpus
-from .interrupt import Gate, Interrupted, consume_until_stopped, start_switch
+from .dataset import Resources, build_dataset, pool_options, resources, wait_for_gpus
+from .interrupt import Gate, Interrupted, Stopped, consume_until_stopped, start_switch
 from .lease import Lease
-from .model import choose_model
+from .model import ModelChoice, choose_model
 from .planner import Scratch
 from .preflight import preflight
 from .progress import Progress
 from .ray_init import ensure_ray
 from .schema import ALREADY_DONE, STATS_SCHEMA
-from .stages.infer import pool_facts, start_pool, stop_pool
+from .stages.infer import InferPool, pool_facts, start_pool, stop_pool
+from .stages.sources import Listing
 from .stats import StatsSink
 from .storage import atomic_write, filesystem, full_url, read_bytes
 from .work import Work, find_work
@@ -71,7 +73,7 @@ def run_restore(config: RestoreConfig) -> dict[str, Any]:
 
 
 def _run(
-    config: RestoreConfig, model: Any, run_id: str, started_at: datetime, t0: float
+    config: RestoreConfig, model: ModelChoice, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
     if config.mask_template == "auto":
         from .watermark import resolve_auto_template
@@ -102,40 +104,53 @@ def _opacity_map(config: RestoreConfig, template: bytes | None) -> bytes | None:
 def _run_work(
     config: RestoreConfig, work: Work, run_id: str, started_at: datetime, t0: float
 ) -> dict[str, Any]:
-    model, listing, settings_id = work.model, work.listing, work.settings_id
-    layout = work.output_layout
-    units, already, markers = work.units, work.already, work.markers
-    template = None
-    if listing.template_url:
-        fs, path = filesystem(listing.template_url, config.io_options, config.io_retries)
-        template = read_bytes(fs, path, config.io_retries)
+    template = _template(config, work.listing)
     alpha = _opacity_map(config, template)
     res = resources(config)
-    summary = _summary(config, run_id, model, settings_id, listing, started_at)
-    summary["output_layout"] = layout
-    summary["resources"] = {
-        "device": res.device,
-        "actors": list(res.actors),
-        "gpus_per_actor": res.gpus_per_actor,
-        "cpus_per_actor": res.cpus_per_actor,
-        "batch_size": config.batch_size,
-        "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 8)
-    }
-    summary["plan"] = work.counts
+    summary = _summary(config, run_id, work, res, started_at)
     _write_summary(config, run_id, summary)
-    log.info(
-        "run %s: %s layout, %s items listed (%s), engine %s (%s), %d-%d actors on %s",
-        run_id,
-        listing.layout,
-        listing.items if listing.items is not None else "?",
-        ", ".join(f"{k} {v}" for k, v in work.counts.items()),
-        model.engine,
-        model.model_id[:12],
-        *res.actors,
-        res.device,
-    )
+    out = _open_outputs(config, work, run_id)
+    stopped_by = None
+    try:
+        if work.to_run:
+            stopped_by = _execute(config, work, run_id, res, out, summary, template, alpha)
+        out.sink.flush()
+        if out.publisher is not None and stopped_by is None:
+            summary["shards"] = out.publisher.finish()
+            summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
+    except BaseException as exc:
+        _flush_quietly(out.sink)
+        stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C before the results came
+        status = "interrupted" if stopped else "failed"
+        _end(config, summary, out, t0, status=status, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if stopped_by is not None:  # every row that came is recorded; the next run skips those
+        name = signal.Signals(stopped_by.signum).name
+        _end(config, summary, out, t0, status="interrupted", interrupted_by=name,
+             drained=stopped_by.drained)  # fmt: skip
+        raise Interrupted(stopped_by.signum, summary)
+    _end(config, summary, out, t0, status="finished")
+    try:  # small stats files of recurring runs, merged once there are many (pipeline/compact.py)
+        compact(config.output, config.io_options, config.io_retries, full=False, min_files=64)
+    except Exception:
+        log.exception("could not compact the stats files (the next run tries again)")
+    log.info("run %s finished: %s", run_id, out.progress.line())
+    return summary
+
+
+@dataclass
+class _Outputs:
+    """Where a run's results go as they come: the progress shown, the stats rows, the shards."""
+
+    progress: Progress
+    sink: StatsSink
+    publisher: shards.ShardPublisher | None
+
+
+def _open_outputs(config: RestoreConfig, work: Work, run_id: str) -> _Outputs:
+    listing = work.listing
     progress = Progress(
-        listing.items, config.progress_s, already_done=already, show=config.progress_bars
+        listing.items, config.progress_s, already_done=work.already, show=config.progress_bars
     )
     sink = StatsSink(
         config.output,
@@ -145,78 +160,68 @@ def _run_work(
         config.stats_flush_rows,
         config.stats_flush_s,
     )
-    publisher, pool, stopped_by = None, None, None
-    if layout != "files" or listing.layout != "pairs":
+    publisher = None
+    if work.output_layout != "files" or listing.layout != "pairs":
         publisher = shards.ShardPublisher(
-            config, layout, listing.layout, settings_id, run_id, units, markers, sink.flush
-        )
+            config, work.output_layout, listing.layout, work.settings_id, run_id, work.units,
+            work.markers, sink.flush,
+        )  # fmt: skip
+    return _Outputs(progress, sink, publisher)
+
+
+def _execute(
+    config: RestoreConfig,
+    work: Work,
+    run_id: str,
+    res: Resources,
+    out: _Outputs,
+    summary: dict[str, Any],
+    template: bytes | None,
+    alpha: bytes | None,
+) -> Stopped | None:
+    """Start the actors, stream the dataset's rows into the outputs and stop the actors; how a
+    signal stopped it, if one did."""
+    wait_for_gpus(res, config.gpu_wait_s)
+    _journal, journal_name = start_journal(run_id)  # the handles keep them alive
+    switch, switch_name = start_switch(run_id)
+    options = pool_options(config, work.model, res, journal_name)
+    pool, stopped_by = None, None
     try:
-        if work.to_run:
-            wait_for_gpus(res, config.gpu_wait_s)
-            _journal, journal_name = start_journal(run_id)  # the handle keeps it alive
-            switch, switch_name = start_switch(run_id)
-            options = pool_options(config, model, res, journal_name)
-            if options is not None:
-                pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
-            _ray_data_options(config, res, pool)
-            ds = build_dataset(
-                config,
-                work,
-                listing.layout,
-                model,
-                pool,
-                run_id=run_id,
-                stop=switch_name,
-                settings_id=settings_id,
-                template=template,
-                alpha=alpha,
-                output_layout=layout,
+        if options is not None:
+            pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
+        _ray_data_options(config, res, pool)
+        ds = build_dataset(
+            config, work, work.listing.layout, work.model, pool, run_id=run_id, stop=switch_name,
+            settings_id=work.settings_id, template=template, alpha=alpha,
+            output_layout=work.output_layout,
+        )  # fmt: skip
+
+        def stopping(signum: int) -> None:
+            switch.turn_on.remote()  # the tasks start no new block
+            out.progress.say(_stopping_line(signum, config.drain_s))
+
+        try:
+            stopped_by = consume_until_stopped(
+                lambda gate: _consume(ds, out.sink, out.progress, out.publisher, gate),
+                config.drain_s,
+                on_first=stopping,
             )
-
-            def stopping(signum: int) -> None:
-                switch.turn_on.remote()  # the tasks start no new block
-                progress.say(_stopping_line(signum, config.drain_s))
-
-            try:
-                stopped_by = consume_until_stopped(
-                    lambda gate: _consume(ds, sink, progress, publisher, gate),
-                    config.drain_s,
-                    on_first=stopping,
-                )
-            finally:
-                progress.close()
-        sink.flush()
-        if publisher is not None and stopped_by is None:
-            summary["shards"] = publisher.finish()
-            summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
-    except BaseException as exc:
-        _flush_quietly(sink)
-        stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C before the results came
-        summary.update(status="interrupted" if stopped else "failed")
-        summary["error"] = f"{type(exc).__name__}: {exc}"
-        _finish(summary, progress, sink, t0)
-        _write_summary(config, run_id, summary)
-        raise
+        finally:
+            out.progress.close()
+        return stopped_by
     finally:
         if pool is not None:
             summary["inference_actors"] = pool_facts(pool)
             if stopped_by is None or stopped_by.drained:  # else tasks still call the actors:
                 stop_pool(pool)  # they end with the driver, without retry warnings
-    if stopped_by is not None:  # every row that came is recorded; the next run skips those
-        name = signal.Signals(stopped_by.signum).name
-        summary.update(status="interrupted", interrupted_by=name, drained=stopped_by.drained)
-        _finish(summary, progress, sink, t0)
-        _write_summary(config, run_id, summary)
-        raise Interrupted(stopped_by.signum, summary)
-    summary["status"] = "finished"
-    _finish(summary, progress, sink, t0)
-    _write_summary(config, run_id, summary)
-    try:  # small stats files of recurring runs, merged once there are many (pipeline/compact.py)
-        compact(config.output, config.io_options, config.io_retries, full=False, min_files=64)
-    except Exception:
-        log.exception("could not compact the stats files (the next run tries again)")
-    log.info("run %s finished: %s", run_id, progress.line())
-    return summary
+
+
+def _template(config: RestoreConfig, listing: Listing) -> bytes | None:
+    """The mask template's bytes, when the listing found one."""
+    if not listing.template_url:
+        return None
+    fs, path = filesystem(listing.template_url, config.io_options, config.io_retries)
+    return read_bytes(fs, path, config.io_retries)
 
 
 def _stopping_line(signum: int, drain_s: float) -> str:
@@ -279,7 +284,12 @@ def _record(
     progress.maybe_log()
 
 
-def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: float) -> None:
+def _end(
+    config: RestoreConfig, summary: dict[str, Any], out: _Outputs, t0: float, **fields: Any
+) -> None:
+    """Complete the summary (`fields`, counts, rates, bytes) and write it."""
+    summary.update(fields)
+    progress, sink = out.progress, out.sink
     wall = time.monotonic() - t0
     counts = Counter({"ok": 0, "error": 0, "skipped": 0, "already_done": 0})
     counts.update(progress.counts)
@@ -296,29 +306,48 @@ def _finish(summary: dict[str, Any], progress: Progress, sink: StatsSink, t0: fl
         "output": sink.bytes_out,
         "ratio": round(sink.bytes_out / sink.bytes_in, 4) if sink.bytes_in else None,
     }
+    _write_summary(config, summary["run_id"], summary)
 
 
 def _summary(
-    config: RestoreConfig,
-    run_id: str,
-    model: Any,
-    settings_id: str,
-    listing: Any,
-    started_at: datetime,
+    config: RestoreConfig, run_id: str, work: Work, res: Resources, started_at: datetime
 ) -> dict[str, Any]:
+    """The run summary as it starts (OUT/runs/<run_id>.json); the rest comes at the end."""
+    model, listing = work.model, work.listing
+    log.info(
+        "run %s: %s layout, %s items listed (%s), engine %s (%s), %d-%d actors on %s",
+        run_id,
+        listing.layout,
+        listing.items if listing.items is not None else "?",
+        ", ".join(f"{k} {v}" for k, v in work.counts.items()),
+        model.engine,
+        model.model_id[:12],
+        *res.actors,
+        res.device,
+    )
     return {
         "run_id": run_id,
         "status": "running",
         "started_at": started_at.isoformat(),
         "layout": listing.layout,
+        "output_layout": work.output_layout,
         "engine": model.engine,
         "model_id": model.model_id,
-        "settings_id": settings_id,
+        "settings_id": work.settings_id,
         "items_listed_up_front": listing.items,
         "orphan_masks": listing.orphan_masks,
         "config": config.redacted(),
         "versions": versions(),
         "host": platform.node(),
+        "resources": {
+            "device": res.device,
+            "actors": list(res.actors),
+            "gpus_per_actor": res.gpus_per_actor,
+            "cpus_per_actor": res.cpus_per_actor,
+            "batch_size": config.batch_size,
+            "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 8)
+        },
+        "plan": work.counts,
     }
 
 
@@ -338,7 +367,7 @@ def _flush_quietly(sink: StatsSink) -> None:
         log.exception("could not write the last stats rows")
 
 
-def _ray_data_options(config: RestoreConfig, res: Any, pool: Any) -> None:
+def _ray_data_options(config: RestoreConfig, res: Resources, pool: InferPool | None) -> None:
     """Progress bars; and the actor pool's CPUs and GPUs taken out of Ray Data's budget. The
     pool is ours, not a Ray Data operator, so Ray Data would otherwise count its CPUs as free
     for restore tasks and run more of them than the cluster has CPUs beside the actors."""
