@@ -4,6 +4,9 @@ windows in, predictions out) -> finish -> encode + sinks.
 Entry point: `run_restore(RestoreConfig.from_yaml("job.yaml"))`. Outputs, the stats schema
 and resume semantics are described in docs/PIPELINE.md. `run_restore` is imported on first
 use, so reading a config (the CLI's help, spec checks) does not import Ray.
+
+May import: spl_model's public modules, Ray, pyarrow, fsspec. Never jobs. Inside, the driver's
+modules (run, work, planner, dataset) import the stages (pipeline/stages/), never the reverse.
 """
 
 from typing import Any

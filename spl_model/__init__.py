@@ -2,6 +2,9 @@
 
 Names are imported on first use: `spl_model.masks` and `spl_model.metrics` (NumPy/OpenCV) stay
 cheap for processes that only decode images, and torch loads only where the model is used.
+
+May import: torch, NumPy, OpenCV, safetensors (fsspec lazily, for remote checkpoints only).
+Never pipeline, jobs or Ray, and no storage I/O beyond loading a checkpoint.
 """
 
 from importlib import import_module

@@ -6,4 +6,8 @@ shard_parts and shard_formats for shard outputs).
 
 pipeline/dataset.py chains them in one CPU task per group of blocks; the driver-side pieces
 (ledger, stats, shard publishing, lease, crash journal) live one folder up.
+
+May import: spl_model's public modules, and from one folder up only the leaves the stages share
+(config, schema, storage, errors, model, crashes, ledger); never the driver's run, dataset,
+planner or work, which import the stages.
 """
