@@ -1,5 +1,5 @@
-"""The plan builder: units -> one Ray Data task per group of blocks (read, decode, prepare,
-infer on the actor pool, finish, encode + write) -> stats rows for the driver.
+"""The run's Ray Data dataset: units -> one Ray Data task per group of blocks (read, decode,
+prepare, infer on the actor pool, finish, encode + write) -> stats rows for the driver.
 
 The device boundary is the infer stage: the CPU task sends only model-size windows to an
 inference actor (pipeline/stages/infer.py) and keeps the full-resolution pixels to paste into, so

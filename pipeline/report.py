@@ -36,8 +36,8 @@ HISTOGRAMS = (
     ("psnr", "PSNR (dB, against reference)"),
     ("ssim", "SSIM (against reference)"),
 )
-# Where to look, from bench/quality_thresholds.py (17 photos never evaluated on, 4 stamp kinds
-# each, every hole filled 5 ways): these lines flag 4 % of the true pixels and 10 % of Telea's
+# Where to look, from bench/quality_thresholds.py (17 photos, none of the evaluation set, 4 stamp
+# kinds each, every hole filled 5 ways): these lines flag 4 % of the true pixels and 10 % of Telea's
 # fills, and 98-100 % of flat fills, fills 25 levels too bright and marks left in place.
 THRESHOLDS: dict[str, tuple[tuple[str, float, str], ...]] = {
     "seam_ratio": ((">", 1.5, "a visible seam at the hole's edge"),),
@@ -203,8 +203,8 @@ def _histograms_section(stats: pa.Table) -> str:
     advice = ""
     if notes:
         advice = (
-            '<p>Dashed lines: where to look. Good fills (the true pixels, OpenCV\'s) stay on '
-            "the quiet side of each; items across one are worth a look (the highest seam "
+            '<p>Dashed lines: where to look. Good fills (the true pixels, OpenCV\'s) mostly stay '
+            "on the quiet side of each; items across one are worth a look (the highest seam "
             'ratios are in the first gallery below).</p><ul class="thresholds">'
             + "".join(notes)
             + "</ul>"
