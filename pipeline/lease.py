@@ -49,6 +49,7 @@ class Lease:
         self.run_id, self.ttl_s, self.retries = run_id, ttl_s, retries
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
+        self._renewing = threading.Lock()  # held while a renewal reads and writes the lease
         self._thread: threading.Thread | None = None
 
     # ---- the holder's side --------------------------------------------------------------------
@@ -67,15 +68,18 @@ class Lease:
         self._thread.start()
 
     def release(self) -> None:
+        """Stop renewing and delete the lease. A renewal being written (slow storage, retries)
+        ends first and none starts after, so no late renewal brings the lease back."""
         self._stop.set()
+        with self._renewing:
+            holder = self._read()
+            if holder is not None and holder.get("token") == self.token:
+                try:
+                    self.fs.rm_file(self.path)
+                except FileNotFoundError:
+                    pass
         if self._thread is not None:
             self._thread.join(timeout=5)
-        holder = self._read()
-        if holder is not None and holder.get("token") == self.token:
-            try:
-                self.fs.rm_file(self.path)
-            except FileNotFoundError:
-                pass
 
     def __enter__(self) -> Lease:
         self.acquire()
@@ -151,14 +155,19 @@ class Lease:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.ttl_s / 4):
-            try:
-                holder = self._read()
-                if holder is not None and holder.get("token") != self.token:
-                    log.error("lost the lease on %s to run %s", self.output, holder.get("run_id"))
+            with self._renewing:
+                if self._stop.is_set():  # released while this one waited for the lock
                     return
-                atomic_write(self.fs, self.path, self._body(), attempts=max(1, self.retries))
-            except Exception:
-                log.exception("could not renew the lease on %s", self.output)
+                try:
+                    holder = self._read()
+                    if holder is not None and holder.get("token") != self.token:
+                        log.error(
+                            "lost the lease on %s to run %s", self.output, holder.get("run_id")
+                        )
+                        return
+                    atomic_write(self.fs, self.path, self._body(), attempts=max(1, self.retries))
+                except Exception:
+                    log.exception("could not renew the lease on %s", self.output)
 
 
 def _expired(holder: dict[str, Any]) -> bool:

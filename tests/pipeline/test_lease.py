@@ -63,6 +63,34 @@ def test_a_live_lease_is_renewed_past_its_ttl(tmp_path):
             Lease(str(tmp_path), {}, run_id="other", ttl_s=2).acquire()
 
 
+def test_a_renewal_still_being_written_at_release_does_not_bring_the_lease_back(
+    tmp_path, monkeypatch
+):
+    """Slow storage (retries during an outage): the run ends while its renewal is being
+    written. The lease must be gone afterwards, or the next run in this process is refused."""
+    import threading
+
+    import pipeline.lease as lease_module
+
+    writing = threading.Event()
+    write = lease_module.atomic_write
+
+    def slow_write(*args, **kwargs):
+        writing.set()
+        time.sleep(6)  # longer than release used to wait for the renewal thread
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(lease_module, "atomic_write", slow_write)
+    lease = Lease(str(tmp_path), {}, run_id="first", ttl_s=0.4)
+    lease.acquire()
+    assert writing.wait(5)
+    lease.release()
+    time.sleep(1)
+    assert not (tmp_path / LEASE_NAME).exists()
+    with Lease(str(tmp_path), {}, run_id="next"):  # not refused
+        pass
+
+
 def test_a_restore_on_a_held_output_fails_at_once_and_holds_it_while_it_runs(ray_local, tmp_path):
     import fsspec
 
