@@ -26,15 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spl_model import Inpainter, default_checkpoint, load_generator
+from spl_model import Inpainter, default_checkpoint, load_generator, metrics
 from spl_model.stamps import font_files, make_stamp
 
 RESULTS = Path(__file__).parent / "results" / "edge_gain.json"
-
-
-def hole_psnr(restored: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> float:
-    error = (restored[hole].astype(np.float64) - clean[hole].astype(np.float64)) ** 2
-    return float(10 * np.log10(255.0**2 / max(error.mean(), 1e-10)))
 
 
 def stamped_jpeg(clean: np.ndarray, kind: str, seed: list[int], fonts) -> tuple:
@@ -71,12 +66,12 @@ def main() -> None:
         for kind in kinds:
             stamped, hole = stamped_jpeg(clean, kind, [7, index, kinds.index(kind)], fonts)
             telea = cv2.inpaint(stamped, hole.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-            scores[kind].setdefault("telea", []).append(hole_psnr(telea, clean, hole))
+            scores[kind].setdefault("telea", []).append(metrics.psnr(telea[hole], clean[hole]))
             for gain in gains:
                 generator.config = dataclasses.replace(base, edge_gain=gain)
                 restored = inpainter.inpaint([stamped], [hole])[0]
                 scores[kind].setdefault(f"gain {gain:g}", []).append(
-                    hole_psnr(restored, clean, hole)
+                    metrics.psnr(restored[hole], clean[hole])
                 )
         print(f"{index + 1}/{len(photos)} {path.name} ({time.perf_counter() - began:.0f} s)",
               flush=True)  # fmt: skip

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.report import THRESHOLDS
+from pipeline.report import THRESHOLDS, crosses
 from pipeline.stages.quality import BAND, no_reference
 from spl_model.masks import dilate
 from spl_model.stamps import KINDS, font_files, make_stamp
@@ -96,7 +96,7 @@ def main() -> None:
             if values.size != hits.size:
                 continue  # a score that was None for some holes: not comparable row by row
             for op, line, _ in rules:
-                hits |= values > line if op == ">" else values < line
+                hits |= crosses(values, op, line)
         flagged[name] = round(float(hits.mean()), 3)
         print(f"  {name}: {100 * flagged[name]:.0f}%")
     table["flagged"] = flagged

@@ -8,7 +8,7 @@ import click
 import yaml
 
 from . import auth
-from .spec import SpecError, spec_from_cli, spec_options, validate
+from .spec import SpecError, quiet, spec_from_cli, spec_options, validate
 
 
 @click.command(
@@ -60,7 +60,7 @@ def restore(ctx: click.Context, **params: object) -> None:
     stopped by Ctrl-C: the items finished by then are kept and the next run skips them.
     """
     config = validate(spec_from_cli(ctx, params))
-    if (ctx.find_root().obj or {}).get("quiet"):
+    if quiet(ctx):
         config.progress_bars = False
     if params["dry_run"]:
         click.echo(yaml.safe_dump(config.redacted(), sort_keys=False), nl=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from jobs.spec import storage_options_flag
+from jobs.spec import quiet, storage_options_flag
 
 
 @click.command("compact")
@@ -22,8 +22,7 @@ def compact(ctx: click.Context, out: str, storage_options: tuple[str, ...]) -> N
     options = storage_options_flag(storage_options)
     try:
         with Lease(out, options, run_id=f"compact-{new_run_id()}"):
-            quiet = (ctx.find_root().obj or {}).get("quiet", False)
-            result = merge(out, options, show=not quiet)
+            result = merge(out, options, show=not quiet(ctx))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if result["file"] is None:

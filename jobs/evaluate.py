@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from jobs.spec import storage_options_flag
+from jobs.spec import quiet, storage_options_flag
 from pipeline.evaluate import DEFAULT_ENGINES, PROTOCOLS, EvaluateConfig, run_evaluation
 from spl_model.names import CLASSICAL_ENGINES
 from spl_model.stamps import KINDS
@@ -58,10 +58,10 @@ def evaluate(ctx: click.Context, storage_options: tuple[str, ...], **options) ->
         options[name] = list(options[name])
     if not options["kinds"]:
         options["kinds"] = list(KINDS)
-    quiet = (ctx.find_root().obj or {}).get("quiet", False)
     config = EvaluateConfig(
-        storage_options=storage_options_flag(storage_options), progress_bars=not quiet, **options
-    )
+        storage_options=storage_options_flag(storage_options), progress_bars=not quiet(ctx),
+        **options,
+    )  # fmt: skip
     try:
         _, table = run_evaluation(config)
     except ValueError as exc:

@@ -259,6 +259,11 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def quiet(ctx: click.Context) -> bool:
+    """Whether `spl -q` asked for no progress."""
+    return bool((ctx.find_root().obj or {}).get("quiet"))
+
+
 def read_spec_file(path: Path) -> dict[str, Any]:
     """`pipeline.config.read_spec_file`, its error shown as a spec error (exit 2)."""
     try:

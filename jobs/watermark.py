@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from jobs.spec import storage_options_flag
+from jobs.spec import quiet, storage_options_flag
 from pipeline.config import ConfigError
 from pipeline.progress import Steps
 from pipeline.watermark import DetectConfig, detect_watermark
@@ -34,8 +34,8 @@ def detect(images, output, sample, min_group, fmt, seed, storage_options) -> Non
     try:
         config = DetectConfig(images, output, sample, min_group, seed, fmt,
                               storage_options_flag(storage_options))  # fmt: skip
-        quiet = (click.get_current_context().find_root().obj or {}).get("quiet", False)
-        steps = Steps("detect: reading the sample", show=not quiet, unit="images")
+        show = not quiet(click.get_current_context())
+        steps = Steps("detect: reading the sample", show=show, unit="images")
         try:
             detection = detect_watermark(config, progress=steps.update)
         finally:

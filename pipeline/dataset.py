@@ -162,25 +162,22 @@ def wait_for_gpus(res: Resources, timeout_s: float, poll_s: float = 1.0) -> None
 def build_dataset(
     config: RestoreConfig,
     work: Work,
-    layout: str,
-    model: ModelChoice,
     pool: InferPool | None,
     *,
     run_id: str,
     stop: str | None = None,
-    settings_id: str,
     template: bytes | None = None,
     alpha: bytes | None = None,
-    output_layout: str = "files",
 ) -> Any:
-    """The run's dataset over `work` (pipeline.work.Work): its shard units, or its pairs' unit
-    files read in blocks of one task's worth, so that tasks spread over the cluster. `stop`:
-    the name of the run's stop switch (pipeline/interrupt.py)."""
+    """The run's dataset over `work` (its model, layouts and settings too): its shard units, or
+    its pairs' unit files read in blocks of one task's worth, so that tasks spread over the
+    cluster. `stop`: the name of the run's stop switch (pipeline/interrupt.py)."""
     import ray
     import ray.data
 
     batch = config.batch_size
     cpus = ray.cluster_resources().get("CPU", 0.0)
+    layout = work.listing.layout
     per_task = units_per_task(config, layout, work.to_run, cpus)
     if work.unit_files:
         fs, root = filesystem(work.scratch.url, work.scratch.options)
@@ -195,12 +192,12 @@ def build_dataset(
     stages = stage_options(
         config,
         layout,
-        model,
+        work.model,
         run_id=run_id,
-        settings_id=settings_id,
+        settings_id=work.settings_id,
         template=template,
         alpha=alpha,
-        output_layout=output_layout,
+        output_layout=work.output_layout,
     )
     held = batch * (BLOCKS_IN_FLIGHT + 1)
     return ds.map_batches(

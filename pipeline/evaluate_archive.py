@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from spl_model import metrics
+from spl_model.masks import hole_box
 from spl_model.stamps import KINDS, font_files, make_stamp
 
 from .ledger import latest_rows
@@ -125,7 +126,7 @@ def score_engines(
 def hole_scores(restored: np.ndarray, clean: np.ndarray, hole: np.ndarray) -> dict[str, float]:
     """PSNR and L1 over the hole's pixels, SSIM over its bounding box (grown by SSIM_MARGIN)."""
     inside, truth = restored[hole][None], clean[hole][None]  # 1×N×3: the hole's pixels
-    y0, y1, x0, x1 = _box(hole, SSIM_MARGIN)
+    x0, y0, x1, y1 = hole_box(hole, SSIM_MARGIN)
     return {
         "psnr": metrics.psnr(inside, truth),
         "ssim": metrics.ssim(restored[y0:y1, x0:x1], clean[y0:y1, x0:x1]),
@@ -138,7 +139,7 @@ def comparison_strip(
 ) -> Image.Image:
     """Panels stacked top to bottom: the stamped input with the hole outlined, each engine's
     output, the clean photo; all the same crop around the hole, labelled."""
-    y0, y1, x0, x1 = _box(hole, CROP_MARGIN)
+    x0, y0, x1, y1 = hole_box(hole, CROP_MARGIN)
     width, height = min(x1 - x0, CROP_MAX[0]), min(y1 - y0, CROP_MAX[1])
     x0 = min(x0, clean.shape[1] - width)
     y0 = min(y0, clean.shape[0] - height)
@@ -160,13 +161,6 @@ def comparison_strip(
         draw.text((6, top + 3), label, fill=(235, 235, 235), font=font)
         strip.paste(Image.fromarray(np.ascontiguousarray(pixels)), (0, top + label_h))
     return strip
-
-
-def _box(hole: np.ndarray, margin: int) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(hole)
-    height, width = hole.shape
-    return (max(0, int(ys.min()) - margin), min(height, int(ys.max()) + 1 + margin),
-            max(0, int(xs.min()) - margin), min(width, int(xs.max()) + 1 + margin))  # fmt: skip
 
 
 def _outputs(engine_out: str, storage_options: dict[str, Any] | None) -> dict[str, str]:

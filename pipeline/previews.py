@@ -74,14 +74,8 @@ def thumbnail_layers(pictures: ItemPictures, size: int) -> dict[str, str]:
         if image is not None:
             layers[name] = data_uri(_fit(image, size), "JPEG")
     if pictures.hole is not None:
-        h, w = pictures.hole.shape
-        scale = min(1.0, size / max(h, w))
-        small = cv2.resize(
-            pictures.hole.astype(np.uint8) * 255,
-            (max(1, round(w * scale)), max(1, round(h * scale))),
-            interpolation=cv2.INTER_AREA,
-        )
-        layers["outline"] = data_uri(outline(small > 0), "PNG")
+        small = _fit(pictures.hole.astype(np.uint8) * 255, size) > 0
+        layers["outline"] = data_uri(outline(small), "PNG")
     return layers
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -38,15 +38,7 @@ class Progress:
         self.start = time.monotonic()
         self.last_log = self.start
         self.stream = stream or sys.stderr
-        self.bar = None
-        if show and self.stream.isatty():
-            from tqdm import tqdm
-
-            width, height = shutil.get_terminal_size((100, 24))  # a size-less pty: 100 x 24
-            self.bar = tqdm(
-                total=total, initial=already_done, desc="restore", unit=" items",
-                file=self.stream, ncols=width, nrows=height, mininterval=0.5,
-            )  # fmt: skip
+        self.bar = _bar(self.stream, show, total, "restore", "items", initial=already_done)
         self.lines = show and self.bar is None
 
     def add(self, status: str, n: int = 1, error: str | None = None) -> None:
@@ -78,18 +70,12 @@ class Progress:
 
     def line(self) -> str:
         rate = self.rate()
-        total = "?" if self.total is None else str(self.total)
-        text = f"{self.done}/{total} items"
-        if self.total:
-            text += f" ({100 * self.done / self.total:.0f}%)"
-        text += (
+        return (
+            f"{_done_of(self.done, self.total, 'items')}"
             f" | ok {self.counts['ok']} error {self.counts['error']} skipped "
             f"{self.counts['skipped']} already_done {self.counts['already_done']}"
-            f" | {rate:.2f} images/s"
+            f" | {rate:.2f} images/s{_eta(self.done, self.total, rate)}"
         )
-        if self.total is not None and rate > 0:
-            text += f" | ETA {_duration(max(0, self.total - self.done) / rate)}"
-        return text
 
     def maybe_log(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -112,6 +98,33 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _bar(
+    stream: TextIO, show: bool, total: int | None, label: str, unit: str, initial: int = 0
+) -> Any:
+    """A tqdm bar on `stream` when it is shown and a terminal, else None."""
+    if not (show and stream.isatty()):
+        return None
+    from tqdm import tqdm
+
+    width, height = shutil.get_terminal_size((100, 24))  # a size-less pty: 100 x 24
+    return tqdm(
+        total=total, initial=initial, desc=label, unit=f" {unit}", file=stream,
+        ncols=width, nrows=height, mininterval=0.5,
+    )  # fmt: skip
+
+
+def _done_of(done: int, total: int | None, unit: str) -> str:
+    """`done/total unit (pct%)`; the total `?` while unknown."""
+    text = f"{done}/{'?' if total is None else total} {unit}"
+    return text + f" ({100 * done / total:.0f}%)" if total else text
+
+
+def _eta(done: int, total: int | None, rate: float) -> str:
+    if total is None or rate <= 0:
+        return ""
+    return f" | ETA {_duration(max(0, total - done) / rate)}"
 
 
 def _duration(seconds: float) -> str:
@@ -140,15 +153,7 @@ class Steps:
         self.interval_s = interval_s
         self.done = 0
         self.start = self.last = time.monotonic()
-        self.bar = None
-        if show and self.stream.isatty():
-            from tqdm import tqdm
-
-            width, height = shutil.get_terminal_size((100, 24))
-            self.bar = tqdm(
-                total=total, desc=label, unit=f" {unit}", file=self.stream,
-                ncols=width, nrows=height, mininterval=0.5,
-            )  # fmt: skip
+        self.bar = _bar(self.stream, show, total, label, unit)
         self.lines = show and self.bar is None
 
     def update(self, done: int, total: int | None = None) -> None:
@@ -165,16 +170,12 @@ class Steps:
             print(self.line(), file=self.stream, flush=True)
 
     def line(self) -> str:
-        total = "?" if self.total is None else str(self.total)
-        text = f"{self.label}: {self.done}/{total} {self.unit}"
-        if self.total:
-            text += f" ({100 * self.done / self.total:.0f}%)"
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        text += f" | {rate:.2f} {self.unit}/s"
-        if self.total is not None and rate > 0:
-            text += f" | ETA {_duration(max(0, self.total - self.done) / rate)}"
-        return text
+        return (
+            f"{self.label}: {_done_of(self.done, self.total, self.unit)}"
+            f" | {rate:.2f} {self.unit}/s{_eta(self.done, self.total, rate)}"
+        )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -183,7 +183,7 @@ def _histograms_section(stats: pa.Table) -> str:
         fig, ax = plt.subplots(figsize=(4.2, 2.8), dpi=90)
         ax.hist(values, bins=min(40, max(5, int(np.sqrt(values.size)))), color="#3b6ea8")
         for op, line, meaning in THRESHOLDS.get(column, ()):
-            flagged = int(np.sum(values > line if op == ">" else values < line))
+            flagged = int(crosses(values, op, line).sum())
             ax.axvline(line, color="#d62728", linestyle="--", linewidth=1)
             notes.append(
                 f"<li><b>{html.escape(label.split(' (')[0])} {html.escape(op)} {line:g}</b> "
@@ -210,6 +210,11 @@ def _histograms_section(stats: pa.Table) -> str:
             + "</ul>"
         )
     return "<h2>Distributions</h2>\n" + "\n".join(figures) + advice
+
+
+def crosses(values: np.ndarray, op: str, line: float) -> np.ndarray:
+    """Which values are past a THRESHOLDS line (`op` is ">" or "<")."""
+    return values > line if op == ">" else values < line
 
 
 def _galleries(ok: pa.Table, opts: ReportOptions, so: dict[str, Any]) -> list[str]:

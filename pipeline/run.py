@@ -191,10 +191,8 @@ def _execute(
             pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
         _ray_data_options(config, res, pool)
         ds = build_dataset(
-            config, work, work.listing.layout, work.model, pool, run_id=run_id, stop=switch_name,
-            settings_id=work.settings_id, template=template, alpha=alpha,
-            output_layout=work.output_layout,
-        )  # fmt: skip
+            config, work, pool, run_id=run_id, stop=switch_name, template=template, alpha=alpha
+        )
 
         def stopping(signum: int) -> None:
             switch.turn_on.remote()  # the tasks start no new block
