@@ -20,8 +20,6 @@ from typing import Any
 import pyarrow as pa
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from spl_model.names import CLASSICAL_ENGINES
-
 from .config import ConfigError, RestoreConfig
 from .interrupt import stop_check
 from .model import ModelChoice
@@ -30,6 +28,7 @@ from .stages.finish import finish_batch
 from .stages.infer import InferPool
 from .stages.prepare import needs_refine, prepare_batch, refine_batch
 from .stages.read import read_units
+from .stages.settings import PoolSettings, StageSettings
 from .stages.sinks import write_images
 from .stages.sources import UNIT_SCHEMA
 from .storage import filesystem
@@ -47,7 +46,7 @@ BLOCKS_PER_TASK = 4  # I/O blocks of loose files per task (a shard is one task h
 
 def restore_units(
     units: pa.Table,
-    stages: dict[str, dict[str, Any]],
+    stages: StageSettings,
     pool: InferPool | None = None,
     stop: str | None = None,
 ) -> Iterator[pa.Table]:
@@ -59,7 +58,7 @@ def restore_units(
     stop_requested = stop_check(stop)
 
     def finish(inferred: pa.Table) -> pa.Table:
-        return write_images(finish_batch(inferred, **stages["finish"]), **stages["write"])
+        return write_images(finish_batch(inferred, stages.finish), stages.write)
 
     def advance() -> pa.Table | None:
         """Collect the oldest block; one whose items have a final pass to run (thick holes,
@@ -67,14 +66,14 @@ def restore_units(
         assert pool is not None
         inferred = pool.collect(in_flight.popleft())
         if needs_refine(inferred):
-            in_flight.appendleft(pool.submit(refine_batch(inferred, **stages["refine"])))
+            in_flight.appendleft(pool.submit(refine_batch(inferred, stages.prepare)))
             return None
         return finish(inferred)
 
-    for block in read_units(units, **stages["read"]):
+    for block in read_units(units, stages.read):
         if stop_requested():
             break
-        prepared = prepare_batch(decode_batch(block, **stages["decode"]), **stages["prepare"])
+        prepared = prepare_batch(decode_batch(block, stages.decode), stages.prepare)
         if pool is None:
             yield finish(prepared)
             continue
@@ -189,15 +188,15 @@ def build_dataset(
         units = work.units
         blocks = max(1, min(math.ceil(len(units) / per_task), len(units)))
         ds = ray.data.from_items(units, override_num_blocks=blocks)
-    stages = stage_options(
+    stages = StageSettings.from_config(
         config,
-        layout,
         work.model,
         run_id=run_id,
         settings_id=work.settings_id,
+        input_layout=layout,
+        output_layout=work.output_layout,
         template=template,
         alpha=alpha,
-        output_layout=work.output_layout,
     )
     held = batch * (BLOCKS_IN_FLIGHT + 1)
     return ds.map_batches(
@@ -224,84 +223,16 @@ def units_per_task(
     return max(1, min(most, math.ceil(to_run / (2 * cpus))))
 
 
-def stage_options(
-    config: RestoreConfig,
-    layout: str,
-    model: ModelChoice,
-    *,
-    run_id: str,
-    settings_id: str,
-    template: bytes | None = None,
-    alpha: bytes | None = None,
-    output_layout: str = "files",
-) -> dict[str, dict[str, Any]]:
-    """The keyword arguments of each stage of `restore_units`, from the job's config."""
-    batch = config.batch_size
-    return {
-        "read": {
-            "storage_options": config.io_options,
-            "io_retries": config.io_retries,
-            "batch_size": batch,
-            "has_template": template is not None,
-        },
-        "decode": {
-            "template": template,
-            "alpha": alpha,
-            "anchor": config.mask_anchor,
-            "offset": config.mask_offset,
-            "scale": config.mask_scale,
-            "max_image_pixels": config.max_image_pixels,
-            "search": config.mask_search,
-            "min_score": config.mask_min_score,
-            "mask_orientation": config.mask_orientation,
-        },
-        "prepare": {
-            "engine": model.engine,
-            "strategy": config.strategy,
-            "dilate": config.dilate,
-            "prefill": model.prefill,
-        },
-        "refine": {"prefill": model.prefill, "dilate": config.dilate},
-        "finish": {
-            "engine": model.engine,
-            "dilate": config.dilate,
-            "mark_color": config.mark_color,
-        },
-        "write": {
-            "output": config.output,
-            "storage_options": config.io_options,
-            "io_retries": config.io_retries,
-            "output_format": config.output_format,
-            "output_quality": config.output_quality,
-            "run_id": run_id,
-            "settings_id": settings_id,
-            "strategy": config.strategy,
-            "max_image_pixels": config.max_image_pixels,
-            "output_layout": output_layout,
-            "input_layout": layout,
-            "engine": model.engine,
-            "model_id": model.model_id,
-        },
-    }
-
-
-def pool_options(
+def pool_settings(
     config: RestoreConfig, model: ModelChoice, res: Resources, journal: str
-) -> dict[str, Any] | None:
+) -> PoolSettings | None:
     """How `infer.start_pool` builds the run's actors; None when the engine needs none."""
-    if model.engine in CLASSICAL_ENGINES:
-        return None
-    return {
-        "size": res.actors,
-        "num_cpus": res.cpus_per_actor,
-        "num_gpus": res.gpus_per_actor,
-        "model": model.source,
-        "expected_model_id": model.model_id,
-        "threads": config.threads_per_actor,
-        "journal": journal,
-        "device": res.device,
-        "precision": config.precision,
-        "model_batch": config.model_batch,
-        "compile": "auto" if config.compile is None else config.compile,
-        "storage_options": config.storage_options,
-    }
+    return PoolSettings.from_config(
+        config,
+        model,
+        size=res.actors,
+        num_cpus=res.cpus_per_actor,
+        num_gpus=res.gpus_per_actor,
+        device=res.device,
+        journal=journal,
+    )

@@ -21,7 +21,7 @@ from . import shards
 from .compact import compact
 from .config import ConfigError, RestoreConfig, redact_url
 from .crashes import start_journal
-from .dataset import Resources, build_dataset, pool_options, resources, wait_for_gpus
+from .dataset import Resources, build_dataset, pool_settings, resources, wait_for_gpus
 from .interrupt import Gate, Interrupted, Stopped, consume_until_stopped, start_switch
 from .lease import Lease
 from .model import ModelChoice, choose_model
@@ -184,11 +184,11 @@ def _execute(
     wait_for_gpus(res, config.gpu_wait_s)
     _journal, journal_name = start_journal(run_id)  # the handles keep them alive
     switch, switch_name = start_switch(run_id)
-    options = pool_options(config, work.model, res, journal_name)
+    settings = pool_settings(config, work.model, res, journal_name)
     pool, stopped_by = None, None
     try:
-        if options is not None:
-            pool = start_pool(**options, ready_timeout_s=config.gpu_wait_s + 300)
+        if settings is not None:
+            pool = start_pool(settings, ready_timeout_s=config.gpu_wait_s + 300)
         _ray_data_options(config, res, pool)
         ds = build_dataset(
             config, work, pool, run_id=run_id, stop=switch_name, template=template, alpha=alpha

@@ -36,6 +36,7 @@ from .config import ConfigError, RestoreConfig
 from .ray_init import ensure_ray
 from .stages.decode import ItemError, open_image
 from .stages.read import read_units
+from .stages.settings import ReadSettings
 from .stages.sources import list_units
 from .storage import atomic_write, filesystem, full_url
 
@@ -149,7 +150,7 @@ def _read_gray(
 ) -> list[np.ndarray]:
     arrays = []
     table = pa.Table.from_pylist(units)
-    for block in read_units(table, storage_options=storage_options, io_retries=3, batch_size=16):
+    for block in read_units(table, ReadSettings(storage_options, io_retries=3, batch_size=16)):
         for row in block.to_pylist():
             if row.get("status") or not row.get("image_bytes"):
                 continue

@@ -21,6 +21,7 @@ from spl_model.metrics import mask_stats
 
 from ..schema import ERROR, SKIPPED, each_row, pack_bits
 from . import metadata
+from .settings import DecodeSettings
 from .template import NotFound, Placement
 
 # input mode -> the mode we write back (None: RGB, and no original pixels need carrying)
@@ -48,20 +49,9 @@ class ItemError(Exception):
     """An item-level problem with a message meant for the user."""
 
 
-def decode_batch(
-    batch: pa.Table,
-    *,
-    template: bytes | None = None,
-    anchor: str = "fill",
-    offset: tuple[str, str] = ("0", "0"),
-    scale: float | None = None,
-    max_image_pixels: int | None = None,
-    search: int = 0,
-    min_score: float = 0.3,
-    mask_orientation: str = "display",
-    alpha: bytes | None = None,
-) -> pa.Table:
-    placement = Placement(template, anchor, offset, scale, search, min_score, alpha)
+def decode_batch(batch: pa.Table, settings: DecodeSettings) -> pa.Table:
+    s = settings
+    placement = Placement(s.template, s.anchor, s.offset, s.scale, s.search, s.min_score, s.alpha)
 
     def fail(row: dict[str, Any], exc: Exception) -> dict[str, Any]:
         if isinstance(exc, ItemError):
@@ -69,7 +59,9 @@ def decode_batch(
         return _fail(row, f"unexpected decode failure: {type(exc).__name__}: {exc}")
 
     return each_row(
-        batch, lambda row: decode_row(row, placement, max_image_pixels, mask_orientation), fail
+        batch,
+        lambda row: decode_row(row, placement, s.max_image_pixels, s.mask_orientation),
+        fail,
     )
 
 

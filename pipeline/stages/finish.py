@@ -27,17 +27,17 @@ from ..config import MARK_COLORS
 from ..schema import ERROR, WORK_SCHEMA, each_row, pack_bits, unpack_bits
 from .infer_actor import current_node
 from .prepare import unpack_plan, unpack_predictions
+from .settings import FinishSettings
 
 # px around the hole a classical engine reads (its radius, and the fast-marching band)
 CLASSICAL_MARGIN = RADIUS + 2
 
 
-def finish_batch(
-    batch: pa.Table, *, engine: str, dilate: int = 0, mark_color: str = "white"
-) -> pa.Table:
+def finish_batch(batch: pa.Table, settings: FinishSettings) -> pa.Table:
     """WORK_SCHEMA rows in and out: `restored` and `changed` set on the rows to restore, the
     model's payloads dropped. Rows with a template opacity map (`alpha`) get the mark's light
     pixels de-blended (`spl_model/deblend.py`) over the fill."""
+    engine, dilate, mark_color = settings.engine, settings.dilate, settings.mark_color
     node = current_node()[0] if engine in CLASSICAL_ENGINES else None
 
     def finish(row: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from ..crashes import RESTARTS
 from .infer_actor import PREDICTION_SCHEMA, InferActor
+from .settings import PoolSettings
 
 log = logging.getLogger(__name__)
 REQUEST_COLUMNS = ("key", "windows", "window_holes")
@@ -176,14 +177,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
-def start_pool(
-    size: tuple[int, int],
-    *,
-    num_cpus: float,
-    num_gpus: float,
-    ready_timeout_s: float,
-    **actor_kwargs: Any,
-) -> InferPool:
+def start_pool(settings: PoolSettings, *, ready_timeout_s: float) -> InferPool:
     """Create `size[1]` actors and wait (at most `ready_timeout_s`) until `size[0]` are up.
 
     All of them are requested at once, so an autoscaler brings the nodes for the whole pool;
@@ -192,13 +186,14 @@ def start_pool(
     import ray
 
     remote = ray.remote(InferActor).options(
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
+        num_cpus=settings.num_cpus,
+        num_gpus=settings.num_gpus,
         max_restarts=RESTARTS,
         max_task_retries=RESTARTS,
         max_concurrency=256,
     )
-    actors = [remote.remote(**actor_kwargs) for _ in range(size[1])]
+    size = settings.size
+    actors = [remote.remote(**settings.actor_kwargs()) for _ in range(size[1])]
     ready = [actor.ready.remote() for actor in actors]
     pool = InferPool(actors, ready)
     up, _ = ray.wait(ready, num_returns=size[0], timeout=ready_timeout_s)

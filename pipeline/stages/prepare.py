@@ -31,6 +31,7 @@ from spl_model.crops import (
 from spl_model.names import CLASSICAL_ENGINES
 
 from ..schema import ERROR, each_row, pack_bits, unpack_bits
+from .settings import PrepareSettings
 
 SIZE = spl_model.MODEL_SIZE
 # Per window in `window_boxes`: box (4), core (4, -1 for none), feather, group, and its pass:
@@ -39,31 +40,26 @@ BOX_FIELDS = 11
 FINAL, FIRST, REFINING = 0, 1, 2
 
 
-def prepare_batch(
-    batch: pa.Table,
-    *,
-    engine: str,
-    strategy: str = "crop",
-    dilate: int = 0,
-    prefill: str = "none",
-) -> pa.Table:
+def prepare_batch(batch: pa.Table, settings: PrepareSettings) -> pa.Table:
     """WORK_SCHEMA rows in and out; rows to restore with SPL gain their windows."""
-    if engine in CLASSICAL_ENGINES:
+    s = settings
+    if s.engine in CLASSICAL_ENGINES:
         return batch
     return each_row(
         batch,
-        lambda row: prepare_row(row, strategy, dilate, prefill),
+        lambda row: prepare_row(row, s.strategy, s.dilate, s.prefill),
         _fail("cannot cut model windows"),
         reads=("pixels", "hole", "height", "width"),
     )
 
 
-def refine_batch(batch: pa.Table, *, prefill: str = "none", dilate: int = 0) -> pa.Table:
+def refine_batch(batch: pa.Table, settings: PrepareSettings) -> pa.Table:
     """Rows back from their coarse pass in, rows with their final windows out: the coarse
     predictions are pasted into a copy of the image, and the final tiles cut from it."""
+    s = settings
     return each_row(
         batch,
-        lambda row: refine_row(row, prefill, dilate) if row.get("refine") else {},
+        lambda row: refine_row(row, s.prefill, s.dilate) if row.get("refine") else {},
         _fail("cannot refine the coarse fill"),
         reads=("pixels", "hole", "height", "width", "refine", "window_boxes", "window_paste",
                "predictions"),

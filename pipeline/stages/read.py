@@ -27,24 +27,19 @@ from ..storage import (
     sanitize_key,
     unique_key,
 )
+from .settings import ReadSettings
 from .sources import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 TAR_IMAGE_EXTS = IMAGE_EXTS
 
 
-def read_units(
-    units: pa.Table,
-    *,
-    storage_options: dict[str, Any],
-    io_retries: int,
-    batch_size: int,
-    has_template: bool = False,
-) -> Iterator[pa.Table]:
+def read_units(units: pa.Table, settings: ReadSettings) -> Iterator[pa.Table]:
     """Expand each unit into item rows; yields WORK_SCHEMA tables of <= batch_size rows.
     Items of a shard that the ledger holds done (its unit's `done_file`) become
     `already_done` rows without their bytes."""
-    reader = _Reader(storage_options, io_retries, has_template)
+    reader = _Reader(settings.storage_options, settings.io_retries, settings.has_template)
+    batch_size = settings.batch_size
     pending: list[dict[str, Any]] = []
     for unit in units.to_pylist():
         for row in _count_items(unit, reader.items(unit)):

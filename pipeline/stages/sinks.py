@@ -26,38 +26,25 @@ from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .encode_jpeg import NotApplicable, encode_keeping_blocks
 from .restored import Restored
+from .settings import WriteSettings
 
 log = logging.getLogger(__name__)
 
 
-def write_images(
-    batch: pa.Table,
-    *,
-    output: str,
-    storage_options: dict[str, Any],
-    io_retries: int,
-    output_format: str,
-    output_quality: int,
-    run_id: str,
-    settings_id: str,
-    strategy: str,
-    max_image_pixels: int | None = None,
-    output_layout: str = "files",
-    input_layout: str = "pairs",
-    engine: str | None = None,
-    model_id: str | None = None,
-) -> pa.Table:
+def write_images(batch: pa.Table, settings: WriteSettings) -> pa.Table:
     """WORK_SCHEMA rows in, RESULT_SCHEMA rows out (one per row, whatever its status).
 
     `output_layout` files: each image goes to OUT/images/<key>.<ext>. A shard layout: the
     batch's results go to one part file per output shard (pipeline/shards.py), which publishes
     the shard once all of its items have results.
     """
-    fs, root = filesystem(output, storage_options, io_retries)
+    s = settings
+    output_layout, io_retries = s.output_layout, s.io_retries
+    fs, root = filesystem(s.output, s.storage_options, io_retries)
     out, encoded = [], []
     for row in batch.to_pylist():
-        stats = _stats_base(row, run_id, settings_id, strategy)
-        stats.update(engine=engine, model_id=model_id)
+        stats = _stats_base(row, s.run_id, s.settings_id, s.strategy)
+        stats.update(engine=s.engine, model_id=s.model_id)
         data = ext = None
         stats["input_shard"] = row.get("shard")
         if output_layout == "files":
@@ -65,16 +52,16 @@ def write_images(
         if not row.get("status"):
             try:
                 restored = Restored.of(row)
-                data, ext, result = _encode_one(row, restored, output_format, output_quality)
+                data, ext, result = _encode_one(row, restored, s.output_format, s.output_quality)
                 if output_layout == "files":
                     path = join_under(f"{root}/images", f"{row['key']}.{ext}")
                     atomic_write(fs, path, data, attempts=max(1, io_retries))
                     result["output_uri"] = full_url(fs, path)
                 else:
                     result["output_uri"] = shard_parts.member_uri(
-                        fs, root, output_layout, input_layout, row, ext
+                        fs, root, output_layout, s.input_layout, row, ext
                     )
-                result.update(_scores(row, restored, max_image_pixels))
+                result.update(_scores(row, restored, s.max_image_pixels))
                 stats.update(result, status=OK)
             except (ItemError, UnsafeKeyError) as exc:
                 stats.update(status=ERROR, error=str(exc))
@@ -92,7 +79,7 @@ def write_images(
         encoded.append((data, ext, row))
     if output_layout != "files":
         shard_parts.write_parts(
-            fs, root, input_layout, settings_id, run_id, out, encoded, io_retries
+            fs, root, s.input_layout, s.settings_id, s.run_id, out, encoded, io_retries
         )
     return table(out, RESULT_SCHEMA)
 

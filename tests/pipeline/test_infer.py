@@ -20,6 +20,7 @@ from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer,
 from pipeline.stages.infer_actor import WINDOW_BYTES, InferActor
 from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
 from pipeline.stages.restored import Restored
+from pipeline.stages.settings import FinishSettings, PoolSettings, PrepareSettings
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +91,16 @@ def infer(actor: InferActor, prepared: pa.Table, dilate: int = 0) -> pa.Table:
         inferred = merge_results(prepared, rows, asyncio.run(actor.infer(request)))
         if not needs_refine(inferred):
             return inferred
-        prepared = refine_batch(inferred, prefill="telea", dilate=dilate)
+        prepared = refine_batch(inferred, PrepareSettings("spl", dilate=dilate, prefill="telea"))
 
 
 @pytest.mark.parametrize(("strategy", "dilate"), [("crop", 0), ("crop", 3), ("resize", 0)])
 def test_the_stages_restore_exactly_what_the_inpainter_restores(model_file, strategy, dilate):
     pairs = items()
-    prepared = prepare_batch(
-        decoded(pairs), engine="spl", strategy=strategy, dilate=dilate, prefill="telea"
-    )
+    settings = PrepareSettings("spl", strategy, dilate, prefill="telea")
+    prepared = prepare_batch(decoded(pairs), settings)
     actor = InferActor(model_file, device="cpu", model_batch=64)
-    finished = finish_batch(infer(actor, prepared, dilate), engine="spl")
+    finished = finish_batch(infer(actor, prepared, dilate), FinishSettings("spl"))
     inpainter = spl_model.Inpainter(
         model_file, device="cpu", strategy=strategy, dilate=dilate, model_batch=64
     )
@@ -242,15 +242,11 @@ def test_an_actor_that_loads_other_weights_than_planned_fails_the_pool_at_once(
     ray_local, model_file
 ):
     with pytest.raises(Exception, match="the checkpoint changed during the run"):
-        start_pool(
-            (1, 1),
-            num_cpus=0.5,
-            num_gpus=0,
-            ready_timeout_s=120,
-            model=model_file,
-            expected_model_id="0" * 64,
+        settings = PoolSettings(
+            (1, 1), num_cpus=0.5, num_gpus=0, model=model_file, expected_model_id="0" * 64,
             device="cpu",
-        )
+        )  # fmt: skip
+        start_pool(settings, ready_timeout_s=120)
     import ray._private.state as state
 
     alive = [a for a in state.actors().values() if "InferActor" in a.get("ActorClassName", "")]

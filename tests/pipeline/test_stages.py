@@ -13,6 +13,13 @@ from pipeline.stages.decode import decode_batch
 from pipeline.stages.finish import finish_batch
 from pipeline.stages.prepare import prepare_batch
 from pipeline.stages.read import read_units
+from pipeline.stages.settings import (
+    DecodeSettings,
+    FinishSettings,
+    PrepareSettings,
+    ReadSettings,
+    WriteSettings,
+)
 from pipeline.stages.sinks import write_images
 from pipeline.stages.sources import UNIT_SCHEMA
 from pipeline.stages.template import place_template
@@ -43,20 +50,19 @@ def run_stages(
         ],
         WORK_SCHEMA,
     )
-    decoded = decode_batch(rows, **decode_kwargs)
-    prepared = prepare_batch(decoded, engine="opencv-telea")
-    inpainted = finish_batch(prepared, engine="opencv-telea")
-    stats = write_images(
-        inpainted,
+    decoded = decode_batch(rows, DecodeSettings(**decode_kwargs))
+    prepared = prepare_batch(decoded, PrepareSettings("opencv-telea"))
+    inpainted = finish_batch(prepared, FinishSettings("opencv-telea"))
+    write = WriteSettings(
         output=out,
-        storage_options={},
-        io_retries=1,
         output_format=output_format,
         output_quality=95,
         run_id="r",
         settings_id="s",
         strategy="crop",
+        io_retries=1,
     )
+    stats = write_images(inpainted, write)
     assert stats.schema == RESULT_SCHEMA
     return stats.to_pylist()[0]
 
@@ -165,7 +171,7 @@ def tar_unit(key: str, shard: bytes) -> pa.Table:
 
 
 def read_all(units: pa.Table) -> list[dict]:
-    blocks = read_units(units, storage_options={}, io_retries=0, batch_size=8)
+    blocks = read_units(units, ReadSettings(io_retries=0, batch_size=8))
     return [r for b in blocks for r in b.to_pylist()]
 
 
@@ -182,7 +188,7 @@ def test_tar_keys_cannot_escape_and_missing_masks_are_rows():
         ]
     )
     units = tar_unit("s1", shard)
-    blocks = list(read_units(units, storage_options={}, io_retries=1, batch_size=2))
+    blocks = list(read_units(units, ReadSettings(io_retries=1, batch_size=2)))
     assert all(len(b) <= 2 for b in blocks)
     rows = {r["key"]: r for b in blocks for r in b.to_pylist()}
     assert set(rows) == {"s1/a/one", "s1/__/__/evil", "s1/lonely"}
