@@ -125,7 +125,7 @@ def decode_row(
     if not hole.any():
         row.update(status=SKIPPED, error="mask has no hole pixels: nothing to restore")
         return row
-    row["pixels"] = np.ascontiguousarray(rgb).tobytes()
+    row["pixels"] = np.ascontiguousarray(rgb)  # a column that wraps it (schema.ARRAY_COLUMNS)
     row["hole"] = pack_bits(hole)
     row["orig"] = orig
     if fmt == "JPEG":  # the sink copies its DCT coefficients outside the hole

@@ -40,7 +40,7 @@ def compose(
     restored: np.ndarray,
     changed: np.ndarray,
     mode: str,
-    orig: bytes | None,
+    orig: bytes | memoryview | None,
 ) -> Image.Image | np.ndarray:
     """The restored image in `mode`; unchanged pixels come from `orig` when it is given.
     16-bit RGB(A) (`RGB;16`, `RGBA;16`), which Pillow cannot hold, comes back as a uint16

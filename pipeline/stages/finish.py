@@ -51,7 +51,7 @@ def finish_batch(batch: pa.Table, settings: FinishSettings) -> pa.Table:
             _deblend(row, box, restored, changed, MARK_COLORS[mark_color])
         return {
             **update,
-            "restored": restored.tobytes(),
+            "restored": restored,
             "restored_box": list(box),
             "changed": pack_bits(changed),
         }

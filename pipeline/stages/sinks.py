@@ -19,7 +19,7 @@ import pyarrow as pa
 from spl_model.masks import hole_box
 
 from ..errors import error_kind
-from ..schema import ERROR, OK, RESULT_SCHEMA, table, unpack_bits
+from ..schema import ERROR, OK, RESULT_SCHEMA, rows, table, unpack_bits
 from ..storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
 from . import metadata, quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
@@ -42,7 +42,7 @@ def write_images(batch: pa.Table, settings: WriteSettings) -> pa.Table:
     output_layout, io_retries = s.output_layout, s.io_retries
     fs, root = filesystem(s.output, s.storage_options, io_retries)
     out, encoded = [], []
-    for row in batch.to_pylist():
+    for row in rows(batch):
         stats = _stats_base(row, s.run_id, s.settings_id, s.strategy)
         stats.update(engine=s.engine, model_id=s.model_id)
         data = ext = None
