@@ -36,12 +36,16 @@ from .work import Work
 
 log = logging.getLogger(__name__)
 # Memory reserved for a restore task: a worker with torch/NumPy/Pillow imported, plus per item
-# of each of the three blocks it holds (two at the actors, one being prepared or finished) the
-# encoded bytes, RGB, original-mode pixels, hole map and output of a ~4 MP image.
+# of the blocks it holds (two at the actors, one being prepared or finished) its encoded bytes,
+# RGB, original-mode pixels, hole map and output: about MEMORY_PER_PIXEL bytes per pixel, the
+# pixels expected from the listing (pipeline/cost.py), or a ~4 MP item's where none are known.
 TASK_MEMORY_BASE = 384 * 2**20
-TASK_MEMORY_PER_ITEM = 32 * 2**20
+MEMORY_PER_PIXEL = 8
+TASK_MEMORY_PER_ITEM = 4_000_000 * MEMORY_PER_PIXEL
 BLOCKS_IN_FLIGHT = 2  # blocks of one task at the actors at once
 BLOCKS_PER_TASK = 4  # I/O blocks of loose files per task (a shard is one task however long)
+SHARD_LAYOUTS = ("webdataset", "parquet")  # input layouts whose tasks are one shard each
+TASK_PIXELS = 256_000_000  # loose files: a task holds about this many pixels (64 of 4 MP)
 
 
 def restore_units(
@@ -177,7 +181,7 @@ def build_dataset(
     batch = config.batch_size
     cpus = ray.cluster_resources().get("CPU", 0.0)
     layout = work.listing.layout
-    per_task = units_per_task(config, layout, work.to_run, cpus)
+    per_task = units_per_task(config, layout, work.to_run, cpus, work.pixels_to_run)
     if work.unit_files:
         fs, root = filesystem(work.scratch.url, work.scratch.options)
         files = [f"{root}/{name}" for name in work.unit_files]
@@ -198,29 +202,43 @@ def build_dataset(
         template=template,
         alpha=alpha,
     )
-    held = batch * (BLOCKS_IN_FLIGHT + 1)
+    mean_pixels = work.pixels_to_run // work.to_run if work.pixels_to_run else 0
     return ds.map_batches(
         restore_units,
         batch_size=per_task,
         batch_format="pyarrow",
         fn_args=(stages,),
         fn_kwargs={"pool": pool, "stop": stop},
-        memory=TASK_MEMORY_BASE + TASK_MEMORY_PER_ITEM * held,
+        memory=task_memory(batch, None if layout in SHARD_LAYOUTS else per_task, mean_pixels),
     )
 
 
 def units_per_task(
-    config: RestoreConfig, layout: str, to_run: int = 0, cpus: float = 0.0
+    config: RestoreConfig, layout: str, to_run: int = 0, cpus: float = 0.0, pixels: int = 0
 ) -> int:
-    """A shard is one task however long (streamed inside). Loose files go in groups of up to
-    BLOCKS_PER_TASK blocks, fewer when the run is small for the cluster: `to_run` items make at
+    """A shard is one task however long (streamed inside). Loose files go in groups sized by
+    their cost: up to BLOCKS_PER_TASK blocks and about TASK_PIXELS pixels (`pixels`: expected
+    for the `to_run` items; 0 when unknown), so that a task of 24 MP photos takes about as long
+    and as much memory as one of 4 MP photos; fewer when the run is small for the cluster, at
     least two tasks per CPU, so that every CPU works from the start."""
-    if layout in ("webdataset", "parquet"):
+    if layout in SHARD_LAYOUTS:
         return 1
     most = config.batch_size * BLOCKS_PER_TASK
+    if pixels > 0 and to_run > 0:
+        most = max(1, min(most, TASK_PIXELS * to_run // pixels))
     if to_run <= 0 or cpus <= 0:
         return most
     return max(1, min(most, math.ceil(to_run / (2 * cpus))))
+
+
+def task_memory(batch_size: int, items: int | None, mean_pixels: int = 0) -> int:
+    """Bytes of memory a restore task asks Ray for: the items it holds at once (up to three
+    blocks, at most its `items`; None: a shard, however long) at their expected pixels (0:
+    unknown, priced as ~4 MP)."""
+    held = batch_size * (BLOCKS_IN_FLIGHT + 1)
+    held = held if items is None else min(items, held)
+    per_item = mean_pixels * MEMORY_PER_PIXEL if mean_pixels else TASK_MEMORY_PER_ITEM
+    return TASK_MEMORY_BASE + held * per_item
 
 
 def pool_settings(

@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from . import ledger
 from .config import RestoreConfig
+from .cost import expected_pixels
 from .stages.sources import (
     IMAGE_EXTS,
     UNIT_SCHEMA,
@@ -296,6 +297,7 @@ class Reduced:
     file: str | None  # the units to run (UNIT_SCHEMA), None when there are none
     to_run: int
     listed: int
+    pixels_to_run: int  # expected (pipeline/cost.py), from the listed bytes
     orphan_masks: int
     counts: Counter
     matched: int = 0  # images that found their mask
@@ -356,8 +358,9 @@ def reduce_pairs(
         with fs.open(path, "wb") as handle:
             pq.write_table(pa.Table.from_pylist(todo, schema=UNIT_SCHEMA), handle)
     unmatched = [u["key"] for u in units if mfs is not None and not u.get("mask")]
+    pixels = sum(expected_pixels(u["image"], u.get("size")) for u in todo)
     return Reduced(
-        name, len(todo), len(units), len(orphans), counts,
+        name, len(todo), len(units), pixels, len(orphans), counts,
         matched=len(units) - len(unmatched), examples=(unmatched[:3], orphans[:3]),
     )  # fmt: skip
 

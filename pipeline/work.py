@@ -44,6 +44,7 @@ class Work:
     unit_files: list[str] = field(default_factory=list)  # pairs: Parquet files of units to run
     scratch: Scratch | None = None  # where `unit_files` are
     to_run: int = 0  # items (pairs) or shards the run will read
+    pixels_to_run: int = 0  # pairs: the items' expected pixels (pipeline/cost.py); 0: unknown
 
     def units_table(self) -> pa.Table:
         """Every unit to run in one table (for in-process use on small runs)."""
@@ -99,6 +100,7 @@ def find_work(
         for r in reduced:
             counts.update(r.counts)
         to_run = sum(r.to_run for r in reduced)
+        pixels = sum(r.pixels_to_run for r in reduced)
         if layout != "files":
             counts["already_done_in_published_shards"] = 0
         listing = Listing("pairs", [], listed, orphans, template)
@@ -106,7 +108,7 @@ def find_work(
         return Work(
             model=model, listing=listing, output_layout=layout, settings_id=settings_id, units=[],
             already=listed - to_run, markers=markers, counts=dict(counts), unit_files=files,
-            scratch=scratch, to_run=to_run,
+            scratch=scratch, to_run=to_run, pixels_to_run=pixels,
         )  # fmt: skip
     fs = filesystem(config.images, config.io_options, config.io_retries)[0]
     details = dict(sorted(planner.listed_files(scratch, inputs)))

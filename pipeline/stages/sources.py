@@ -48,7 +48,7 @@ UNIT_SCHEMA = pa.schema(
         ("mask", pa.string()),
         ("ref", pa.string()),
         ("error", pa.string()),  # for `invalid` units: why the item cannot run
-        ("size", pa.int64()),  # bytes of a shard, as listed
+        ("size", pa.int64()),  # bytes of the image or the shard, as listed
         ("version", pa.string()),  # ETag or size:mtime of the image (and mask), or the shard
         # shard outputs of pair inputs: the output shard, place in it, and its item count
         ("shard", pa.string()),
@@ -393,6 +393,7 @@ def pair_units(
                     ),
                 )
         unit["version"] = f"{details[path].version}|{mask_version}"
+        unit["size"] = details[path].size
         units.append(unit)
     used = set(stems)
     return units, [stem for stem in masks if stem not in used]

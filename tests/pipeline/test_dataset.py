@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
+from PIL import Image
 
 from pipeline.config import ConfigError, RestoreConfig
-from pipeline.dataset import BLOCKS_PER_TASK, resources, units_per_task, wait_for_gpus
+from pipeline.cost import expected_pixels
+from pipeline.dataset import (
+    BLOCKS_PER_TASK,
+    resources,
+    task_memory,
+    units_per_task,
+    wait_for_gpus,
+)
 
 
 def config(**extra) -> RestoreConfig:
@@ -36,3 +45,28 @@ def test_a_small_run_is_cut_into_enough_tasks_for_every_cpu():
     assert units_per_task(job, "pairs", to_run=100_000, cpus=16) == 8 * BLOCKS_PER_TASK
     assert units_per_task(job, "pairs", to_run=3, cpus=16) == 1
     assert units_per_task(job, "webdataset", to_run=288, cpus=16) == 1  # a shard per task
+
+
+def test_tasks_of_big_photos_hold_fewer_items_and_ask_for_the_memory_they_need():
+    job = config(batch_size=16)
+    many = 100_000
+    assert units_per_task(job, "pairs", many, cpus=16, pixels=many * 1_000_000) == 64
+    big = units_per_task(job, "pairs", many, cpus=16, pixels=many * 24_000_000)
+    assert big == 10  # ~240 MP a task, as 64 photos of 4 MP
+    # the memory asked for covers the RGB pixels of every item the task holds at once
+    assert task_memory(16, big, 24_000_000) > big * 24_000_000 * 3
+    assert task_memory(16, 64, 1_000_000) < task_memory(16, big, 24_000_000)
+    # a shard task streams its shard: it holds three blocks, however long the shard
+    assert task_memory(16, None, 12_000_000) > 48 * 12_000_000 * 3
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_expected_pixels_never_fall_far_below_a_real_photos(fmt):
+    from skimage import data
+
+    photo = data.astronaut()
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, fmt, quality=90)
+    guess = expected_pixels(f"s3://b/photo.{fmt.lower()}", len(buffer.getvalue()))
+    assert photo.shape[0] * photo.shape[1] * 0.8 < guess < photo.shape[0] * photo.shape[1] * 6
+    assert expected_pixels("s3://b/photo.jpg", None) == 0

@@ -65,6 +65,20 @@ def test_many_partitions_give_the_keys_of_one_listing(tmp_path, monkeypatch):
     assert len(set(whole.values())) == len(NAMES)
 
 
+def test_the_plan_prices_each_item_by_its_listed_bytes(tmp_path, monkeypatch):
+    config = archive(tmp_path, NAMES)
+    monkeypatch.setattr(plan, "ROWS_PER_REDUCE", 1)
+    work = find_work(config, run_id="t")
+    try:
+        units = work.units_table().to_pylist()
+    finally:
+        work.scratch.remove()
+    on_disk = {str(p): p.stat().st_size for p in (tmp_path / "img").rglob("*") if p.is_file()}
+    assert sorted(u["size"] for u in units) == sorted(on_disk.values())
+    # what the task sizing reads: never fewer pixels than the 32x24 items hold
+    assert work.pixels_to_run >= work.to_run * 32 * 24 > 0
+
+
 @pytest.mark.usefixtures("ray_local")
 def test_a_growing_archive_keeps_its_keys_across_partitions(tmp_path, monkeypatch):
     monkeypatch.setattr(plan, "ROWS_PER_REDUCE", 1)
