@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import fsspec
 import numpy as np
 import pyarrow as pa
@@ -129,6 +131,26 @@ def test_exif_orientation_is_applied_once(tmp_path):
     png = run_stages(jpeg, mask, str(tmp_path / "png"), output_format="png")
     out = Image.open(png["output_uri"])
     assert out.size == (48, 64) and out.getexif().get(0x0112, 1) == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"subsampling": 2}, {"subsampling": 1}, {"subsampling": 0}, {"progressive": True},
+     {"restart_marker_blocks": 2}, {"orientation": 8}],
+    ids=["420", "422", "444", "progressive", "restarts", "rotated"],
+)  # fmt: skip
+def test_a_jpeg_decodes_to_exactly_the_pixels_pillow_gives(options):
+    exif = Image.Exif()
+    exif[0x0112] = options.pop("orientation", 1)
+    jpeg = data.encode(data.photo(5, (67, 45)), "JPEG", quality=90, exif=exif.tobytes(), **options)
+    shown = (45, 67) if exif[0x0112] == 8 else (67, 45)  # masks are drawn on the shown image
+    mask = data.encode(data.box_mask(shown, (4, 4, 20, 20)))
+    rows = table([{"key": "k", "image_bytes": jpeg, "mask_bytes": mask}], WORK_SCHEMA)
+    row = decode_batch(rows, DecodeSettings()).to_pylist()[0]
+    assert row["status"] is None, row["error"]
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg))).convert("RGB"))
+    got = np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
+    assert np.array_equal(got, expected)
 
 
 @pytest.mark.parametrize(
