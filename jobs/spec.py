@@ -13,128 +13,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from pipeline.config import (
-    ANCHORS,
-    DEVICES,
-    ENGINES,
-    FORMATS,
-    MARK_COLORS,
-    MASK_ORIENTATIONS,
-    OUTPUT_FORMATS,
-    OUTPUT_LAYOUTS,
-    PRECISIONS,
-    STRATEGIES,
-    ConfigError,
-    RestoreConfig,
-    is_secret,
-)
+from pipeline.config import ConfigError, RestoreConfig, is_secret
 from pipeline.config import read_spec_file as config_read_spec_file
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "format": FORMATS,
-    "engine": ENGINES,
-    "strategy": STRATEGIES,
-    "device": DEVICES,
-    "precision": PRECISIONS,
-    "output_format": OUTPUT_FORMATS,
-    "output_layout": OUTPUT_LAYOUTS,
-    "mask_anchor": ANCHORS,
-    "mask_orientation": MASK_ORIENTATIONS,
-    "mark_color": tuple(MARK_COLORS),
-}
-# (help, metavar) per key; keys the pipeline adds later still get a flag, with a generic help.
-HELP: dict[str, tuple[str, str | None]] = {
-    "images": (
-        "Where the images are: a prefix, a tar/Parquet shard or folder (any fsspec URL).",
-        "URI",
-    ),
-    "masks": (
-        "Prefix of the masks, matched to images by relative key (photo.jpg <-> photo.png).",
-        "URI",
-    ),
-    "manifest": (
-        "An inventory of the inputs instead of a listing: S3 Inventory manifest.json, its CSV "
-        "or Parquet files, or any Parquet with a key column.",
-        "URI",
-    ),
-    "mask_template": (
-        "One mask for every image (e.g. a fixed-position watermark); `auto` finds it.",
-        "FILE|auto",
-    ),
-    "mask_anchor": ("Where the mask template sits on each image.", None),
-    "mask_offset": (
-        "Template offset from its anchor: pixels or percent, e.g. 12,12 or 2%,2%.",
-        "X,Y",
-    ),
-    "mask_scale": ("Template width as a fraction of the image width, in (0, 1].", "F"),
-    "mask_search": (
-        "Find the template within PX of its place in each image (watermarks that move).",
-        "PX",
-    ),
-    "mask_min_score": ("Below this match score an image is skipped, never filled.", "S"),
-    "mask_alpha": (
-        "The template's opacity map (alpha.png of `spl watermark detect`): where the mark is "
-        "light, the photo under it is recovered (de-blended) instead of inpainted.",
-        "FILE",
-    ),
-    "mark_color": ("The semi-transparent mark's colour, for de-blending.", None),
-    "mask_orientation": (
-        "Masks are drawn on the image as displayed (EXIF orientation applied) or on its "
-        "stored pixels.",
-        None,
-    ),
-    "output": ("Where restored images, stats and run summaries go (any fsspec URL).", "URI"),
-    "format": ("Input layout; auto detects pairs, WebDataset tars or Parquet shards.", None),
-    "checkpoint": ("SPL weights (official .pth or the project's .safetensors).", "URI"),
-    "engine": ("Inpainting engine; default: spl (or the checkpoint's engine).", None),
-    "strategy": ("Full-resolution strategy: crop around holes, or resize the whole image.", None),
-    "dilate": ("Grow every mask by this many pixels (hides halos).", "PX"),
-    "device": ("Where the model runs.", None),
-    "precision": ("Inference precision; auto: bf16 on CUDA, fp32 on CPU.", None),
-    "batch_size": ("Items per I/O block (read, decode, encode, write).", "N"),
-    "model_batch": (
-        "Windows per model call, filled from many items; default: 64 on CUDA, 8 on CPU.",
-        "N",
-    ),
-    "compile": (
-        "torch.compile the model in each actor, warmed up on its fixed batch shapes before it "
-        "takes work; auto: on CUDA only (on a CPU each shape takes about a minute to compile).",
-        None,
-    ),
-    "actors": ("Inference actors: a fixed N or an autoscaling MIN:MAX.", "MIN[:MAX]"),
-    "gpus_per_actor": ("GPUs each inference actor reserves (fractions share a GPU).", "F"),
-    "cpus_per_actor": ("CPUs each inference actor reserves.", "F"),
-    "threads_per_actor": ("Torch threads per inference actor.", "N"),
-    "retry_failed": ("Re-run only the items whose last row is an error.", None),
-    "overwrite": ("Redo every item, even those already restored.", None),
-    "output_format": ("Format of restored images; same keeps the input's.", None),
-    "output_quality": ("JPEG/WebP quality of restored images (1-100).", "Q"),
-    "output_layout": (
-        "Loose files under OUT/images, or shards under OUT/shards; auto: the input's own.",
-        None,
-    ),
-    "shard_size": ("Items per output shard when the input is loose files.", "N"),
-    "max_image_pixels": ("Refuse images larger than this many pixels.", "N"),
-    "run_id": ("Name of this run (OUT/runs/<run_id>.json); default: time-based.", "ID"),
-    "ray_address": ("Ray cluster to join (GCS address or auto); default: a local Ray.", "ADDRESS"),
-    "num_cpus": ("CPUs for a Ray started here.", "N"),
-    "io_retries": ("Retries for transient storage errors.", "N"),
-    "io_timeout_s": ("Storage connect/read timeout in seconds.", "S"),
-    "gpu_wait_s": ("Seconds a GPU job waits for the autoscaler's GPUs before failing.", "S"),
-    "lease_ttl_s": ("A run's lease on OUT expires this long after its last renewal.", "S"),
-    "stats_flush_rows": ("Write a stats file at least every N rows.", "N"),
-    "stats_flush_s": ("Write a stats file at least every S seconds.", "S"),
-    "progress_s": ("Seconds between progress lines (when stderr is not a terminal).", "S"),
-    "drain_s": (
-        "After a first Ctrl-C or SIGTERM, seconds to go on recording the items in flight "
-        "before stopping (a second Ctrl-C stops at once).",
-        "S",
-    ),
-    "progress_bars": (
-        "Show progress on stderr: a bar on a terminal, else a line every progress_s seconds.",
-        None,
-    ),
-}
 NOT_FLAGS = {"storage_options"}  # --storage-option KEY=VALUE, repeatable
 
 
@@ -153,7 +34,8 @@ def _flag(name: str) -> str:
 
 def _option_for(field: dataclasses.Field, hint: Any, aliases: list[str]) -> click.Option:
     name = field.name
-    help_text, metavar = HELP.get(name, (f"Job spec key `{name}`.", None))
+    help_text = field.metadata.get("help") or f"Job spec key `{name}`."
+    metavar, choices = field.metadata.get("metavar"), field.metadata.get("choices")
     default = field.default if field.default is not dataclasses.MISSING else None
     decls = [_flag(name), *aliases, name]
     kinds = set(typing.get_args(hint)) or {hint}
@@ -163,8 +45,8 @@ def _option_for(field: dataclasses.Field, hint: Any, aliases: list[str]) -> clic
             decls[0] = f"{_flag(name)}/--no-{name.replace('_', '-')}"
             help_text += " [default: on]" if default else " [default: auto]"
         return click.Option(decls, is_flag=True, default=None, help=help_text)
-    if name in CHOICES:
-        kind: Any = click.Choice(CHOICES[name])
+    if choices:
+        kind: Any = click.Choice(choices)
     elif kinds == {int}:
         kind = int
     elif kinds <= {int, float}:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,57 +81,236 @@ def load_spec(text: str) -> Any:
     return yaml.load(text, Loader=SpecLoader)
 
 
+def knob(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    metavar: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A `RestoreConfig` field with what its flag shows (`spl restore --help`, jobs/spec.py):
+    `help`, `metavar`, and the allowed values when they are a fixed set."""
+    metadata = {"help": help, "metavar": metavar, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class RestoreConfig:
     """Everything a restore run needs. Build with `from_dict` / `from_yaml`, never half-filled."""
 
-    images: str
-    output: str
-    masks: str | None = None
-    manifest: str | None = None  # inventory of the input objects instead of a listing
-    mask_template: str | None = None
-    mask_anchor: str = "fill"
-    mask_offset: tuple[str, str] = ("0", "0")
-    mask_scale: float | None = None
-    mask_search: int = 0  # px: find the template near its place in each image (0: off)
-    mask_min_score: float = 0.3  # below this match score an image is skipped, not filled
-    mask_orientation: str = "display"  # masks follow the image's EXIF orientation (see decode)
-    mask_alpha: str | None = None  # the template's opacity map: light parts are de-blended
-    mark_color: str = "white"  # the mark's colour, for de-blending: white | black
-    format: str = "auto"
-    checkpoint: str | None = None
-    engine: str | None = None
-    strategy: str = "crop"
-    dilate: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # bf16 on CUDA, fp32 on CPU
-    batch_size: int = 8  # items per I/O block (read, decode, encode, write)
-    model_batch: int | None = None  # windows per model call; None: by device (CUDA 64, CPU 8)
-    compile: bool | None = None  # torch.compile the model in each actor; None: auto (CUDA only)
-    actors: str | None = None
-    gpus_per_actor: float | None = None
-    cpus_per_actor: float = 1.0
-    threads_per_actor: int | None = None
-    retry_failed: bool = False
-    overwrite: bool = False
+    images: str = knob(
+        help="Where the images are: a prefix, a tar/Parquet shard or folder (any fsspec URL).",
+        metavar="URI",
+    )
+    output: str = knob(
+        help="Where restored images, stats and run summaries go (any fsspec URL).",
+        metavar="URI",
+    )
+    masks: str | None = knob(
+        None,
+        help="Prefix of the masks, matched to images by relative key (photo.jpg <-> photo.png).",
+        metavar="URI",
+    )
+    manifest: str | None = knob(
+        None,
+        help=(
+            "An inventory of the inputs instead of a listing: S3 Inventory manifest.json, its CSV "
+            "or Parquet files, or any Parquet with a key column."
+        ),
+        metavar="URI",
+    )
+    mask_template: str | None = knob(
+        None,
+        help="One mask for every image (e.g. a fixed-position watermark); `auto` finds it.",
+        metavar="FILE|auto",
+    )
+    mask_anchor: str = knob(
+        "fill",
+        help="Where the mask template sits on each image.",
+        choices=ANCHORS,
+    )
+    mask_offset: tuple[str, str] = knob(
+        ("0", "0"),
+        help="Template offset from its anchor: pixels or percent, e.g. 12,12 or 2%,2%.",
+        metavar="X,Y",
+    )
+    mask_scale: float | None = knob(
+        None,
+        help="Template width as a fraction of the image width, in (0, 1].",
+        metavar="F",
+    )
+    mask_search: int = knob(
+        0,
+        help="Find the template within PX of its place in each image (watermarks that move).",
+        metavar="PX",
+    )
+    mask_min_score: float = knob(
+        0.3,
+        help="Below this match score an image is skipped, never filled.",
+        metavar="S",
+    )
+    mask_orientation: str = knob(
+        "display",
+        help=(
+            "Masks are drawn on the image as displayed (EXIF orientation applied) or on its stored "
+            "pixels."
+        ),
+        choices=MASK_ORIENTATIONS,
+    )
+    mask_alpha: str | None = knob(
+        None,
+        help=(
+            "The template's opacity map (alpha.png of `spl watermark detect`): where the mark is "
+            "light, the photo under it is recovered (de-blended) instead of inpainted."
+        ),
+        metavar="FILE",
+    )
+    mark_color: str = knob(
+        "white",
+        help="The semi-transparent mark's colour, for de-blending.",
+        choices=tuple(MARK_COLORS),
+    )
+    format: str = knob(
+        "auto",
+        help="Input layout; auto detects pairs, WebDataset tars or Parquet shards.",
+        choices=FORMATS,
+    )
+    checkpoint: str | None = knob(
+        None,
+        help="SPL weights (official .pth or the project's .safetensors).",
+        metavar="URI",
+    )
+    engine: str | None = knob(
+        None,
+        help="Inpainting engine; default: spl (or the checkpoint's engine).",
+        choices=ENGINES,
+    )
+    strategy: str = knob(
+        "crop",
+        help="Full-resolution strategy: crop around holes, or resize the whole image.",
+        choices=STRATEGIES,
+    )
+    dilate: int = knob(0, help="Grow every mask by this many pixels (hides halos).", metavar="PX")
+    device: str = knob("auto", help="Where the model runs.", choices=DEVICES)
+    precision: str = knob(
+        "auto",
+        help="Inference precision; auto: bf16 on CUDA, fp32 on CPU.",
+        choices=PRECISIONS,
+    )
+    batch_size: int = knob(
+        8,
+        help="Items per I/O block (read, decode, encode, write).",
+        metavar="N",
+    )
+    model_batch: int | None = knob(
+        None,
+        help="Windows per model call, filled from many items; default: 64 on CUDA, 8 on CPU.",
+        metavar="N",
+    )
+    compile: bool | None = knob(
+        None,
+        help=(
+            "torch.compile the model in each actor, warmed up on its fixed batch shapes before it "
+            "takes work; auto: on CUDA only (on a CPU each shape takes about a minute to compile)."
+        ),
+    )
+    actors: str | None = knob(
+        None,
+        help="Inference actors: a fixed N or an autoscaling MIN:MAX.",
+        metavar="MIN[:MAX]",
+    )
+    gpus_per_actor: float | None = knob(
+        None,
+        help="GPUs each inference actor reserves (fractions share a GPU).",
+        metavar="F",
+    )
+    cpus_per_actor: float = knob(1.0, help="CPUs each inference actor reserves.", metavar="F")
+    threads_per_actor: int | None = knob(
+        None,
+        help="Torch threads per inference actor.",
+        metavar="N",
+    )
+    retry_failed: bool = knob(False, help="Re-run only the items whose last row is an error.")
+    overwrite: bool = knob(False, help="Redo every item, even those already restored.")
     storage_options: dict[str, Any] = field(default_factory=dict)
-    output_format: str = "same"
-    output_quality: int = 95
-    output_layout: str = "auto"
-    shard_size: int = 1000  # items per output shard when the input has no shards of its own
-    max_image_pixels: int | None = PILLOW_DEFAULT_MAX_PIXELS
-    run_id: str | None = None
-    ray_address: str | None = None
-    num_cpus: int | None = None
-    io_retries: int = 5
-    io_timeout_s: float = 60.0
-    gpu_wait_s: float = 900.0  # how long a GPU job waits for the autoscaler before it fails
-    lease_ttl_s: float = 120.0  # a run's lease on OUT expires this long after its last renewal
-    stats_flush_rows: int = 1000
-    stats_flush_s: float = 30.0
-    progress_s: float = 10.0
-    progress_bars: bool = True
-    drain_s: float = 30.0  # after a first Ctrl-C / SIGTERM: the most time to record items in flight
+    output_format: str = knob(
+        "same",
+        help="Format of restored images; same keeps the input's.",
+        choices=OUTPUT_FORMATS,
+    )
+    output_quality: int = knob(
+        95,
+        help="JPEG/WebP quality of restored images (1-100).",
+        metavar="Q",
+    )
+    output_layout: str = knob(
+        "auto",
+        help="Loose files under OUT/images, or shards under OUT/shards; auto: the input's own.",
+        choices=OUTPUT_LAYOUTS,
+    )
+    shard_size: int = knob(
+        1000,
+        help="Items per output shard when the input is loose files.",
+        metavar="N",
+    )
+    max_image_pixels: int | None = knob(
+        PILLOW_DEFAULT_MAX_PIXELS,
+        help="Refuse images larger than this many pixels.",
+        metavar="N",
+    )
+    run_id: str | None = knob(
+        None,
+        help="Name of this run (OUT/runs/<run_id>.json); default: time-based.",
+        metavar="ID",
+    )
+    ray_address: str | None = knob(
+        None,
+        help="Ray cluster to join (GCS address or auto); default: a local Ray.",
+        metavar="ADDRESS",
+    )
+    num_cpus: int | None = knob(None, help="CPUs for a Ray started here.", metavar="N")
+    io_retries: int = knob(5, help="Retries for transient storage errors.", metavar="N")
+    io_timeout_s: float = knob(60.0, help="Storage connect/read timeout in seconds.", metavar="S")
+    gpu_wait_s: float = knob(
+        900.0,
+        help="Seconds a GPU job waits for the autoscaler's GPUs before failing.",
+        metavar="S",
+    )
+    lease_ttl_s: float = knob(
+        120.0,
+        help="A run's lease on OUT expires this long after its last renewal.",
+        metavar="S",
+    )
+    stats_flush_rows: int = knob(
+        1000,
+        help="Write a stats file at least every N rows.",
+        metavar="N",
+    )
+    stats_flush_s: float = knob(
+        30.0,
+        help="Write a stats file at least every S seconds.",
+        metavar="S",
+    )
+    progress_s: float = knob(
+        10.0,
+        help="Seconds between progress lines (when stderr is not a terminal).",
+        metavar="S",
+    )
+    progress_bars: bool = knob(
+        True,
+        help="Show progress on stderr: a bar on a terminal, else a line every progress_s seconds.",
+    )
+    drain_s: float = knob(
+        30.0,
+        help=(
+            "After a first Ctrl-C or SIGTERM, seconds to go on recording the items in flight before"
+            " stopping (a second Ctrl-C stops at once)."
+        ),
+        metavar="S",
+    )
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
