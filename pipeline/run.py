@@ -3,16 +3,12 @@ the run summary (OUT/runs/<run_id>.json)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
 import secrets
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import pyarrow.compute as pc
@@ -33,21 +29,11 @@ from .schema import ALREADY_DONE, STATS_SCHEMA
 from .stages.infer import InferPool, pool_facts, start_pool, stop_pool
 from .stages.sources import Listing
 from .stats import StatsSink
-from .storage import atomic_write, filesystem, full_url, read_bytes
+from .storage import filesystem, read_bytes
+from .summary import RunSummary
 from .work import Work, find_work
 
 log = logging.getLogger(__name__)
-VERSIONED = (
-    "spl-restore",
-    "ray",
-    "torch",
-    "numpy",
-    "pillow",
-    "pyarrow",
-    "fsspec",
-    "s3fs",
-    "opencv-python-headless",
-)
 
 
 def new_run_id() -> str:
@@ -108,7 +94,7 @@ def _run_work(
     alpha = _opacity_map(config, template)
     res = resources(config)
     summary = _summary(config, run_id, work, res, started_at)
-    _write_summary(config, run_id, summary)
+    summary.write(config)
     out = _open_outputs(config, work, run_id)
     stopped_by = None
     try:
@@ -116,8 +102,8 @@ def _run_work(
             stopped_by = _execute(config, work, run_id, res, out, summary, template, alpha)
         out.sink.flush()
         if out.publisher is not None and stopped_by is None:
-            summary["shards"] = out.publisher.finish()
-            summary["shards"]["already_published"] = work.counts.get("shards_published", 0)
+            summary.shards = out.publisher.finish()
+            summary.shards["already_published"] = work.counts.get("shards_published", 0)
     except BaseException as exc:
         _flush_quietly(out.sink)
         stopped = isinstance(exc, KeyboardInterrupt)  # Ctrl-C before the results came
@@ -128,14 +114,14 @@ def _run_work(
         name = signal.Signals(stopped_by.signum).name
         _end(config, summary, out, t0, status="interrupted", interrupted_by=name,
              drained=stopped_by.drained)  # fmt: skip
-        raise Interrupted(stopped_by.signum, summary)
+        raise Interrupted(stopped_by.signum, summary.as_dict())
     _end(config, summary, out, t0, status="finished")
     try:  # small stats files of recurring runs, merged once there are many (pipeline/compact.py)
         compact(config.output, config.io_options, config.io_retries, full=False, min_files=64)
     except Exception:
         log.exception("could not compact the stats files (the next run tries again)")
     log.info("run %s finished: %s", run_id, out.progress.line())
-    return summary
+    return summary.as_dict()
 
 
 @dataclass
@@ -175,7 +161,7 @@ def _execute(
     run_id: str,
     res: Resources,
     out: _Outputs,
-    summary: dict[str, Any],
+    summary: RunSummary,
     template: bytes | None,
     alpha: bytes | None,
 ) -> Stopped | None:
@@ -209,7 +195,7 @@ def _execute(
         return stopped_by
     finally:
         if pool is not None:
-            summary["inference_actors"] = pool_facts(pool)
+            summary.inference_actors = pool_facts(pool)
             if stopped_by is None or stopped_by.drained:  # else tasks still call the actors:
                 stop_pool(pool)  # they end with the driver, without retry warnings
 
@@ -283,33 +269,16 @@ def _record(
 
 
 def _end(
-    config: RestoreConfig, summary: dict[str, Any], out: _Outputs, t0: float, **fields: Any
+    config: RestoreConfig, summary: RunSummary, out: _Outputs, t0: float, **fields: Any
 ) -> None:
     """Complete the summary (`fields`, counts, rates, bytes) and write it."""
-    summary.update(fields)
-    progress, sink = out.progress, out.sink
-    wall = time.monotonic() - t0
-    counts = Counter({"ok": 0, "error": 0, "skipped": 0, "already_done": 0})
-    counts.update(progress.counts)
-    summary["counts"] = {"listed": sum(counts.values()), **dict(counts)}
-    summary["top_errors"] = progress.top_errors()
-    summary["finished_at"] = datetime.now(UTC).isoformat()
-    summary["wall_s"] = round(wall, 3)
-    summary["images_per_s"] = round(counts["ok"] / wall, 4) if wall > 0 else 0.0
-    summary["items_per_s"] = round(progress.processed / wall, 4) if wall > 0 else 0.0
-    summary["stats_files"] = sink.files
-    summary["stats_rows"] = sink.rows_written
-    summary["bytes"] = {  # of the items restored in this run
-        "input": sink.bytes_in,
-        "output": sink.bytes_out,
-        "ratio": round(sink.bytes_out / sink.bytes_in, 4) if sink.bytes_in else None,
-    }
-    _write_summary(config, summary["run_id"], summary)
+    summary.end(out.progress, out.sink, time.monotonic() - t0, **fields)
+    summary.write(config)
 
 
 def _summary(
     config: RestoreConfig, run_id: str, work: Work, res: Resources, started_at: datetime
-) -> dict[str, Any]:
+) -> RunSummary:
     """The run summary as it starts (OUT/runs/<run_id>.json); the rest comes at the end."""
     model, listing = work.model, work.listing
     log.info(
@@ -323,21 +292,18 @@ def _summary(
         *res.actors,
         res.device,
     )
-    return {
-        "run_id": run_id,
-        "status": "running",
-        "started_at": started_at.isoformat(),
-        "layout": listing.layout,
-        "output_layout": work.output_layout,
-        "engine": model.engine,
-        "model_id": model.model_id,
-        "settings_id": work.settings_id,
-        "items_listed_up_front": listing.items,
-        "orphan_masks": listing.orphan_masks,
-        "config": config.redacted(),
-        "versions": versions(),
-        "host": platform.node(),
-        "resources": {
+    return RunSummary(
+        run_id=run_id,
+        started_at=started_at.isoformat(),
+        layout=listing.layout,
+        output_layout=work.output_layout,
+        engine=model.engine,
+        model_id=model.model_id,
+        settings_id=work.settings_id,
+        items_listed_up_front=listing.items,
+        orphan_masks=listing.orphan_masks,
+        config=config.redacted(),
+        resources={
             "device": res.device,
             "actors": list(res.actors),
             "gpus_per_actor": res.gpus_per_actor,
@@ -345,17 +311,8 @@ def _summary(
             "batch_size": config.batch_size,
             "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 8)
         },
-        "plan": work.counts,
-    }
-
-
-def _write_summary(config: RestoreConfig, run_id: str, summary: dict[str, Any]) -> str:
-    fs, root = filesystem(config.output, config.io_options, config.io_retries)
-    path = f"{root}/runs/{run_id}.json"
-    data = json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
-    atomic_write(fs, path, data, attempts=max(1, config.io_retries))
-    summary["summary_uri"] = full_url(fs, path)
-    return path
+        plan=work.counts,
+    )
 
 
 def _flush_quietly(sink: StatsSink) -> None:
@@ -384,16 +341,6 @@ def _ray_data_options(config: RestoreConfig, res: Resources, pool: InferPool | N
     with warnings.catch_warnings():  # deprecated in Ray 2.60 for label selectors, which
         warnings.simplefilter("ignore")  # scope Ray Data to nodes, not subtract an actor pool
         ctx.execution_options.exclude_resources = held
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def count_statuses(stats: Any) -> dict[str, int]:
