@@ -239,7 +239,7 @@ def each_row(
             changed = fail(row, exc)
         for name, value in changed.items():
             if name not in updates:
-                updates[name] = [row[name] for row in rows(batch, [name])]
+                updates[name] = [r[name] for r in rows(batch, [name])]
             updates[name][i] = value
     for name, values in updates.items():
         index, type_ = batch.schema.get_field_index(name), batch.schema.field(name).type
