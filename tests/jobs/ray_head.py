@@ -130,7 +130,7 @@ class RayHead:
             "RAY_AUTH_TOKEN": None,
         }
 
-    def autoscaling_config(self, worker_types: dict[str, dict]) -> dict:
+    def autoscaling_config(self, worker_types: dict[str, dict], head_cpus: int = 2) -> dict:
         """A whole cluster config for the fake multi-node provider (the PyPI wheel lacks the
         example file `ray.cluster_utils.AutoscalingCluster` reads, and its `start` runs
         `ray stop --force`, which would end every Ray on the machine)."""
@@ -148,7 +148,11 @@ class RayHead:
             },
             "auth": {},
             "available_node_types": {
-                "ray.head.default": {"resources": {"CPU": 2}, "node_config": {}, "max_workers": 0},
+                "ray.head.default": {
+                    "resources": {"CPU": head_cpus},
+                    "node_config": {},
+                    "max_workers": 0,
+                },
                 **worker_types,
             },
             "head_node_type": "ray.head.default",
@@ -171,10 +175,10 @@ class RayHead:
         extra_env: dict[str, str] | None = None,
         timeout_s: float = 120,
         worker_types: dict[str, dict] | None = None,
+        head_cpus: int = 2,
     ) -> None:
-        """Start the head; `worker_types` makes it an autoscaling cluster whose workers are
-        started on this machine by Ray's fake multi-node provider (the head's own resources
-        stay as given here: 2 CPUs, no GPU)."""
+        """Start the head (`head_cpus` CPUs, no GPU); `worker_types` makes it an autoscaling
+        cluster whose workers are started on this machine by Ray's fake multi-node provider."""
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.token_file.write_text(self.token)
         self.token_file.chmod(0o600)
@@ -197,7 +201,7 @@ class RayHead:
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
             "--include-dashboard=true",
-            "--num-cpus=2",
+            f"--num-cpus={head_cpus}",
             f"--temp-dir={self.temp_dir}",
             f"--min-worker-port={self.worker_ports[0]}",
             f"--max-worker-port={self.worker_ports[1]}",
@@ -206,7 +210,7 @@ class RayHead:
         ]  # fmt: skip
         if worker_types:
             config = self.root / "autoscaling.json"
-            config.write_text(json.dumps(self.autoscaling_config(worker_types)))
+            config.write_text(json.dumps(self.autoscaling_config(worker_types, head_cpus)))
             args.append(f"--autoscaling-config={config}")
             env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         log = open(self.root / "ray-start.log", "wb")  # closed when the process ends
