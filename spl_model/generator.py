@@ -22,8 +22,11 @@ close to the truth, and a small model's correction there costs more than it brin
 `edge_gain` < 1 the correction is scaled by `edge_gain` within `edge_px[0]` px of the nearest
 known pixel (chessboard distance at model scale), rising linearly to 1 at `edge_px[1]` px. A
 thin hole (a caption's strokes) is all edge; an object's interior keeps the full correction.
-Training never applies it: the network learns the plain residual, and the gain is calibrated
-on held-out photos afterwards (bench/edge_gain.py).
+`edge_thin` = (full, none) keeps the gain to thin holes: in full where the deepest hole pixel
+nearby is at most `full` px deep, none where it is `none` px deep, so the rim of an object or
+of a wide brush stroke keeps the full correction too. Training never applies the gain: the
+network learns the plain residual, and the gain is calibrated on held-out photos afterwards
+(bench/edge_gain.py).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class GeneratorConfig:
     prefill: str = "none"  # "none": the paper's input; "telea": residual over a Telea pre-fill
     edge_gain: float = 1.0  # residual models, eval only: the correction's gain near known pixels
     edge_px: tuple[int, int] = (4, 12)  # the gain rises from edge_gain to 1 between these depths
+    edge_thin: tuple[int, int] | None = None  # the gain only where the hole is thin (see above)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -77,6 +81,18 @@ class GeneratorConfig:
                 f"GeneratorConfig.edge_px must be two ints 0 <= near < far, got {self.edge_px!r}"
             )
         object.__setattr__(self, "edge_px", edge_px)
+        if self.edge_thin is not None:
+            thin = tuple(self.edge_thin)
+            if (
+                len(thin) != 2
+                or not all(isinstance(v, int) for v in thin)
+                or not 0 < thin[0] < thin[1]
+            ):
+                raise ValueError(
+                    "GeneratorConfig.edge_thin must be None or two ints 0 < full < none, "
+                    f"got {self.edge_thin!r}"
+                )
+            object.__setattr__(self, "edge_thin", thin)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -212,20 +228,35 @@ class SPLGenerator(nn.Module):
         if not residual:
             return (out + 1) / 2, prior
         if not self.training and self.config.edge_gain < 1.0:
-            out = out * edge_gain(mask, self.config.edge_gain, *self.config.edge_px)
+            cfg = self.config
+            out = out * edge_gain(mask, cfg.edge_gain, *cfg.edge_px, thin=cfg.edge_thin)
         return (image + out).clamp(0, 1), prior
 
 
-def edge_gain(mask: torch.Tensor, gain: float, near: int, far: int) -> torch.Tensor:
+def edge_gain(
+    mask: torch.Tensor, gain: float, near: int, far: int, thin: tuple[int, int] | None = None
+) -> torch.Tensor:
     """B×1×H×W: `gain` at hole pixels within `near` px of a known pixel (mask 0), rising
-    linearly to 1 at `far` px; depth is the chessboard distance, counted by erosions."""
+    linearly to 1 at `far` px; depth is the chessboard distance, counted by erosions.
+
+    With `thin` = (full, none), the gain applies only where the hole is thin: in full where the
+    deepest hole pixel within `none` px is at most `full` px deep (a caption's stroke), not at
+    all where it is `none` px deep or more (the rim of an object-sized hole), linearly between.
+    """
+    steps = max(far, thin[1] if thin else 0)
     depth = torch.ones_like(mask)  # 1 next to a known pixel, as cv2's DIST_C counts
     inner = mask
-    for _ in range(far - 1):
+    for _ in range(steps - 1):
         inner = -nn.functional.max_pool2d(-inner, 3, stride=1, padding=1)  # one erosion
         depth = depth + inner
     ramp = ((depth - near) / (far - near)).clamp(0, 1)
-    return gain + (1.0 - gain) * ramp
+    scale = gain + (1.0 - gain) * ramp
+    if thin is None:
+        return scale
+    full, none = thin
+    deepest = nn.functional.max_pool2d(depth * mask, 2 * none + 1, stride=1, padding=none)
+    share = ((none - deepest) / (none - full)).clamp(0, 1)  # 1: thin, 0: thick
+    return 1.0 - share * (1.0 - scale)
 
 
 def build_generator(config: str | GeneratorConfig | dict = "spl") -> SPLGenerator:

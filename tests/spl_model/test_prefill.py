@@ -104,8 +104,27 @@ def test_the_edge_gain_shrinks_the_correction_near_known_pixels_only_at_inferenc
     assert torch.allclose(trained, full, atol=1e-5)
 
 
+def test_with_edge_thin_the_gain_keeps_to_thin_holes_and_spares_an_objects_rim():
+    import torch
+
+    from spl_model.generator import edge_gain
+
+    mask = torch.zeros(1, 1, 256, 256)
+    mask[..., 20:26, 20:200] = 1  # a 6-px stroke: at most 3 px deep
+    mask[..., 100:220, 40:160] = 1  # a 120-px object
+    everywhere = edge_gain(mask, 0.5, 4, 12)
+    thin = edge_gain(mask, 0.5, 4, 12, thin=(6, 12))
+    stroke, rim = (..., slice(20, 26), slice(40, 180)), (..., slice(100, 102), slice(60, 140))
+    assert torch.all(everywhere[stroke] == 0.5) and torch.all(thin[stroke] == 0.5)
+    assert torch.all(everywhere[rim] == 0.5) and torch.all(thin[rim] == 1.0)
+    loaded = GeneratorConfig.from_dict({"edge_gain": 0.5, "edge_thin": [6, 12]})
+    assert loaded.edge_thin == (6, 12)  # JSON's list, as the checkpoint stores it
+
+
 def test_a_bad_edge_gain_is_refused_by_name():
     with pytest.raises(ValueError, match=r"GeneratorConfig\.edge_gain"):
         GeneratorConfig(edge_gain=1.5)
     with pytest.raises(ValueError, match=r"GeneratorConfig\.edge_px"):
         GeneratorConfig(edge_px=(12, 4))
+    with pytest.raises(ValueError, match=r"GeneratorConfig\.edge_thin"):
+        GeneratorConfig(edge_thin=(12, 6))
