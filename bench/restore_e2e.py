@@ -186,21 +186,14 @@ def end_to_end_in_process(
     import pyarrow as pa
 
     from pipeline.config import RestoreConfig
-    from pipeline.dataset import restore_units, units_per_task
+    from pipeline.dataset import restore_units, stage_settings, units_per_task
     from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer
     from pipeline.stages.infer_actor import InferActor
-    from pipeline.stages.settings import StageSettings
     from pipeline.work import find_work
 
     config = RestoreConfig.from_dict(job_spec(folder, checkpoint, model_batch, precision))
     work = find_work(config, run_id="bench")
-    stages = StageSettings.from_config(
-        config,
-        work.model,
-        run_id="bench",
-        settings_id=work.settings_id,
-        input_layout=work.listing.layout,
-    )
+    stages = stage_settings(config, work, run_id="bench")
     actor = InferActor(checkpoint, precision=precision, model_batch=model_batch)
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()

@@ -7,7 +7,7 @@
 Each photo (one of the project's photos, resized to N MP) is saved as baseline 4:2:0 JPEG q90,
 progressive JPEG q90 or PNG, with a text watermark hole (near 1 % of the image,
 `spl_model.stamps`) or an opaque blob (near 5 %), and goes through the real stages of one
-restore task (`StageSettings` of a real job spec, `output_format: same`) on local
+restore task (`pipeline.dataset.stage_settings` of a real job spec, `output_format: same`) on local
 disk: read, decode, prepare, infer, finish, write. The model is the identity (each window's
 prediction is the window itself, assembled as the actor's answer), so only our CPU work counts.
 Each stage is timed as the thread's CPU time with OpenCV and torch on one thread; the median
@@ -103,12 +103,12 @@ def identity_answer(block: pa.Table, rows: list[int]) -> pa.Table:
 def run_once(folder: Path, out: Path) -> dict[str, float]:
     """CPU ms per stage for the one photo in `folder`, through the stages of a real job."""
     from pipeline.config import RestoreConfig
+    from pipeline.dataset import stage_settings
     from pipeline.stages.decode import decode_batch
     from pipeline.stages.finish import finish_batch
     from pipeline.stages.infer import merge_results, rows_to_infer
     from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
     from pipeline.stages.read import read_units
-    from pipeline.stages.settings import StageSettings
     from pipeline.stages.sinks import write_images
     from pipeline.work import find_work
 
@@ -123,13 +123,7 @@ def run_once(folder: Path, out: Path) -> dict[str, float]:
         }
     )
     work = find_work(config, run_id="bench")
-    stages = StageSettings.from_config(
-        config,
-        work.model,
-        run_id="bench",
-        settings_id=work.settings_id,
-        input_layout=work.listing.layout,
-    )
+    stages = stage_settings(config, work, run_id="bench")
     units = work.units_table()
     work.scratch.remove()
     ms = dict.fromkeys(STAGES, 0.0)

@@ -192,16 +192,7 @@ def build_dataset(
         units = work.units
         blocks = max(1, min(math.ceil(len(units) / per_task), len(units)))
         ds = ray.data.from_items(units, override_num_blocks=blocks)
-    stages = StageSettings.from_config(
-        config,
-        work.model,
-        run_id=run_id,
-        settings_id=work.settings_id,
-        input_layout=layout,
-        output_layout=work.output_layout,
-        template=template,
-        alpha=alpha,
-    )
+    stages = stage_settings(config, work, run_id=run_id, template=template, alpha=alpha)
     mean_pixels = work.pixels_to_run // work.to_run if work.pixels_to_run else 0
     return ds.map_batches(
         restore_units,
@@ -210,6 +201,28 @@ def build_dataset(
         fn_args=(stages,),
         fn_kwargs={"pool": pool, "stop": stop},
         memory=task_memory(batch, None if layout in SHARD_LAYOUTS else per_task, mean_pixels),
+    )
+
+
+def stage_settings(
+    config: RestoreConfig,
+    work: Work,
+    *,
+    run_id: str,
+    template: bytes | None = None,
+    alpha: bytes | None = None,
+) -> StageSettings:
+    """The settings of every stage of `restore_units` for `work` (its model, settings id and
+    layouts), from the job's config."""
+    return StageSettings.from_config(
+        config,
+        work.model,
+        run_id=run_id,
+        settings_id=work.settings_id,
+        input_layout=work.listing.layout,
+        output_layout=work.output_layout,
+        template=template,
+        alpha=alpha,
     )
 
 

@@ -9,7 +9,7 @@ watermark sampler); a job always sets every field from its config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from spl_model.names import CLASSICAL_ENGINES
@@ -101,8 +101,8 @@ class StageSettings:
         *,
         run_id: str,
         settings_id: str,
-        input_layout: str = "pairs",
-        output_layout: str = "files",
+        input_layout: str,
+        output_layout: str,
         template: bytes | None = None,
         alpha: bytes | None = None,
     ) -> StageSettings:
@@ -189,15 +189,7 @@ class PoolSettings:
         )
 
     def actor_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of each actor's constructor."""
-        return {
-            "model": self.model,
-            "expected_model_id": self.expected_model_id,
-            "device": self.device,
-            "threads": self.threads,
-            "journal": self.journal,
-            "precision": self.precision,
-            "model_batch": self.model_batch,
-            "compile": self.compile,
-            "storage_options": self.storage_options,
-        }
+        """The keyword arguments of each actor's constructor: every field but what Ray is asked
+        for (how many actors, their CPUs and GPUs)."""
+        ray_only = ("size", "num_cpus", "num_gpus")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ray_only}
