@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,10 +181,24 @@ def _blob(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return canvas.astype(np.float32) / 255
 
 
+def _random_text(rng: np.random.Generator) -> str:
+    """A caption-like line of random words (training draws these, so that it never sees the
+    evaluation's `WORDS`): capitals, small letters or digits, sometimes a © or a dot between."""
+    alphabets = (string.ascii_uppercase, string.ascii_lowercase, string.digits)
+    words = []
+    for _ in range(int(rng.integers(1, 4))):
+        letters = alphabets[int(rng.choice(3, p=[0.45, 0.4, 0.15]))]
+        words.append("".join(rng.choice(list(letters), int(rng.integers(2, 10)))))
+    if rng.random() < 0.3:
+        words.insert(0, "©")
+    return (" · " if rng.random() < 0.2 else " ").join(words)
+
+
 def tile_mask(size: int, rng: np.random.Generator, fonts: list[Path] | None = None) -> np.ndarray:
     """A size×size bool hole shaped like what a native-scale tile of an archive photo sees of a
-    watermark (for training): part of a text line (letters 24-128 px high), of a logo ring or
-    box with its strokes, or a few thin scratches; grown by 2 px as the evaluation's masks are."""
+    watermark (for training): part of a line of random words (letters 24-128 px high), of a logo
+    ring or box with its strokes, or a few thin scratches; grown by 2 px as the evaluation's masks
+    are."""
     fonts = fonts if fonts is not None else font_files()
     canvas, draw = _canvas((size, size))
     kind = rng.choice(["text", "logo", "strokes"], p=[0.6, 0.2, 0.2])
@@ -191,7 +206,7 @@ def tile_mask(size: int, rng: np.random.Generator, fonts: list[Path] | None = No
         return Stamp("strokes", _strokes((size, size), rng), (255, 255, 255), 1.0).hole(2)
     if kind == "text":
         font = _font(fonts, rng, int(rng.uniform(24, 128)))
-        word = WORDS[int(rng.integers(len(WORDS)))]
+        word = _random_text(rng)
         left, top, right, bottom = draw.textbbox((0, 0), word, font=font)
         x = int(rng.uniform(-(right - left) + size / 2, size / 2))  # the line runs across
         y = int(rng.uniform(0, max(1, size - (bottom - top))))
