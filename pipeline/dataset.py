@@ -21,6 +21,7 @@ import pyarrow as pa
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from .config import ConfigError, RestoreConfig
+from .formats import SHARD_LAYOUTS
 from .interrupt import stop_check
 from .model import ModelChoice
 from .stages.decode import decode_batch
@@ -44,7 +45,6 @@ MEMORY_PER_PIXEL = 8
 TASK_MEMORY_PER_ITEM = 4_000_000 * MEMORY_PER_PIXEL
 BLOCKS_IN_FLIGHT = 2  # blocks of one task at the actors at once
 BLOCKS_PER_TASK = 4  # I/O blocks of loose files per task (a shard is one task however long)
-SHARD_LAYOUTS = ("webdataset", "parquet")  # input layouts whose tasks are one shard each
 TASK_PIXELS = 256_000_000  # loose files: a task holds about this many pixels (64 of 4 MP)
 
 

@@ -8,8 +8,8 @@ hold one partition's rows (a task writes its rows out every `FLUSH_ROWS`, so non
   a manifest;
 - the ledger: one task per group of stats files (the columns the plan needs), started once
   the listing has told the layout.
-Rows of pairs go to partition `crc32(key_family(stem)) % PARTITIONS` (sources.key_family: every
-key a file can be given reduces to its family, so keys never collide across partitions). For
+Rows of pairs go to partition `crc32(key_family(stem)) % PARTITIONS` (`formats.pairs.key_family`:
+every key a file can be given reduces to its family, so keys never collide across partitions). For
 shard inputs the ledger's rows go by their shard's URL instead, and each reduce task writes the
 done items of its shards, sorted by shard, to a done file: the read task of a shard loads its
 own rows from it (`ledger.shard_done`), so no process holds every done key of the archive.
@@ -46,17 +46,9 @@ import pyarrow.parquet as pq
 from . import ledger
 from .config import RestoreConfig
 from .cost import expected_pixels
-from .stages.sources import (
-    IMAGE_EXTS,
-    UNIT_SCHEMA,
-    Found,
-    excluded,
-    iter_files,
-    key_family,
-    pair_units,
-    place_entries,
-    version,
-)
+from .formats.common import IMAGE_EXTS, Found
+from .formats.pairs import key_family, pair_units
+from .stages.sources import UNIT_SCHEMA, excluded, iter_files, place_entries, version
 from .storage import filesystem, is_local, strip_ext
 
 PARTITIONS = 256  # reduce tasks take contiguous ranges of them

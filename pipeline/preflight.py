@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .config import ConfigError, RestoreConfig, redact_url
-from .stages.sources import IMAGE_EXTS, check_inputs, iter_files
+from .formats.common import IMAGE_EXTS
+from .stages.sources import check_inputs, iter_files
 from .storage import filesystem, is_local, strip_ext
 
 PEEK = 200  # files looked at to tell loose images from shards

@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import formats
 from .errors import TRANSIENT
+from .formats import parquet
 from .schema import ERROR
-from .stages import shard_formats as fmt
 from .stages.shard_parts import (
     list_part_shards,
     read_parts,
@@ -69,20 +70,17 @@ def publish_shard(job: ShardJob) -> dict[str, Any]:
 def _publish(job: ShardJob, fs: Any, root: str) -> dict[str, Any]:
     results = read_parts(fs, root, job.shard, job.settings_id, job.retries)
     target = shard_path(root, job.layout, job.shard)
-    if job.layout == "webdataset":
-        writer: Any = fmt.TarShard()
-        convert = fmt.to_tar
-    else:
-        schema = None
-        if job.input_layout == "parquet":
-            in_fs, in_path = filesystem(job.input_url, job.storage_options, job.retries)
-            schema = fmt.parquet_schema(in_fs, in_path)
-        writer, convert = fmt.ParquetShard(schema), fmt.to_record
+    out_format, in_format = formats.layout(job.layout), formats.layout(job.input_layout)
+    schema = None
+    if job.layout == "parquet" and job.input_layout == "parquet":  # keep the input's schema
+        in_fs, in_path = filesystem(job.input_url, job.storage_options, job.retries)
+        schema = parquet.input_schema(in_fs, in_path)
+    writer = out_format.Shard(schema)
     counts: Counter[str] = Counter()
     missing = 0
 
     def emit(sample: Any, result: dict[str, Any] | None) -> None:
-        writer.add(convert(sample, job.input_layout, result))
+        writer.add(out_format.to_sample(sample, job.input_layout, result))
         if result is not None:
             counts[result["status"]] += 1
             counts["retryable"] += result["status"] == ERROR and result["error_kind"] == TRANSIENT
@@ -93,15 +91,15 @@ def _publish(job: ShardJob, fs: Any, root: str) -> dict[str, Any]:
     else:
         in_fs, in_path = filesystem(job.input_url, job.storage_options, job.retries)
         base = _base(fs, target, job)
-        for seq, sample in enumerate(fmt.input_samples(in_fs, in_path, job.input_layout)):
+        for seq, sample in enumerate(in_format.samples(in_fs, in_path)):
             earlier = next(base, None) if base is not None else None
             if seq in results:
                 emit(sample, results[seq])
-            elif not fmt.is_item(sample, job.input_layout):
+            elif not in_format.is_item(sample):
                 emit(sample, None)
             elif earlier is not None:  # the published shard follows the input one to one
                 writer.add(earlier)  # already in the output shape
-                status, kind = fmt.sample_status(earlier, job.layout)
+                status, kind = out_format.sample_status(earlier)
                 counts[status or "ok"] += 1
                 counts["retryable"] += status == ERROR and kind == TRANSIENT
             else:
@@ -141,7 +139,7 @@ def _base(fs: Any, target: str, job: ShardJob) -> Any:
     fs.invalidate_cache(target)
     if not job.use_base or not fs.exists(target):
         return None
-    return iter(fmt.input_samples(fs, target, job.layout))
+    return iter(formats.layout(job.layout).samples(fs, target))
 
 
 def _original(result: dict[str, Any], job: ShardJob) -> dict[str, Any]:

@@ -21,18 +21,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import TRANSIENT
+from ..formats import SHARD_EXT
+from ..formats.common import safe_sample_key
 from ..schema import ERROR, STATS_SCHEMA, table
 from ..storage import (
-    UnsafeKeyError,
     atomic_write,
     full_url,
     join_under,
-    sanitize_key,
     with_retries,
 )
 
 log = logging.getLogger(__name__)
-SHARD_EXT = {"webdataset": "tar", "parquet": "parquet"}
 PART_SCHEMA = pa.schema(
     [
         ("seq", pa.int64()),
@@ -66,15 +65,6 @@ def out_key(row: dict[str, Any], input_layout: str) -> str:
     if input_layout != "pairs" and key.startswith(shard + "/"):
         key = key[len(shard) + 1 :]
     return safe_sample_key(key, row.get("seq"))
-
-
-def safe_sample_key(key: str | None, seq: int | None) -> str:
-    try:
-        key = sanitize_key(key or "")
-    except UnsafeKeyError:
-        return f"_unsafe/{seq}"
-    folder, name = posixpath.split(key)
-    return posixpath.join(folder, name.replace(".", "_"))
 
 
 def member_uri(

@@ -19,27 +19,19 @@ import os
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import fsspec
 import pyarrow as pa
 
+from .. import formats
 from ..config import ConfigError, RestoreConfig
-from ..storage import (
-    UnsafeKeyError,
-    filesystem,
-    full_url,
-    is_local,
-    protocol_of,
-    sanitize_key,
-    strip_ext,
-    unique_key,
-)
+from ..formats import parquet
+from ..formats.common import IMAGE_EXTS, Found
+from ..formats.pairs import pair_units
+from ..storage import filesystem, is_local, protocol_of, strip_ext
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif")
-MASK_PREFERENCE = ("png", "webp", "bmp", "tif", "tiff", "gif", "jpg", "jpeg")
 UNIT_SCHEMA = pa.schema(
     [
         ("kind", pa.string()),  # pair | tar | parquet | invalid
@@ -122,11 +114,11 @@ def shard_listing(
     fs: fsspec.AbstractFileSystem, details: dict[str, Found], base: str, layout: str
 ) -> Listing:
     """The shard units of a `webdataset` or `parquet` input (`details`: its files, sorted)."""
-    if layout == "webdataset":
-        return _shards(fs, details, base, "tar", ".tar")
-    listing = _shards(fs, details, base, "parquet", ".parquet")
-    listing.items = _parquet_rows(fs, list(details))
-    return listing
+    units = formats.layout(layout).units(fs, details, base)
+    if not units:
+        raise ConfigError(f"no .{formats.SHARD_EXT[layout]} shards found for format {layout!r}")
+    items = parquet.row_count(fs, list(details)) if layout == "parquet" else None
+    return Listing(layout=layout, units=units, items=items)
 
 
 def excluded(config: RestoreConfig) -> list[str]:
@@ -264,11 +256,6 @@ def place_entries(
             yield index, path, rel, Found(version(info), entry["size"])
 
 
-class Found(NamedTuple):
-    version: str  # ETag, or size:mtime
-    size: int | None
-
-
 def version(info: dict | None) -> str:
     """What changes when a file is replaced: its ETag (object stores), else size and mtime."""
     if not info:
@@ -303,11 +290,6 @@ def detect_layout(exts: set[str], url: str) -> str:
     )
 
 
-def _rel_key(path: str, base: str) -> str:
-    rel = posixpath.relpath(path, base) if base else posixpath.basename(path)
-    return strip_ext(rel)[0]
-
-
 def _pairs(
     config: RestoreConfig,
     fs: fsspec.AbstractFileSystem,
@@ -324,148 +306,3 @@ def _pairs(
         mask_details = listed_masks if listed_masks else _find(mfs, mroot, exclude=[])
     units, orphans = pair_units(config, fs, details, base, mfs, mroot, mask_details, known)
     return Listing(layout="pairs", units=units, items=len(units), orphan_masks=len(orphans))
-
-
-def pair_units(
-    config: RestoreConfig,
-    fs: fsspec.AbstractFileSystem,
-    details: dict[str, Found],
-    base: str,
-    mfs: fsspec.AbstractFileSystem | None,
-    mroot: str | None,
-    mask_details: dict[str, Found],
-    known: dict[str, str],
-) -> tuple[list[dict], list[str]]:
-    """(pair units, keys of the masks without an image) of `details` (images, sorted by
-    path), matched with `mask_details` by relative key. `known` (image URL -> key, from the
-    ledger) keeps the key a file was given before, whatever has been added beside it since.
-
-    Every rule here looks only at files whose keys could collide (see `key_family`), so the
-    partitioned planner (pipeline/planner.py) gives each partition's files the keys the
-    whole listing would give them."""
-    images = [p for p in details if strip_ext(p)[1] in IMAGE_EXTS]
-    stems = [_rel_key(p, base) for p in images]
-    counts: dict[str, int] = {}
-    for stem in stems:
-        counts[stem] = counts.get(stem, 0) + 1
-    masks: dict[str, str] = {}
-    for path in mask_details if mfs is not None else ():
-        stem, ext = strip_ext(posixpath.relpath(path, mroot))
-        if ext not in IMAGE_EXTS:
-            continue
-        known_mask = masks.get(stem)
-        if known_mask is None or _rank(ext) < _rank(strip_ext(known_mask)[1]):
-            masks[stem] = path
-    units = []
-    urls = [full_url(fs, path) for path in images]
-    current = set(urls)
-    # keys given before stay taken, by their file or by a file since removed
-    seen: dict[str, int] = {key: 1 for url, key in known.items() if url not in current}
-    for url in urls:
-        if url in known:
-            seen[known[url]] = 1
-    for path, stem, url in zip(images, stems, urls, strict=True):
-        unit = {"kind": "pair", "image": url}
-        if url in known:  # the key this file was given by an earlier run, whatever is new
-            unit["key"] = known[url]
-        else:
-            # Two images with one stem (photo.jpg, photo.png), or a stem an earlier file took:
-            # the new file keeps its extension in the key.
-            clash = counts[stem] > 1 or stem in seen
-            raw_key = posixpath.relpath(path, base) if clash else stem
-            unit["key"] = raw_key
-            try:  # `a\\b.png` and `a/b.png` both sanitise to a/b: the second becomes a/b~2
-                unit["key"] = unique_key(sanitize_key(raw_key), seen)
-            except UnsafeKeyError as exc:
-                unit.update(kind="invalid", error=str(exc))
-        mask_version = ""
-        if mfs is not None:
-            mask = masks.get(stem)
-            unit["mask"] = full_url(mfs, mask) if mask else None
-            mask_version = mask_details[mask].version if mask else ""
-            if mask is None:
-                unit.update(
-                    kind="invalid",
-                    error=(
-                        f"no mask for this image: expected {config.masks.rstrip('/')}/{stem}"
-                        f".png (or .{'/.'.join(IMAGE_EXTS[:3])}); masks match images by "
-                        "relative path without extension"
-                    ),
-                )
-        unit["version"] = f"{details[path].version}|{mask_version}"
-        unit["size"] = details[path].size
-        units.append(unit)
-    used = set(stems)
-    return units, [stem for stem in masks if stem not in used]
-
-
-def key_family(stem: str) -> str:
-    """What every key a file of this stem can get reduces to: the stem made safe, without
-    trailing `~N` suffixes or image extensions (`a/b`, `a\\b`, `a/b.png`, `a/b~2` are one
-    family). Keys of different families never collide, so each family can be keyed alone."""
-    try:
-        family = sanitize_key(stem)
-    except UnsafeKeyError:
-        return stem
-    while True:
-        base, ext = strip_ext(family)
-        if ext in IMAGE_EXTS and base and not base.endswith("/"):
-            family = base
-            continue
-        head, sep, tail = family.rpartition("~")
-        if sep and head and tail.isdigit():
-            family = head
-            continue
-        return family
-
-
-def _rank(ext: str) -> int:
-    return MASK_PREFERENCE.index(ext) if ext in MASK_PREFERENCE else len(MASK_PREFERENCE)
-
-
-def _shards(
-    fs: fsspec.AbstractFileSystem,
-    details: dict[str, Found],
-    base: str,
-    kind: str,
-    suffix: str,
-) -> Listing:
-    shards = [p for p in details if p.lower().endswith(suffix)]
-    if not shards:
-        raise ConfigError(f"no {suffix} shards found for format {kind!r}")
-    keys = [_rel_key(p, base) for p in shards]
-    folders: set[str] = set()  # every folder that holds a shard, at any depth
-    for key in keys:
-        folder = posixpath.dirname(key)
-        while folder and folder not in folders:
-            folders.add(folder)
-            folder = posixpath.dirname(folder)
-    units = []
-    for path, key in zip(shards, keys, strict=True):
-        if key in folders:  # a.tar next to a/b.tar: a.tar's `b/x` and a/b.tar's `x` would
-            key = posixpath.relpath(path, base)  # both be a/b/x; a.tar keeps its extension
-        unit = {"kind": kind, "image": full_url(fs, path), "key": key}
-        unit.update(size=details[path].size, version=details[path].version)
-        try:
-            unit["key"] = sanitize_key(unit["key"])
-        except UnsafeKeyError as exc:
-            unit.update(kind="invalid", error=str(exc))
-        units.append(unit)
-    layout = "webdataset" if kind == "tar" else "parquet"
-    return Listing(layout=layout, units=units, items=None)
-
-
-def _parquet_rows(fs: fsspec.AbstractFileSystem, files: list[str]) -> int | None:
-    """Row count from Parquet footers (cheap); None if a footer cannot be read here."""
-    import pyarrow.parquet as pq
-
-    total = 0
-    for path in files:
-        if not path.lower().endswith(".parquet"):
-            continue
-        try:
-            with fs.open(path, "rb") as handle:
-                total += pq.ParquetFile(handle).metadata.num_rows
-        except Exception:
-            return None
-    return total

@@ -7,7 +7,8 @@ import pytest
 
 from pipeline import RestoreConfig, run_restore
 from pipeline import planner as plan
-from pipeline.stages.sources import key_family, list_units
+from pipeline.formats.pairs import key_family
+from pipeline.stages.sources import list_units
 from pipeline.work import dry_run, find_work
 from tests.pipeline import data
 
