@@ -37,8 +37,8 @@ from .ray_init import ensure_ray
 from .stages.decode import ItemError, open_image
 from .stages.read import read_units
 from .stages.settings import ReadSettings
-from .stages.sources import list_units
 from .storage import atomic_write, filesystem, full_url
+from .work import list_units
 
 log = logging.getLogger(__name__)
 SEARCH_PX = 8

@@ -49,10 +49,7 @@ class Work:
     def units_table(self) -> pa.Table:
         """Every unit to run in one table (for in-process use on small runs)."""
         tables = [pa.Table.from_pylist(self.units, schema=UNIT_SCHEMA)]
-        for name in self.unit_files:
-            fs, path = self.scratch.path(name)
-            with fs.open(path, "rb") as handle:
-                tables.append(pq.read_table(handle, schema=UNIT_SCHEMA))
+        tables += [_read_units(self.scratch, name) for name in self.unit_files]
         return pa.concat_tables(tables)
 
 
@@ -128,6 +125,35 @@ def find_work(
     )  # fmt: skip
 
 
+def list_units(config: RestoreConfig) -> Listing:
+    """Every unit of the inputs, as a run's plan lists and keys them but without the ledger,
+    in this process (or as Ray tasks when Ray is up); for small listings: a probe of a few
+    files, tests. Raises ConfigError for unusable inputs."""
+    template = check_inputs(config)
+    scratch, tasks = Scratch.local(), Tasks()
+    try:
+        inputs = planner.map_inputs(config, scratch, tasks, template)
+        layout = config.format
+        if layout == "auto":
+            layout = detect_layout(set(inputs.exts), config.images)
+        if layout != "pairs":
+            fs = filesystem(config.images, config.io_options, config.io_retries)[0]
+            details = dict(sorted(planner.listed_files(scratch, inputs)))
+            listing = shard_listing(fs, details, inputs.base, layout)
+            listing.template_url = template
+            return listing
+        reduced = planner.reduce_inputs(
+            config, inputs, [], scratch, tasks, run_id="list", settings_id="", shard_size=None
+        )
+        names = [r.file for r in reduced if r.file]
+        units = [u for name in names for u in _read_units(scratch, name).to_pylist()]
+        units.sort(key=lambda unit: unit["image"])
+        orphans = sum(r.orphan_masks for r in reduced)
+        return Listing("pairs", units, len(units), orphans, template)
+    finally:
+        scratch.remove()
+
+
 def dry_run(config: RestoreConfig) -> dict[str, Any]:
     """What a run would do now (nothing is written to OUT: the plan's files go to a local
     temporary folder, removed at the end)."""
@@ -142,6 +168,12 @@ def dry_run(config: RestoreConfig) -> dict[str, Any]:
         "model_id": work.model.model_id,
         **work.counts,
     }
+
+
+def _read_units(scratch: Scratch, name: str) -> pa.Table:
+    fs, path = scratch.path(name)
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle, schema=UNIT_SCHEMA)
 
 
 def _plan_shards(

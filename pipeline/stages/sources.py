@@ -1,15 +1,8 @@
-"""Sources: the inputs of a run as small unit rows (no image bytes): how files are listed,
-paired and keyed. Runs call these pieces from the plan's map and reduce tasks
-(pipeline/planner.py); `list_units` chains them in one process for small listings.
-
-Layouts:
-- `pairs`: images under one prefix, masks under another, matched by relative key (the path
-  without extension: `a/b/photo.jpg` <-> `a/b/photo.png`); or one `mask_template` for all.
-- `webdataset`: tar shards of `key.jpg|png|webp|tif` + `key.mask.png` (+ optional `key.gt.*`).
-- `parquet`: shards with `key`, `image` (bytes), `mask` (bytes) and optional `reference`.
-
-Item keys: pairs use the relative path without extension; shard items use
-`<shard relative path without extension>/<key inside the shard>`, so keys stay unique.
+"""Sources: the inputs of a run as small unit rows (no image bytes): how files are found (local
+folders, S3 pages, a manifest's entries), which layout they are, and the shard layouts' unit
+rows. What each layout pairs and keys lives in pipeline/formats/. The plan's map and reduce
+tasks (pipeline/planner.py) call these pieces; so does `pipeline.work.list_units`, the same plan
+run in one process for small listings.
 """
 
 from __future__ import annotations
@@ -27,8 +20,7 @@ from .. import formats
 from ..config import ConfigError, RestoreConfig
 from ..formats import parquet
 from ..formats.common import IMAGE_EXTS, Found
-from ..formats.pairs import pair_units
-from ..storage import filesystem, is_local, protocol_of, strip_ext
+from ..storage import filesystem, is_local, protocol_of
 
 log = logging.getLogger(__name__)
 
@@ -61,37 +53,6 @@ class Listing:
     items: int | None = None  # None when only reading the shards tells (tar)
     orphan_masks: int = 0
     template_url: str | None = None
-
-
-def list_units(config: RestoreConfig, known_keys: dict[str, str] | None = None) -> Listing:
-    """Resolve the layout and list units in this process; raises ConfigError for unusable
-    inputs. For small listings (a probe of a few files, tests): runs are planned by
-    pipeline/planner.py, which never holds the whole listing in one process.
-
-    `known_keys` (image URL -> key, from the ledger) keeps the key a file was given before,
-    whatever has been added beside it since."""
-    template = check_inputs(config)
-    fs, root = filesystem(config.images, config.io_options, config.io_retries)
-    single = fs.isfile(root)
-    mask_details = None
-    if config.manifest:
-        details, mask_details = _from_manifest(config, root)
-    elif single:
-        info = fs.info(root)
-        details = {root: Found(version(info), info.get("size"))}
-    else:
-        details = _find(fs, root, exclude=excluded(config))
-    exts = {strip_ext(p)[1] for p in details}
-    layout = config.format if config.format != "auto" else detect_layout(exts, config.images)
-    base = posixpath.dirname(root) if single else root
-    if layout == "pairs":
-        listing = _pairs(config, fs, details, base, template, known_keys or {}, mask_details)
-    else:
-        listing = shard_listing(fs, details, base, layout)
-    listing.template_url = template
-    if listing.orphan_masks:
-        log.warning("%d mask(s) have no image with the same key; ignored", listing.orphan_masks)
-    return listing
 
 
 def check_inputs(config: RestoreConfig) -> str | None:
@@ -130,14 +91,6 @@ def excluded(config: RestoreConfig) -> list[str]:
             path = filesystem(url, config.io_options)[1]
             out.append(path.rstrip("/") + "/")
     return out
-
-
-def _find(fs: fsspec.AbstractFileSystem, root: str, exclude: list[str]) -> dict[str, Found]:
-    """Input files under `root` (sorted) with what the listing says of them (version, size).
-
-    Only that is kept per file: a listing's full detail dicts cost about 1 KB per key."""
-    found = {path: Found(ver, size) for path, ver, size in iter_files(fs, root, root, exclude)}
-    return dict(sorted(found.items()))
 
 
 def iter_files(
@@ -215,23 +168,6 @@ def _s3_entries(
             yield info["name"], info
 
 
-def _from_manifest(config: RestoreConfig, root: str) -> tuple[dict[str, Found], dict[str, Found]]:
-    """(images, masks) named by the manifest: its entries under `images` and under `masks`,
-    with the same exclusions as a listing (hidden files, OUT, the template)."""
-    from .manifest import manifest_entries
-
-    roots = [root]
-    if config.masks:
-        roots.append(filesystem(config.masks, config.io_options)[1])
-    found: list[dict[str, Found]] = [{} for _ in roots]
-    entries = manifest_entries(config.manifest, config.io_options, config.io_retries)
-    for index, path, _, details in place_entries(entries, roots, excluded(config)):
-        found[index][path] = details
-    images = dict(sorted(found[0].items()))
-    masks = dict(sorted(found[1].items())) if len(found) > 1 else {}
-    return images, masks
-
-
 def place_entries(
     entries: Iterable[dict], roots: list[str], exclude: list[str]
 ) -> Iterator[tuple[int, str, str, Found]]:
@@ -288,21 +224,3 @@ def detect_layout(exts: set[str], url: str) -> str:
     raise ConfigError(
         f"`images` {url!r} mixes {' and '.join(kinds)} files; set `format` to one of them"
     )
-
-
-def _pairs(
-    config: RestoreConfig,
-    fs: fsspec.AbstractFileSystem,
-    details: dict[str, Found],
-    base: str,
-    template: str | None,
-    known: dict[str, str],
-    listed_masks: dict[str, Found] | None = None,
-) -> Listing:
-    mfs = mroot = None
-    mask_details: dict[str, Found] = {}
-    if config.masks and not template:
-        mfs, mroot = filesystem(config.masks, config.io_options, config.io_retries)
-        mask_details = listed_masks if listed_masks else _find(mfs, mroot, exclude=[])
-    units, orphans = pair_units(config, fs, details, base, mfs, mroot, mask_details, known)
-    return Listing(layout="pairs", units=units, items=len(units), orphan_masks=len(orphans))

@@ -7,9 +7,10 @@ import pytest
 
 from pipeline import RestoreConfig, run_restore
 from pipeline import planner as plan
-from pipeline.formats.pairs import key_family
-from pipeline.stages.sources import list_units
-from pipeline.work import dry_run, find_work
+from pipeline.formats.common import Found
+from pipeline.formats.pairs import key_family, pair_units
+from pipeline.storage import filesystem
+from pipeline.work import dry_run, find_work, list_units
 from tests.pipeline import data
 
 # names chosen to collide: two extensions of one stem, a stem that is another's key with its
@@ -50,6 +51,15 @@ def planned(config: RestoreConfig) -> dict[str, str]:
         work.scratch.remove()
 
 
+def one_listing(config: RestoreConfig) -> dict[str, str]:
+    """image URL -> key as one pairing of the whole archive at once gives them."""
+    (fs, root), (mfs, mroot) = filesystem(config.images), filesystem(config.masks)
+    images = {path: Found("", None) for path in sorted(fs.find(root))}
+    masks = {path: Found("", None) for path in mfs.find(mroot)}
+    units, _ = pair_units(config, fs, images, root, mfs, mroot, masks, {})
+    return {u["image"]: u["key"] for u in units}
+
+
 def test_keys_families_hold_every_key_a_file_can_get():
     for stem in ("x", "x.png", "x~2", "x.png~3", "x~2.png", "a\\x"):
         assert key_family(stem) == key_family("x") or stem == "a\\x"
@@ -59,7 +69,8 @@ def test_keys_families_hold_every_key_a_file_can_get():
 
 def test_many_partitions_give_the_keys_of_one_listing(tmp_path, monkeypatch):
     config = archive(tmp_path, NAMES)
-    whole = {u["image"]: u["key"] for u in list_units(config).units}
+    whole = one_listing(config)
+    assert {u["image"]: u["key"] for u in list_units(config).units} == whole
     monkeypatch.setattr(plan, "ROWS_PER_REDUCE", 1)  # one reduce task per partition range
     monkeypatch.setattr(plan, "FLUSH_ROWS", 4)  # map files of many row groups per partition
     assert planned(config) == whole

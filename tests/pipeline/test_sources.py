@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import ConfigError, RestoreConfig
 from pipeline.progress import Progress, Steps, track
-from pipeline.stages.sources import list_units
+from pipeline.work import list_units
 from tests.pipeline import data
 
 
