@@ -41,7 +41,7 @@ from .storage import atomic_write, filesystem, read_bytes
 from .training.data import list_images
 
 BUCKETS = [(i / 10, (i + 1) / 10) for i in range(6)]
-RESULT_SCHEMA = pa.schema(
+SCORE_SCHEMA = pa.schema(
     [
         ("engine", pa.string()),
         ("key", pa.string()),
@@ -150,7 +150,7 @@ def run_evaluation(config: EvaluateConfig) -> tuple[pa.Table, str]:
             items, [name for name, _ in engines], config.images, config.output,
             config.max_side, config.storage_options, show=config.progress_bars,
         )  # fmt: skip
-        table = pa.Table.from_pylist(rows, RESULT_SCHEMA)
+        table = pa.Table.from_pylist(rows, SCORE_SCHEMA)
         markdown = kind_table(table)
     else:
         table = pa.concat_tables(results)
@@ -267,7 +267,7 @@ def _result_rows(engine: str, stats: pa.Table, keys: set[str]) -> pa.Table:
             "ssim": [r["ssim"] for r in rows],
             "l1": [r["l1"] for r in rows],
         },
-        RESULT_SCHEMA,
+        SCORE_SCHEMA,
     )
 
 
