@@ -12,7 +12,8 @@ input or published shard, `is_item` / `sample_status` read a sample, `to_sample(
 input_layout, result)` turns any layout's sample plus its result into this layout's output
 sample, and `Shard` builds the output file. `common.py` holds what the layouts share.
 
-May import: `..storage` and `..schema` alone; never the stages, the ledger or the driver.
+May import: `..storage` and `..schema` alone (`..config` only for a type hint); never the
+stages, the ledger or the driver.
 """
 
 from __future__ import annotations

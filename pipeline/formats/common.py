@@ -62,6 +62,11 @@ def error_row(
     }
 
 
+def shard_fields(unit: dict[str, Any]) -> dict[str, Any]:
+    """A unit's own output-shard fields (a shard output of loose inputs), for its item row."""
+    return {name: unit.get(name) for name in ("shard", "seq", "shard_items")}
+
+
 def rel_key(path: str, base: str) -> str:
     """A file's key: its path under `base` without the extension."""
     rel = posixpath.relpath(path, base) if base else posixpath.basename(path)

@@ -19,7 +19,7 @@ from ..storage import (
     strip_ext,
     unique_key,
 )
-from .common import IMAGE_EXTS, Found, ReadContext, error_row, rel_key
+from .common import IMAGE_EXTS, Found, ReadContext, error_row, rel_key, shard_fields
 
 if TYPE_CHECKING:
     from ..config import RestoreConfig
@@ -129,8 +129,7 @@ def _rank(ext: str) -> int:
 def read_unit(unit: dict[str, Any], context: ReadContext) -> list[dict[str, Any]]:
     """The pair's item row: the image's, mask's and reference's bytes, or an error row; with
     the unit's own output-shard fields (a shard output of loose inputs)."""
-    shard = {name: unit.get(name) for name in ("shard", "seq", "shard_items")}
-    return [_read(unit, context) | shard]
+    return [_read(unit, context) | shard_fields(unit)]
 
 
 def _read(unit: dict[str, Any], context: ReadContext) -> dict[str, Any]:

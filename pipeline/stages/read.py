@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import formats
-from ..formats.common import ReadContext, error_row
+from ..formats.common import ReadContext, error_row, shard_fields
 from ..ledger import shard_done
 from ..schema import ALREADY_DONE, ERROR, WORK_SCHEMA, table
 from .settings import ReadSettings
@@ -70,6 +70,6 @@ def _items(unit: dict[str, Any], context: ReadContext) -> Iterable[dict[str, Any
         unit.get("done_file"), unit["image"], unit.get("version"), context.options
     )
     if unit["kind"] == "invalid":
-        shard = {name: unit.get(name) for name in ("shard", "seq", "shard_items")}
-        return [error_row(unit["key"], unit["image"], unit.get("mask"), unit["error"]) | shard]
+        row = error_row(unit["key"], unit["image"], unit.get("mask"), unit["error"])
+        return [row | shard_fields(unit)]
     return formats.layout(UNIT_LAYOUT[unit["kind"]]).read_unit(unit, context)
