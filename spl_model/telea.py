@@ -14,6 +14,9 @@ with a text watermark (bench/stage_costs.py).
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import cv2
 import numba
 import numpy as np
@@ -39,6 +42,7 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
     band_ys, band_xs = np.nonzero(band)  # raster order, as OpenCV queues them
     if not band_ys.size:
         return out
+    _usable_cwd()
     t = np.full(inside.shape, FAR, np.float32)
     capacity = band_ys.size + max(int(inside.sum()), int(ring.sum())) + 1
     queue = Queue(capacity)
@@ -48,6 +52,16 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
     states = np.where(inside, INSIDE, KNOWN).astype(np.uint8)
     _fill_inside(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue.arrays)
     return out
+
+
+def _usable_cwd() -> None:
+    """numba's compiler resolves paths against the working directory, which a worker process
+    can outlive (a Ray worker on an autoscaled node has had it removed): compiling there fails
+    with FileNotFoundError, so such a process moves to the temporary directory first."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        os.chdir(tempfile.gettempdir())
 
 
 class Queue:

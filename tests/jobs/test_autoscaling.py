@@ -97,10 +97,10 @@ def test_gpu_actors_bring_up_a_gpu_worker_and_every_row_is_restored_there(
     assert report["job"]["status"] == "SUCCEEDED", logs
     summary = report["summary"]
     assert summary["resources"]["gpus_per_actor"] == 1 and summary["resources"]["device"] == "auto"
-    assert summary["counts"]["ok"] == len(archive.keys)
     rows = load_history(
         out_prefix, archive.storage_options, columns=list(STATS_SCHEMA.names)
     ).to_pylist()
+    assert summary["counts"]["ok"] == len(archive.keys), [r["error"] for r in rows]
     assert sorted(r["key"] for r in rows) == sorted(archive.keys)
     assert all(r["node"].startswith(FAKE_NODE_PREFIX) for r in rows), {r["node"] for r in rows}
     assert {r["engine"] for r in rows} == {"spl"}  # the bundled model, on the worker's CPU
