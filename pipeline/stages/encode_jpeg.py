@@ -114,7 +114,7 @@ def _encode_keeping_blocks(
                 region = old[top : top + rows_b, left : left + cols_b]
                 region[want] = part[:rows_b, :cols_b][want]
                 setattr(coefficients, name, old)
-        data = _write(coefficients, out, _coding(source))
+        data = _keep_component_ids(_write(coefficients, out, _coding(source), source), source)
     notes = []
     if metadata.is_progressive(source):
         notes.append("progressive source written as baseline")
@@ -147,10 +147,92 @@ def _coding(source: bytes) -> list[str]:
     return [] if standard_huffman(source) else ["+OPTIMIZE_CODING"]
 
 
-def _write(coefficients, path: str, flags: list[str]) -> bytes:
-    coefficients.write_dct(path, flags=flags)
+def _write(coefficients, path: str, flags: list[str], source: bytes) -> bytes:
+    """The coefficients as a JPEG file's bytes.
+
+    Given the source, jpeglib copies its header parameters by decoding the whole file again,
+    entropy data included (a third read of it, about 30 ms at 12 MP). Where those parameters are
+    the ones libjpeg sets by itself (8-bit YCbCr or grey, standard component ids), it writes
+    without the source, and the JFIF segment libjpeg then writes with default fields gets the
+    source's fields back: the same bytes, one decode less."""
+    jfif = _own_header(source, int(coefficients.jpeg_color_space))
+    if jfif is not None:
+        data = _write_dct(coefficients, path, flags, with_source=False)
+        if not jfif:
+            return data
+        if data[2:4] + data[6:11] == b"\xff\xe0JFIF\x00":  # libjpeg's segment, after SOI
+            return data[:2] + jfif + data[2 + len(jfif) :]
+    return _write_dct(coefficients, path, flags, with_source=True)
+
+
+def _write_dct(coefficients, path: str, flags: list[str], with_source: bool) -> bytes:
+    content = coefficients.content
+    if not with_source:
+        coefficients.content = None  # jpeglib then has no source file to copy parameters from
+    try:
+        coefficients.write_dct(path, flags=flags)
+    finally:
+        coefficients.content = content
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def _keep_component_ids(data: bytes, source: bytes) -> bytes:
+    """libjpeg, as jpeglib drives it, numbers the written components from 0; they get the
+    source's ids back, in the frame header and in the one scan header that lists them all."""
+    wanted = _component_ids(source)
+    out = bytearray(data)
+    segments = metadata.jpeg_segments(data)
+    frame = [start for marker, start, _ in segments if marker in SOF_MARKERS]
+    scan = segments[-1][1] if segments and segments[-1][0] == 0xDA else None
+    if len(frame) != 1 or scan is None or out[scan + 4] != len(wanted):
+        return data
+    written = _component_ids(data)
+    if len(written) != len(wanted) or written == wanted:
+        return data
+    rename = dict(zip(written, wanted, strict=True))
+    for k in range(len(wanted)):
+        out[frame[0] + 10 + 3 * k] = wanted[k]
+        out[scan + 5 + 2 * k] = rename[out[scan + 5 + 2 * k]]
+    return bytes(out)
+
+
+def _component_ids(data: bytes) -> tuple[int, ...]:
+    for marker, start, _ in metadata.jpeg_segments(data):
+        if marker in SOF_MARKERS:
+            return tuple(data[start + 10 + 3 * k] for k in range(data[start + 9]))
+    return ()
+
+
+GRAYSCALE, YCBCR = 1, 3  # libjpeg's J_COLOR_SPACE values
+STANDARD_IDS = {GRAYSCALE: (1,), YCBCR: (1, 2, 3)}  # what libjpeg's defaults give
+
+
+def _own_header(source: bytes, color_space: int) -> bytes | None:
+    """What writing without the source needs: the JFIF segment libjpeg would have copied from
+    it (b"" when the source has none), or None where libjpeg's own parameters would differ."""
+    segments = metadata.jpeg_segments(source)
+    frames = [start for marker, start, _ in segments if marker in SOF_MARKERS]
+    jfifs = [
+        start
+        for marker, start, end in segments
+        if marker == 0xE0 and end - start >= 16 and source[start + 4 : start + 9] == b"JFIF\0"
+    ]
+    if color_space not in STANDARD_IDS or len(frames) != 1 or len(jfifs) > 1:
+        return None
+    if source[frames[0] + 4] != 8 or _component_ids(source) != STANDARD_IDS[color_space]:
+        return None
+    if not jfifs:
+        return b""
+    at = jfifs[0]
+    major, minor = source[at + 9], source[at + 10]
+    if major not in (1, 2):  # libjpeg keeps its own version then
+        major, minor = 1, 1
+    fields = bytes([major, minor]) + source[at + 11 : at + 16]  # units, X and Y density
+    return b"\xff\xe0\x00\x10JFIF\x00" + fields + b"\x00\x00"
+
+
+SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 # Bit counts (codes of length 1..16) of the four tables of JPEG Annex K.3

@@ -30,6 +30,7 @@ JPEG_VARIANTS = {
     "restart": {"quality": 90, "restart_marker_blocks": 3},
     "optimized": {"quality": 85, "optimize": True},
     "arithmetic": {"quality": 90, "arithmetic": True},
+    "300dpi": {"quality": 90, "dpi": (300, 300)},
 }
 
 
@@ -144,6 +145,30 @@ def test_a_restored_jpeg_keeps_every_block_outside_the_hole(jpeg_runs, variant):
     # restored pixels inside the hole differ from the source's; the size barely moves
     ratio = len(out1) / len(sources[variant])
     assert 0.9 < ratio < (1.06 if variant == "progressive" else 1.02), ratio
+
+
+def header(blob: bytes) -> tuple[bytes, bytes]:
+    """A JPEG's JFIF fields (version, density unit and densities) and its frame's components."""
+    jfif = frame = b""
+    pos = 2
+    while pos + 4 <= len(blob) and not frame:
+        marker, length = blob[pos + 1], struct.unpack(">H", blob[pos + 2 : pos + 4])[0]
+        if marker == 0xE0 and blob[pos + 4 : pos + 9] == b"JFIF\0" and not jfif:
+            jfif = blob[pos + 9 : pos + 16]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC9, 0xCA):
+            frame = blob[pos + 4 : pos + 2 + length]
+        pos += 2 + length
+    return jfif, frame
+
+
+@pytest.mark.parametrize("variant", list(JPEG_VARIANTS))
+def test_a_restored_jpeg_keeps_the_sources_density_and_components(jpeg_runs, variant):
+    tmp, sources, *_ = jpeg_runs
+    out1 = (tmp / "out1" / "images" / f"{variant}.jpg").read_bytes()
+    jfif, frame = header(sources[variant])
+    kept_jfif, kept_frame = header(out1)
+    assert jfif and kept_jfif == jfif  # e.g. 300 dpi stays 300 dpi
+    assert kept_frame[5:] == frame[5:]  # component ids, sampling factors and table numbers
 
 
 def test_the_run_summary_reports_input_and_output_bytes(jpeg_runs):
