@@ -2,13 +2,14 @@
 
     python bench/restore_e2e.py --output-dir DIR [--models default,spl]
         [--megapixels 1,4,12] [--items-per-size 64] [--model-batch 64] [--precision auto]
-        [--model-batches 1,8,32,64,128 | --no-sweep] [--quick] [--in-process [--workers N]]
+        [--model-batches 1,8,32,64,128 | --no-sweep] [--holes free|marks] [--quick]
+        [--threads-per-actor N] [--in-process [--workers N]]
 
 One command (at most about 8 minutes on one GPU) that measures, on whatever device is here:
 1. model-only: `spl` and the default model's network at 256², fp32 and bf16 (GPU), model
    batches 1-128, eager and compiled: images/s and achieved TFLOP/s (bench/model_throughput.py);
 2. end-to-end, for each of `--models` on the same photos: `python -m jobs.restore` over JPEG
-   photos on local disk (1-12 MP, holes 2-20 %, PNG masks), one actor: steady windows/s
+   photos on local disk (1-12 MP, PNG masks), one actor: steady windows/s
    against the same model's `Inpainter.infer` windows/s at the same model batch and precision,
    measured right after it on the same device; bytes to and from the actor per item (stats
    `infer_bytes`: windows, holes and predictions only) against the encoded input's bytes; GPU
@@ -16,6 +17,10 @@ One command (at most about 8 minutes on one GPU) that measures, on whatever devi
    Where Ray is not installed (or with `--in-process`), the same stages run in threads of this
    process with an in-process actor: no object store, so it measures the stages and the
    actor's batching, not Ray's transport.
+`--holes free` (the default) draws rectangles and strokes until 2-20 % of the photo is hole;
+`--holes marks` stamps one watermark per photo as the archive evaluation does (text, logo,
+strokes or blob in turn, `spl_model.stamps`, grown 2 px): the holes a watermark job meets.
+`--quick` is the CPU check: 24 photos of 1 MP with `marks` holes, no sweep.
 Prints a table and writes DIR/restore_e2e.json.
 """
 
@@ -72,7 +77,17 @@ def hole_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def write_photos(folder: Path, megapixels: list[float], per_size: int, seed: int = 0) -> dict:
+def mark_mask(rng: np.random.Generator, height: int, width: int, index: int) -> np.ndarray:
+    """One watermark's hole, grown 2 px: text, logo, strokes and blob in turn."""
+    from spl_model.stamps import KINDS, make_stamp
+
+    kind = KINDS[index % len(KINDS)]
+    return make_stamp((height, width), kind, rng).hole(grow=2).astype(np.uint8) * 255
+
+
+def write_photos(
+    folder: Path, megapixels: list[float], per_size: int, holes: str = "free", seed: int = 0
+) -> dict:
     """`per_size` JPEG photos and PNG masks of each size, written by one thread per CPU
     (each item from its own seed, so the set does not depend on the thread count)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -90,7 +105,11 @@ def write_photos(folder: Path, megapixels: list[float], per_size: int, seed: int
         key = f"{mp:g}mp-{i:03d}"
         path = folder / "images" / f"{key}.jpg"
         Image.fromarray(photo(rng, height, width)).save(path, quality=90)
-        Image.fromarray(hole_mask(rng, height, width)).save(folder / "masks" / f"{key}.png")
+        if holes == "free":
+            mask = hole_mask(rng, height, width)
+        else:
+            mask = mark_mask(rng, height, width, i)
+        Image.fromarray(mask).save(folder / "masks" / f"{key}.png")
         return path.stat().st_size
 
     items = [(mp, i) for mp in megapixels for i in range(per_size)]
@@ -150,9 +169,11 @@ def model_only_windows(checkpoint: str, model_batch: int, precision: str, batche
     }
 
 
-def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) -> dict:
+def end_to_end(
+    folder: Path, checkpoint: str, model_batch: int, precision: str, threads: int | None
+) -> dict:
     out = folder / "out"
-    spec = job_spec(folder, checkpoint, model_batch, precision)
+    spec = job_spec(folder, checkpoint, model_batch, precision, threads)
     (folder / "job.yaml").write_text(yaml.safe_dump(spec))
     sampler = GpuSampler()
     sampler.start()
@@ -174,7 +195,8 @@ def end_to_end(folder: Path, checkpoint: str, model_batch: int, precision: str) 
 
 
 def end_to_end_in_process(
-    folder: Path, checkpoint: str, model_batch: int, precision: str, workers: int
+    folder: Path, checkpoint: str, model_batch: int, precision: str, threads: int | None,
+    workers: int,
 ) -> dict:
     """The same stages without Ray (for a GPU machine that has no Ray): `plan.restore_units`
     on groups of blocks in `workers` threads, sending windows to one in-process `InferActor`
@@ -191,10 +213,12 @@ def end_to_end_in_process(
     from pipeline.stages.infer_actor import InferActor
     from pipeline.work import find_work
 
-    config = RestoreConfig.from_dict(job_spec(folder, checkpoint, model_batch, precision))
+    config = RestoreConfig.from_dict(job_spec(folder, checkpoint, model_batch, precision, threads))
     work = find_work(config, run_id="bench")
     stages = stage_settings(config, work, run_id="bench")
-    actor = InferActor(checkpoint, precision=precision, model_batch=model_batch)
+    actor = InferActor(
+        checkpoint, precision=precision, model_batch=model_batch, threads=threads
+    )
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
 
@@ -230,8 +254,11 @@ def end_to_end_in_process(
     return {"mode": mode, **metrics(stats, config.batch_size, wall, sampler)}
 
 
-def job_spec(folder: Path, checkpoint: str, model_batch: int, precision: str) -> dict:
+def job_spec(
+    folder: Path, checkpoint: str, model_batch: int, precision: str, threads: int | None
+) -> dict:
     return {
+        **({"threads_per_actor": threads} if threads else {}),
         "images": str(folder / "images"),
         "masks": str(folder / "masks"),
         "output": str(folder / "out"),
@@ -283,7 +310,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model-batches", default="1,8,32,64,128")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip part 1")
-    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 64 items, no sweep")
+    parser.add_argument("--holes", choices=("free", "marks"), default="free")
+    parser.add_argument("--threads-per-actor", type=int, help="the job's knob (default: its own)")
+    parser.add_argument("--quick", action="store_true", help="CPU check: 1 MP, 24 marks, no sweep")
     parser.add_argument(
         "--in-process", action="store_true", help="no Ray (the default where Ray is missing)"
     )
@@ -296,7 +325,7 @@ def main() -> None:
     megapixels = [float(v) for v in args.megapixels.split(",")]
     per_size = args.items_per_size
     if args.quick:
-        megapixels, per_size, args.sweep = [1.0], 64, False
+        megapixels, per_size, args.holes, args.sweep = [1.0], 24, "marks", False
     args.output_dir.mkdir(parents=True, exist_ok=True)
     path = args.output_dir / "restore_e2e.json"
     result: dict = {
@@ -319,17 +348,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="spl-e2e-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
-        result["data"] = write_photos(folder / "data", megapixels, per_size)
+        result["data"] = write_photos(folder / "data", megapixels, per_size, args.holes)
+        result["data"]["holes"] = args.holes
         result["data"]["seconds"] = time.perf_counter() - t0
         for name in args.models.split(","):
             checkpoint = model_file(name, folder)
             shutil.rmtree(folder / "data" / "out", ignore_errors=True)
             if in_process:
                 e2e = end_to_end_in_process(
-                    folder / "data", checkpoint, model_batch, args.precision, args.workers
+                    folder / "data", checkpoint, model_batch, args.precision,
+                    args.threads_per_actor, args.workers,
                 )
             else:
-                e2e = end_to_end(folder / "data", checkpoint, model_batch, args.precision)
+                e2e = end_to_end(
+                    folder / "data", checkpoint, model_batch, args.precision, args.threads_per_actor
+                )
             alone = model_only_windows(checkpoint, model_batch, args.precision, 20 if cuda else 3)
             ratio = (e2e["steady_windows_per_s"] or 0) / alone["windows_per_s"]
             run = {"model": name, "end_to_end": e2e, "model_only": alone, "ratio": ratio}

@@ -230,7 +230,8 @@ class RestoreConfig:
     cpus_per_actor: float = knob(1.0, help="CPUs each inference actor reserves.", metavar="F")
     threads_per_actor: int | None = knob(
         None,
-        help="Torch threads per inference actor.",
+        help="Torch threads per inference actor [default: on CPU, the cluster's CPUs shared "
+        "among the actors; on GPU, one per reserved CPU].",
         metavar="N",
     )
     retry_failed: bool = knob(False, help="Re-run only the items whose last row is an error.")

@@ -96,6 +96,7 @@ class Resources:
     actors: tuple[int, int]
     gpus_per_actor: float
     cpus_per_actor: float
+    threads_per_actor: int | None = None  # torch threads; None: Ray's (one per reserved CPU)
 
 
 def resources(config: RestoreConfig) -> Resources:
@@ -123,11 +124,17 @@ def resources(config: RestoreConfig) -> Resources:
             size = max(1, int(cpus * 0.5 // max(config.cpus_per_actor, 0.5)))
         pool = (size, size)
     device = ("cuda" if config.device == "cuda" else "auto") if gpu_wanted else "cpu"
+    threads = config.threads_per_actor
+    if threads is None and device == "cpu":
+        # the model is most of a CPU job's work: each actor's torch threads share all the
+        # cluster's cores (the stage tasks' short bursts run beside them)
+        threads = max(1, int(cpus // pool[1]))
     return Resources(
         device=device,
         actors=pool,
         gpus_per_actor=per_gpu,
         cpus_per_actor=config.cpus_per_actor,
+        threads_per_actor=threads,
     )
 
 
@@ -265,5 +272,6 @@ def pool_settings(
         num_cpus=res.cpus_per_actor,
         num_gpus=res.gpus_per_actor,
         device=res.device,
+        threads=res.threads_per_actor,
         journal=journal,
     )

@@ -308,6 +308,7 @@ def _summary(
             "actors": list(res.actors),
             "gpus_per_actor": res.gpus_per_actor,
             "cpus_per_actor": res.cpus_per_actor,
+            "threads_per_actor": res.threads_per_actor,  # None: Ray's (one per reserved CPU)
             "batch_size": config.batch_size,
             "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 8)
         },

@@ -168,6 +168,7 @@ class PoolSettings:
         num_cpus: float,
         num_gpus: float,
         device: str,
+        threads: int | None,
         journal: str | None,
     ) -> PoolSettings | None:
         """None when the engine needs no actors (the classical engines run in the tasks)."""
@@ -180,7 +181,7 @@ class PoolSettings:
             model=model.source,
             expected_model_id=model.model_id,
             device=device,
-            threads=config.threads_per_actor,
+            threads=threads,
             journal=journal,
             precision=config.precision,
             model_batch=config.model_batch,

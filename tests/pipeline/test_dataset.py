@@ -32,6 +32,15 @@ def test_gpu_requests_do_not_depend_on_the_gpus_present_at_start(ray_local):
     assert (cuda.gpus_per_actor, cuda.device, cuda.actors) == (1.0, "cuda", (2, 2))
 
 
+def test_cpu_actors_run_the_model_on_all_the_cores_they_share(ray_local):
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert resources(config(device="cpu", actors="1")).threads_per_actor == cpus
+    assert resources(config(device="cpu", actors="1", threads_per_actor=1)).threads_per_actor == 1
+    assert resources(config(device="cuda", actors="1")).threads_per_actor is None
+
+
 def test_waiting_for_gpus_that_never_come_ends_in_one_sentence(ray_local):
     start = time.monotonic()
     with pytest.raises(ConfigError, match=r"asked for 2 actor\(s\) with 1 GPU each.*after 1 s"):
