@@ -127,8 +127,10 @@ def resources(config: RestoreConfig) -> Resources:
     threads = config.threads_per_actor
     if threads is None and device == "cpu":
         # the model is most of a CPU job's work: each actor's torch threads share all the
-        # cluster's cores (the stage tasks' short bursts run beside them)
-        threads = max(1, int(cpus // pool[1]))
+        # cluster's cores (the stage tasks' short bursts run beside them), never more than
+        # the biggest node has
+        node = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=1)
+        threads = max(1, int(min(cpus // pool[1], node)))
     return Resources(
         device=device,
         actors=pool,
