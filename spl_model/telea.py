@@ -44,6 +44,7 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
         return out
     _usable_cwd()
     t = np.full(inside.shape, FAR, np.float32)
+    t[band] = 0.0
     capacity = band_ys.size + max(int(inside.sum()), int(ring.sum())) + 1
     queue = _queue(capacity)
     states = np.where(ring, INSIDE, KNOWN).astype(np.uint8)
@@ -173,14 +174,18 @@ def _step(ii, jj, q):
 
 
 @jit
+def _seed(band_ys, band_xs, keys, seqs, ys, xs):
+    """Queue the band (the known pixels next to the hole) at distance 0, in raster order."""
+    for n in range(band_ys.size):
+        _push(keys, seqs, ys, xs, n, np.float32(0.0), n, band_ys[n], band_xs[n])
+    return band_ys.size
+
+
+@jit
 def _march_outside(states, t, band_ys, band_xs, keys, seqs, ys, xs):
     """Distances of the known ring around the hole (`states` INSIDE there), negated."""
     rows, cols = states.shape
-    size = 0
-    for n in range(band_ys.size):
-        t[band_ys[n], band_xs[n]] = 0.0
-        size = _push(keys, seqs, ys, xs, size, np.float32(0.0), n, band_ys[n], band_xs[n])
-    seq = band_ys.size
+    size = seq = _seed(band_ys, band_xs, keys, seqs, ys, xs)
     while size > 0:
         ii, jj, size = _pop(keys, seqs, ys, xs, size)
         states[ii, jj] = CHANGE
@@ -288,16 +293,13 @@ def _fill_inside(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, seqs, y
     """Fill the hole (`states` INSIDE) from its edge inwards, in order of arrival."""
     rows, cols = states.shape
     acc = np.zeros((3, 3), np.float32)
-    size = 0
-    for n in range(band_ys.size):
-        size = _push(keys, seqs, ys, xs, size, np.float32(0.0), n, band_ys[n], band_xs[n])
-    seq = band_ys.size
+    size = seq = _seed(band_ys, band_xs, keys, seqs, ys, xs)
     while size > 0:
         ii, jj, size = _pop(keys, seqs, ys, xs, size)
         states[ii, jj] = KNOWN
         for q in range(4):
             i, j = _step(ii, jj, q)
-            if i <= 0 or j <= 0 or i > rows - 1 or j > cols - 1 or states[i, j] != INSIDE:
+            if i <= 0 or j <= 0 or i >= rows or j >= cols or states[i, j] != INSIDE:
                 continue
             dist = _arrival(i, j, states, t)
             t[i, j] = dist
