@@ -207,7 +207,7 @@ class RestoreConfig:
     )
     model_batch: int | None = knob(
         None,
-        help="Windows per model call, filled from many items; default: 64 on CUDA, 8 on CPU.",
+        help="Windows per model call, filled from many items; default: 64 on CUDA, 1 on CPU.",
         metavar="N",
     )
     compile: bool | None = knob(
@@ -227,11 +227,16 @@ class RestoreConfig:
         help="GPUs each inference actor reserves (fractions share a GPU).",
         metavar="F",
     )
-    cpus_per_actor: float = knob(1.0, help="CPUs each inference actor reserves.", metavar="F")
+    cpus_per_actor: float | None = knob(
+        None,
+        help="CPUs each inference actor reserves [default: 1 on GPU; 0.5 on CPU, where each "
+        "actor computes on one core and the stage tasks run beside it].",
+        metavar="F",
+    )
     threads_per_actor: int | None = knob(
         None,
         help="Torch threads per inference actor [default: on CPU, the cluster's CPUs shared "
-        "among the actors; on GPU, one per reserved CPU].",
+        "among the actors (one each by default); on GPU, one per reserved CPU].",
         metavar="N",
     )
     retry_failed: bool = knob(False, help="Re-run only the items whose last row is an error.")
@@ -396,7 +401,8 @@ class RestoreConfig:
             self.num_cpus = _int("num_cpus", self.num_cpus, low=1)
         if self.threads_per_actor is not None:
             self.threads_per_actor = _int("threads_per_actor", self.threads_per_actor, low=1)
-        self.cpus_per_actor = _float("cpus_per_actor", self.cpus_per_actor, low=0.0)
+        if self.cpus_per_actor is not None:
+            self.cpus_per_actor = _float("cpus_per_actor", self.cpus_per_actor, low=0.0)
         self.io_timeout_s = _float("io_timeout_s", self.io_timeout_s, low=0.1)
         self.gpu_wait_s = _float("gpu_wait_s", self.gpu_wait_s, low=0.0)
         self.lease_ttl_s = _float("lease_ttl_s", self.lease_ttl_s, low=1.0)

@@ -44,6 +44,7 @@ TASK_MEMORY_BASE = 384 * 2**20
 MEMORY_PER_PIXEL = 8
 TASK_MEMORY_PER_ITEM = 4_000_000 * MEMORY_PER_PIXEL
 BLOCKS_IN_FLIGHT = 2  # blocks of one task at the actors at once
+CPU_ACTOR_CPUS = 0.5  # what a CPU actor reserves by default: one per core, half of each
 BLOCKS_PER_TASK = 4  # I/O blocks of loose files per task (a shard is one task however long)
 TASK_PIXELS = 256_000_000  # loose files: a task holds about this many pixels (64 of 4 MP)
 
@@ -116,26 +117,29 @@ def resources(config: RestoreConfig) -> Resources:
         config.device == "auto" and gpus > 0 and config.gpus_per_actor != 0
     )
     per_gpu = (config.gpus_per_actor or 1.0) if gpu_wanted else 0.0
+    per_cpu = config.cpus_per_actor
+    if per_cpu is None:  # a CPU actor computes on one core; its tasks' bursts run beside it
+        per_cpu = 1.0 if gpu_wanted else CPU_ACTOR_CPUS
     pool = config.actor_range()
     if pool is None:
         if gpu_wanted:  # no GPU yet (autoscaling): one actor until `actors` says more
             size = max(1, int(gpus // per_gpu))
-        else:  # leave about half of the CPUs to the decode and encode tasks
-            size = max(1, int(cpus * 0.5 // max(config.cpus_per_actor, 0.5)))
+        else:  # the actors reserve about half of the CPUs, the tasks the other half
+            size = max(1, int(cpus * 0.5 // max(per_cpu, 0.5)))
         pool = (size, size)
     device = ("cuda" if config.device == "cuda" else "auto") if gpu_wanted else "cpu"
     threads = config.threads_per_actor
     if threads is None and device == "cpu":
-        # the model is most of a CPU job's work: each actor's torch threads share all the
-        # cluster's cores (the stage tasks' short bursts run beside them), never more than
-        # the biggest node has
+        # the model is most of a CPU job's work: the actors' torch threads share all the
+        # cluster's cores, never more than the biggest node has (one each by default: one
+        # thread per actor never waits for a sibling thread whose core a task took)
         node = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]), default=1)
         threads = max(1, int(min(cpus // pool[1], node)))
     return Resources(
         device=device,
         actors=pool,
         gpus_per_actor=per_gpu,
-        cpus_per_actor=config.cpus_per_actor,
+        cpus_per_actor=per_cpu,
         threads_per_actor=threads,
     )
 

@@ -310,7 +310,7 @@ def _summary(
             "cpus_per_actor": res.cpus_per_actor,
             "threads_per_actor": res.threads_per_actor,  # None: Ray's (one per reserved CPU)
             "batch_size": config.batch_size,
-            "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 8)
+            "model_batch": config.model_batch,  # None: by each actor's device (CUDA 64, CPU 1)
         },
         plan=work.counts,
     )

@@ -28,7 +28,7 @@ from .prefill import prefill_holes
 from .weights import default_checkpoint
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-MODEL_BATCH = {"cuda": 64, "cpu": 8}  # windows per model call when the caller does not say
+MODEL_BATCH = {"cuda": 64, "cpu": 1}  # windows per model call when the caller does not say
 # torch.compile per device: CUDA graphs replayed on the fixed batch shapes; plain Inductor on
 # the CPU. `compile="auto"` compiles on CUDA only: on a 2-core CPU the bundled model ran 1.75x
 # faster compiled at batch 8, after 78 s of compiling its two batch shapes (README).

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..crashes import RESTARTS
-from .infer_actor import PREDICTION_SCHEMA, InferActor
+from .infer_actor import PREDICTION_SCHEMA, WINDOW_BYTES, InferActor
 from .settings import PoolSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class InferPool:
     actors: list[Any]
     ready: list[Any]
     _dead: set[int] = field(default_factory=set, repr=False)
+    _load: dict[int, int] = field(default_factory=dict, repr=False)  # this task's windows queued
 
     def submit(self, work: pa.Table) -> _Sent:
         """Send the prepared rows that have windows to one actor; returns at once."""
@@ -66,9 +67,11 @@ class InferPool:
             if sent.tries >= CALL_TRIES:
                 break
             self._send(sent, sent.request)
+        self._unload(sent)
         return merge_results(sent.work, sent.rows, result, sent.error)
 
     def _send(self, sent: _Sent, request: pa.Table) -> None:
+        self._unload(sent)
         sent.request, sent.ref, sent.tries = request, None, sent.tries + 1
         actor = self._pick()
         if actor is None:
@@ -79,10 +82,18 @@ class InferPool:
             return
         resent = sent.tries > 1
         sent.actor, sent.ref = actor, self.actors[actor].infer.remote(request, resent)
+        sent.windows = pc.sum(pc.binary_length(request["windows"])).as_py() // WINDOW_BYTES
+        self._load[actor] = self._load.get(actor, 0) + sent.windows
+
+    def _unload(self, sent: _Sent) -> None:
+        if sent.actor is not None and sent.windows:
+            self._load[sent.actor] -= sent.windows
+            sent.windows = 0
 
     def _pick(self) -> int | None:
-        """A random actor among those up (an actor whose constructor failed counts as dead);
-        waits for one at most READY_WAIT_S."""
+        """The actor up with the fewest of this task's windows queued, at random among equals
+        (an actor whose constructor failed counts as dead), so that a task's blocks in flight
+        go to different actors; waits for one at most READY_WAIT_S."""
         import ray
 
         live = [i for i in range(len(self.actors)) if i not in self._dead]
@@ -100,7 +111,8 @@ class InferPool:
                     self._dead.add(live[refs.index(ref)])
             ready = [i for i in live if i not in self._dead and self.ready[i] in up]
             if ready:
-                return random.choice(ready)
+                least = min(self._load.get(i, 0) for i in ready)
+                return random.choice([i for i in ready if self._load.get(i, 0) == least])
             live = [i for i in live if i not in self._dead]
         return None
 
@@ -114,6 +126,7 @@ class _Sent:
     request: pa.Table | None = None
     actor: int | None = None
     ref: Any = None
+    windows: int = 0  # windows sent to `actor`, not collected yet
     tries: int = 0
     error: str | None = None
 

@@ -30,12 +30,18 @@ def test_gpu_requests_do_not_depend_on_the_gpus_present_at_start(ray_local):
     assert (asked.gpus_per_actor, asked.device, asked.actors) == (0.5, "auto", (1, 1))
     cuda = resources(config(device="cuda", actors="2"))
     assert (cuda.gpus_per_actor, cuda.device, cuda.actors) == (1.0, "cuda", (2, 2))
+    assert cuda.cpus_per_actor == 1.0
 
 
 def test_cpu_actors_run_the_model_on_all_the_cores_they_share(ray_local):
     import ray
 
     cpus = int(ray.cluster_resources()["CPU"])
+    # by default one single-threaded actor per core, reserving half of it for the tasks
+    default = resources(config(device="cpu"))
+    assert (default.actors, default.threads_per_actor) == ((cpus, cpus), 1)
+    assert default.cpus_per_actor * cpus == cpus / 2
+    assert resources(config(device="cpu", cpus_per_actor=1)).actors == (cpus // 2, cpus // 2)
     assert resources(config(device="cpu", actors="1")).threads_per_actor == cpus
     assert resources(config(device="cpu", actors="1", threads_per_actor=1)).threads_per_actor == 1
     assert resources(config(device="cuda", actors="1")).threads_per_actor is None

@@ -16,7 +16,13 @@ import spl_model
 from pipeline.crashes import LIMIT, CrashJournal
 from pipeline.schema import WORK_SCHEMA, pack_bits, table, unpack_bits
 from pipeline.stages.finish import finish_batch
-from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer, start_pool
+from pipeline.stages.infer import (
+    REQUEST_COLUMNS,
+    merge_results,
+    rows_to_infer,
+    start_pool,
+    stop_pool,
+)
 from pipeline.stages.infer_actor import WINDOW_BYTES, InferActor
 from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
 from pipeline.stages.restored import Restored
@@ -236,6 +242,24 @@ def test_the_crash_journal_counts_every_try_that_never_ended():
     journal.begin(["k"])  # k's second window kills the actor again
     assert journal.crashes(["k", "innocent"]) == {"k": 2, "innocent": 1}
     assert journal.crashes(["k"])["k"] >= LIMIT
+
+
+def test_a_tasks_blocks_in_flight_go_to_different_actors(ray_local, model_file):
+    settings = PoolSettings(
+        (2, 2), num_cpus=0.25, num_gpus=0, model=model_file, device="cpu", threads=1
+    )
+    pool = start_pool(settings, ready_timeout_s=120)
+    try:
+        prepared = prepare_batch(decoded(items()[:2]), PrepareSettings("spl", prefill="telea"))
+        first, second = pool.submit(prepared), pool.submit(prepared)
+        assert {first.actor, second.actor} == {0, 1}  # not both queued at one actor
+        for sent in (first, second):
+            inferred = pool.collect(sent)
+            assert inferred["status"].null_count == inferred.num_rows
+            assert inferred["predictions"].null_count == 0
+        assert set(pool._load.values()) == {0}  # nothing of this task is queued any more
+    finally:
+        stop_pool(pool)
 
 
 def test_an_actor_that_loads_other_weights_than_planned_fails_the_pool_at_once(

@@ -80,6 +80,6 @@ def test_a_compiler_that_fails_leaves_an_eager_model_and_one_log_line(tmp_path):
 
 def test_compile_auto_stays_eager_on_the_cpu_and_bad_values_are_refused(small_model):
     inpainter = Inpainter(small_model, device="cpu")
-    assert inpainter.model_batch == 8 and inpainter.warm_up() == 0.0 and not inpainter.compiled
+    assert inpainter.model_batch == 1 and inpainter.warm_up() == 0.0 and not inpainter.compiled
     with pytest.raises(ValueError, match="compile must be"):
         Inpainter(small_model, device="cpu", compile="yes")
