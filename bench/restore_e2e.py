@@ -147,25 +147,48 @@ def model_file(name: str, folder: Path) -> str:
     return str(path)
 
 
-def model_only_windows(checkpoint: str, model_batch: int, precision: str, batches: int) -> dict:
-    """`Inpainter.infer` (the actor's device step) on 256² windows: windows/s."""
+def model_only_windows(
+    checkpoint: str, model_batch: int, precision: str, batches: int,
+    copies: int = 1, threads: int | None = None,
+) -> dict:
+    """`Inpainter.infer` (the actor's device step) on 256² windows: windows/s of `copies`
+    models run side by side (in threads, as the actors' model threads run) with `threads`
+    torch threads each (None: torch's default)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
     import spl_model
 
-    inpainter = spl_model.Inpainter(checkpoint, precision=precision)
+    default_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    inpainters = [spl_model.Inpainter(checkpoint, precision=precision) for _ in range(copies)]
     rng = np.random.default_rng(1)
     windows = rng.integers(0, 255, (model_batch, 256, 256, 3), np.uint8)
     holes = np.zeros((model_batch, 256, 256), bool)
     holes[:, 64:160, 48:200] = True
-    inpainter.infer(windows, holes)  # warm-up (cudnn autotune)
-    start = time.perf_counter()
-    for _ in range(batches):
-        inpainter.infer(windows, holes)
-    seconds = time.perf_counter() - start
+
+    def run(inpainter: spl_model.Inpainter, count: int) -> None:
+        if threads:
+            torch.set_num_threads(threads)  # per thread under OpenMP
+        for _ in range(count):
+            inpainter.infer(windows, holes)
+
+    with ThreadPoolExecutor(copies) as pool:
+        list(pool.map(run, inpainters, [1] * copies))  # warm-up (cudnn autotune)
+        start = time.perf_counter()
+        list(pool.map(run, inpainters, [batches] * copies))
+        seconds = time.perf_counter() - start
+    used = torch.get_num_threads()
+    torch.set_num_threads(default_threads)
     return {
-        "device": str(inpainter.device),
-        "precision": inpainter.precision,
+        "device": str(inpainters[0].device),
+        "precision": inpainters[0].precision,
         "model_batch": model_batch,
-        "windows_per_s": model_batch * batches / seconds,
+        "copies": copies,
+        "threads": used,
+        "windows_per_s": copies * model_batch * batches / seconds,
     }
 
 
@@ -191,7 +214,11 @@ def end_to_end(
         raise SystemExit(f"job failed ({code}); see {folder / 'job.log'}")
     summary = json.loads((out / "runs" / "bench.json").read_text())
     stats = pq.read_table(out / "stats").to_pylist()
-    return {"mode": "ray", **metrics(stats, spec["batch_size"], summary["wall_s"], sampler)}
+    pool = summary["resources"]
+    return {
+        "mode": "ray", "actors": pool["actors"][1], "threads_per_actor": pool["threads_per_actor"],
+        **metrics(stats, spec["batch_size"], summary["wall_s"], sampler),
+    }
 
 
 def end_to_end_in_process(
@@ -251,14 +278,21 @@ def end_to_end_in_process(
     wall = time.perf_counter() - start
     sampler.stop.set()
     mode = f"in-process, {workers} threads"
-    return {"mode": mode, **metrics(stats, config.batch_size, wall, sampler)}
+    return {
+        "mode": mode, "actors": 1, "threads_per_actor": threads,
+        **metrics(stats, config.batch_size, wall, sampler),
+    }
 
 
 def job_spec(
     folder: Path, checkpoint: str, model_batch: int, precision: str, threads: int | None
 ) -> dict:
+    import torch
+
     return {
         **({"threads_per_actor": threads} if threads else {}),
+        # one actor on the GPU; on CPU the job's own pool (one single-threaded actor per core)
+        **({"actors": "1"} if torch.cuda.is_available() else {}),
         "images": str(folder / "images"),
         "masks": str(folder / "masks"),
         "output": str(folder / "out"),
@@ -266,7 +300,6 @@ def job_spec(
         "batch_size": 8,
         "model_batch": model_batch,
         "precision": precision,
-        "actors": "1",
         "num_cpus": os.cpu_count(),
         "output_format": "same",
         "progress_bars": False,
@@ -306,7 +339,7 @@ def main() -> None:
     parser.add_argument("--models", default="default", help="default, spl, spl-small (a list)")
     parser.add_argument("--megapixels", default="1,4,12")
     parser.add_argument("--items-per-size", type=int, default=64)
-    parser.add_argument("--model-batch", type=int, default=None, help="default: 64 GPU, 8 CPU")
+    parser.add_argument("--model-batch", type=int, help="default: by device (Inpainter)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model-batches", default="1,8,32,64,128")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip part 1")
@@ -320,8 +353,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from spl_model.inpainter import MODEL_BATCH
+
     cuda = torch.cuda.is_available()
-    model_batch = args.model_batch or (64 if cuda else 8)
+    model_batch = args.model_batch or MODEL_BATCH["cuda" if cuda else "cpu"]
     megapixels = [float(v) for v in args.megapixels.split(",")]
     per_size = args.items_per_size
     if args.quick:
@@ -363,9 +398,19 @@ def main() -> None:
                 e2e = end_to_end(
                     folder / "data", checkpoint, model_batch, args.precision, args.threads_per_actor
                 )
-            alone = model_only_windows(checkpoint, model_batch, args.precision, 20 if cuda else 3)
+            # the model alone in the pool's layout (its actors' models side by side), and in one
+            # process on every core (torch's default threads)
+            batches = 20 if cuda else 3
+            alone = model_only_windows(
+                checkpoint, model_batch, args.precision, batches,
+                copies=e2e["actors"], threads=e2e["threads_per_actor"],
+            )
+            one = model_only_windows(checkpoint, model_batch, args.precision, batches)
             ratio = (e2e["steady_windows_per_s"] or 0) / alone["windows_per_s"]
-            run = {"model": name, "end_to_end": e2e, "model_only": alone, "ratio": ratio}
+            run = {
+                "model": name, "end_to_end": e2e, "model_only": alone,
+                "model_only_one_process": one, "ratio": ratio,
+            }
             result["runs"].append(run)
             path.write_text(json.dumps(result, indent=2, default=str))
             print_run(result, run, model_batch)
@@ -378,9 +423,12 @@ def print_run(result: dict, run: dict, model_batch: int) -> None:
         f"\n{result['gpu'] or result['machine']}, model {run['model']}, model batch "
         f"{model_batch}, end-to-end {e2e['mode']}"
     )
-    print(f"{'measure':<34} {'value':>12}")
+    print(f"{'measure':<40} {'value':>12}")
+    one = run["model_only_one_process"]
+    layout = f"{alone['copies']} x {alone['threads']} threads"
     lines = [
-        ("model-only windows/s", alone["windows_per_s"]),
+        (f"model-only windows/s, {layout}", alone["windows_per_s"]),
+        (f"model-only windows/s, 1 x {one['threads']} threads", one["windows_per_s"]),
         ("end-to-end steady windows/s", e2e["steady_windows_per_s"] or float("nan")),
         ("end-to-end / model-only", run["ratio"]),
         ("end-to-end steady items/s", e2e["steady_items_per_s"] or float("nan")),
@@ -392,7 +440,7 @@ def print_run(result: dict, run: dict, model_batch: int) -> None:
          else float("nan")),
     ]  # fmt: skip
     for name, value in lines:
-        print(f"{name:<34} {value:>12.2f}", flush=True)
+        print(f"{name:<40} {value:>12.2f}", flush=True)
 
 
 if __name__ == "__main__":
