@@ -400,7 +400,7 @@ def main() -> None:
                 )
             # the model alone in the pool's layout (its actors' models side by side), and in one
             # process on every core (torch's default threads)
-            batches = 20 if cuda else 3
+            batches = 20 if cuda else max(3, 16 // model_batch)  # 16 windows a model on CPU
             alone = model_only_windows(
                 checkpoint, model_batch, args.precision, batches,
                 copies=e2e["actors"], threads=e2e["threads_per_actor"],
