@@ -184,15 +184,17 @@ def build_dataset(
     stop: str | None = None,
     template: bytes | None = None,
     alpha: bytes | None = None,
+    actor_cpus: float = 0.0,
 ) -> Any:
     """The run's dataset over `work` (its model, layouts and settings too): its shard units, or
     its pairs' unit files read in blocks of one task's worth, so that tasks spread over the
-    cluster. `stop`: the name of the run's stop switch (pipeline/interrupt.py)."""
+    CPUs the actors leave (`actor_cpus`: what the pool reserves). `stop`: the name of the run's
+    stop switch (pipeline/interrupt.py)."""
     import ray
     import ray.data
 
     batch = config.batch_size
-    cpus = ray.cluster_resources().get("CPU", 0.0)
+    cpus = max(1.0, ray.cluster_resources().get("CPU", 0.0) - actor_cpus)
     layout = work.listing.layout
     per_task = units_per_task(config, layout, work.to_run, cpus, work.pixels_to_run)
     if work.unit_files:

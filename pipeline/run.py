@@ -175,10 +175,11 @@ def _execute(
     try:
         if settings is not None:
             pool = start_pool(settings, ready_timeout_s=config.gpu_wait_s + 300)
-        _ray_data_options(config, res, pool)
+        held = _ray_data_options(config, res, pool)
         ds = build_dataset(
-            config, work, pool, run_id=run_id, stop=switch_name, template=template, alpha=alpha
-        )
+            config, work, pool, run_id=run_id, stop=switch_name, template=template, alpha=alpha,
+            actor_cpus=held,
+        )  # fmt: skip
 
         def stopping(signum: int) -> None:
             switch.turn_on.remote()  # the tasks start no new block
@@ -323,10 +324,11 @@ def _flush_quietly(sink: StatsSink) -> None:
         log.exception("could not write the last stats rows")
 
 
-def _ray_data_options(config: RestoreConfig, res: Resources, pool: InferPool | None) -> None:
+def _ray_data_options(config: RestoreConfig, res: Resources, pool: InferPool | None) -> float:
     """Progress bars; and the actor pool's CPUs and GPUs taken out of Ray Data's budget. The
     pool is ours, not a Ray Data operator, so Ray Data would otherwise count its CPUs as free
-    for restore tasks and run more of them than the cluster has CPUs beside the actors."""
+    for restore tasks and run more of them than the cluster has CPUs beside the actors.
+    Returns the pool's CPUs."""
     import warnings
 
     import ray.data
@@ -342,6 +344,7 @@ def _ray_data_options(config: RestoreConfig, res: Resources, pool: InferPool | N
     with warnings.catch_warnings():  # deprecated in Ray 2.60 for label selectors, which
         warnings.simplefilter("ignore")  # scope Ray Data to nodes, not subtract an actor pool
         ctx.execution_options.exclude_resources = held
+    return held.cpu
 
 
 def count_statuses(stats: Any) -> dict[str, int]:

@@ -1,11 +1,12 @@
 """Infer stage, the task side: a pool of inference actors (pipeline/stages/infer_actor.py) that
 turn windows into predictions.
 
-The device boundary of the pipeline. A restore task sends an actor only what the model reads
+The device boundary of the pipeline. A restore task sends the actors only what the model reads
 (the `key`, `windows` and `window_holes` columns of prepared rows, pipeline/stages/prepare.py)
 and merges the predictions back into its rows: full-resolution pixels never leave the CPU task
-that decoded them. A block whose actor died is sent once more, to another actor when there is
-one. `start_pool` / `stop_pool` / `pool_facts` are the driver's side of the pool.
+that decoded them. A block's rows are split among the actors that are up, each part to the
+least loaded; a part whose actor died is sent once more, to another actor when there is one.
+`start_pool` / `stop_pool` / `pool_facts` are the driver's side of the pool.
 """
 
 from __future__ import annotations
@@ -38,25 +39,41 @@ class InferPool:
     _dead: set[int] = field(default_factory=set, repr=False)
     _load: dict[int, int] = field(default_factory=dict, repr=False)  # this task's windows queued
 
-    def submit(self, work: pa.Table) -> _Sent:
-        """Send the prepared rows that have windows to one actor; returns at once."""
+    def submit(self, work: pa.Table) -> _Block:
+        """Send the prepared rows that have windows to the actors; returns at once. The rows
+        are split among the actors that are up (at most one part per row, parts about equal
+        in windows), so that a block of a few items still keeps every actor busy."""
         rows = rows_to_infer(work)
-        sent = _Sent(work, rows)
-        if rows:
-            self._send(sent, work.select(list(REQUEST_COLUMNS)).take(rows))
-        return sent
+        block = _Block(work)
+        if not rows:
+            return block
+        counts = pc.binary_length(work["windows"].take(rows)).to_pylist()
+        request = work.select(list(REQUEST_COLUMNS))
+        for part in split_rows(rows, counts, max(1, len(self._up()))):
+            sent = _Sent(part)
+            self._send(sent, request.take(part))
+            block.parts.append(sent)
+        return block
 
-    def collect(self, sent: _Sent) -> pa.Table:
+    def collect(self, block: _Block) -> pa.Table:
         """The infer stage's output: the sent rows with their `predictions`, `infer_ms`,
-        `node` and `infer_bytes`, or with an error row each if the call failed. A call whose
-        actor died is sent once more, to another actor when there is one."""
+        `node` and `infer_bytes`, or with an error row each where their call failed. A call
+        whose actor died is sent once more, to another actor when there is one."""
+        rows = [i for sent in block.parts for i in sent.rows]
+        results = [self._result(sent) for sent in block.parts]
+        if not results:
+            return merge_results(block.work, [], None)
+        return merge_results(block.work, rows, pa.concat_tables(results))
+
+    def _result(self, sent: _Sent) -> pa.Table:
+        """One part's PREDICTION_SCHEMA rows, its error on each row if its call failed."""
         import ray
 
-        result = None
         while sent.ref is not None:
             try:
                 result = ray.get(sent.ref)
-                break
+                self._unload(sent)
+                return result
             except ray.exceptions.RayActorError as exc:
                 if not isinstance(exc, ray.exceptions.ActorUnavailableError):
                     self._dead.add(sent.actor)
@@ -68,7 +85,12 @@ class InferPool:
                 break
             self._send(sent, sent.request)
         self._unload(sent)
-        return merge_results(sent.work, sent.rows, result, sent.error)
+        n = len(sent.rows)
+        return pa.table(
+            {"predictions": [None] * n, "infer_ms": [None] * n, "error": [sent.error] * n,
+             "node": [None] * n},
+            schema=PREDICTION_SCHEMA,
+        )  # fmt: skip
 
     def _send(self, sent: _Sent, request: pa.Table) -> None:
         self._unload(sent)
@@ -91,44 +113,71 @@ class InferPool:
             sent.windows = 0
 
     def _pick(self) -> int | None:
-        """The actor up with the fewest of this task's windows queued, at random among equals
-        (an actor whose constructor failed counts as dead), so that a task's blocks in flight
-        go to different actors; waits for one at most READY_WAIT_S."""
+        """The actor up with the fewest of this task's windows queued, at random among equals,
+        so that a task's calls in flight go to different actors; waits for one at most
+        READY_WAIT_S."""
+        ready = self._up(wait_s=READY_WAIT_S)
+        if not ready:
+            return None
+        least = min(self._load.get(i, 0) for i in ready)
+        return random.choice([i for i in ready if self._load.get(i, 0) == least])
+
+    def _up(self, wait_s: float = 0.0) -> list[int]:
+        """The actors up now (an actor whose constructor failed counts as dead); with
+        `wait_s`, waits that long for one when none is."""
         import ray
 
         live = [i for i in range(len(self.actors)) if i not in self._dead]
         while live:
             refs = [self.ready[i] for i in live]
             up, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if not up and wait_s > 0:
+                up, _ = ray.wait(refs, num_returns=1, timeout=wait_s)
             if not up:
-                up, _ = ray.wait(refs, num_returns=1, timeout=READY_WAIT_S)
-                if not up:
-                    return None
+                return []
             for ref in up:
                 try:
                     ray.get(ref, timeout=0)
                 except Exception:
                     self._dead.add(live[refs.index(ref)])
             ready = [i for i in live if i not in self._dead and self.ready[i] in up]
-            if ready:
-                least = min(self._load.get(i, 0) for i in ready)
-                return random.choice([i for i in ready if self._load.get(i, 0) == least])
+            if ready or wait_s <= 0:
+                return ready
             live = [i for i in live if i not in self._dead]
-        return None
+        return []
 
 
 @dataclass
 class _Sent:
-    """One block's call to the infer stage."""
+    """One call of a block to the infer stage: some of its rows, to one actor."""
 
-    work: pa.Table
-    rows: list[int]  # the block's rows that went to the actor
+    rows: list[int]  # the block's rows in this call
     request: pa.Table | None = None
     actor: int | None = None
     ref: Any = None
     windows: int = 0  # windows sent to `actor`, not collected yet
     tries: int = 0
     error: str | None = None
+
+
+@dataclass
+class _Block:
+    """One block's calls to the infer stage."""
+
+    work: pa.Table
+    parts: list[_Sent] = field(default_factory=list)
+
+
+def split_rows(rows: list[int], counts: list[int], parts: int) -> list[list[int]]:
+    """`rows` (with `counts` windows each) in at most `parts` groups of about equal windows,
+    each in row order: the biggest row first, to the group with the fewest windows yet."""
+    groups: list[list[int]] = [[] for _ in range(min(parts, len(rows)))]
+    sizes = [0] * len(groups)
+    for k in sorted(range(len(rows)), key=lambda k: -counts[k]):
+        least = sizes.index(min(sizes))
+        groups[least].append(rows[k])
+        sizes[least] += counts[k]
+    return [sorted(group) for group in groups]
 
 
 def rows_to_infer(work: pa.Table) -> list[int]:

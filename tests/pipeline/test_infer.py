@@ -20,6 +20,7 @@ from pipeline.stages.infer import (
     REQUEST_COLUMNS,
     merge_results,
     rows_to_infer,
+    split_rows,
     start_pool,
     stop_pool,
 )
@@ -244,22 +245,30 @@ def test_the_crash_journal_counts_every_try_that_never_ended():
     assert journal.crashes(["k"])["k"] >= LIMIT
 
 
-def test_a_tasks_blocks_in_flight_go_to_different_actors(ray_local, model_file):
+def test_a_block_is_split_among_the_actors_and_merged_back_in_order(ray_local, model_file):
     settings = PoolSettings(
         (2, 2), num_cpus=0.25, num_gpus=0, model=model_file, device="cpu", threads=1
     )
     pool = start_pool(settings, ready_timeout_s=120)
     try:
-        prepared = prepare_batch(decoded(items()[:2]), PrepareSettings("spl", prefill="telea"))
-        first, second = pool.submit(prepared), pool.submit(prepared)
-        assert {first.actor, second.actor} == {0, 1}  # not both queued at one actor
-        for sent in (first, second):
-            inferred = pool.collect(sent)
-            assert inferred["status"].null_count == inferred.num_rows
-            assert inferred["predictions"].null_count == 0
+        prepared = prepare_batch(decoded(items()[:3]), PrepareSettings("spl", prefill="telea"))
+        block = pool.submit(prepared)
+        assert {sent.actor for sent in block.parts} == {0, 1}  # both actors work on it
+        inferred = pool.collect(block)
         assert set(pool._load.values()) == {0}  # nothing of this task is queued any more
+        alone = merge_results(prepared, [0, 1, 2], asyncio.run(
+            InferActor(model_file, device="cpu").infer(prepared.select(list(REQUEST_COLUMNS)))
+        ))  # fmt: skip
+        for column in ("status", "predictions", "crops", "infer_bytes"):
+            assert inferred[column].to_pylist() == alone[column].to_pylist(), column
     finally:
         stop_pool(pool)
+
+
+def test_rows_are_split_into_parts_of_about_equal_windows():
+    assert split_rows([0, 1, 2, 3], [5, 1, 1, 1], 2) == [[0], [1, 2, 3]]
+    assert split_rows([2, 5, 7], [2, 2, 2], 4) == [[2], [5], [7]]  # never an empty part
+    assert split_rows([3, 4], [1, 9], 1) == [[3, 4]]
 
 
 def test_an_actor_that_loads_other_weights_than_planned_fails_the_pool_at_once(
