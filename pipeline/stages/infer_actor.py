@@ -362,11 +362,11 @@ class InferActor:
         """Call the crash journal; without one (or once it is lost), items run unguarded."""
         if self.journal is None:
             return None
-        import ray
-
         try:
             ref = getattr(self.journal, method).remote(keys)
-            return ray.get(ref, timeout=60) if wait else None
+            # a future, not ray.get: Ray warns on the terminal about any ray.get in an async
+            # actor's process, though this runs in the model thread, not the event loop
+            return ref.future().result(timeout=60) if wait else None
         except Exception as exc:
             log.warning("crash journal unavailable (%s); going on without it", exc)
             self.journal = None
