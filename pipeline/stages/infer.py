@@ -69,11 +69,11 @@ class InferPool:
         """One part's PREDICTION_SCHEMA rows, its error on each row if its call failed."""
         import ray
 
+        result = None
         while sent.ref is not None:
             try:
                 result = ray.get(sent.ref)
-                self._unload(sent)
-                return result
+                break
             except ray.exceptions.RayActorError as exc:
                 if not isinstance(exc, ray.exceptions.ActorUnavailableError):
                     self._dead.add(sent.actor)
@@ -85,6 +85,8 @@ class InferPool:
                 break
             self._send(sent, sent.request)
         self._unload(sent)
+        if result is not None:
+            return result
         n = len(sent.rows)
         return pa.table(
             {"predictions": [None] * n, "infer_ms": [None] * n, "error": [sent.error] * n,
