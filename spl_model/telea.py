@@ -47,11 +47,12 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
     t[band] = 0.0
     capacity = band_ys.size + max(int(inside.sum()), int(ring.sum())) + 1
     queue = _queue(capacity)
-    states = np.where(ring, INSIDE, KNOWN).astype(np.uint8)
-    _march_outside(states, t, band_ys, band_xs, *queue)
     dks, dls, dsts = _neighbours(radius)
+    states = np.where(ring, INSIDE, KNOWN).astype(np.uint8)
+    _march(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue, False)
+    t[states == CHANGE] *= -1  # the ring's distances, negated outside the hole as OpenCV's
     states = np.where(inside, INSIDE, KNOWN).astype(np.uint8)
-    _fill_inside(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue)
+    _march(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue, True)
     return out
 
 
@@ -182,29 +183,6 @@ def _seed(band_ys, band_xs, keys, seqs, ys, xs):
 
 
 @jit
-def _march_outside(states, t, band_ys, band_xs, keys, seqs, ys, xs):
-    """Distances of the known ring around the hole (`states` INSIDE there), negated."""
-    rows, cols = states.shape
-    size = seq = _seed(band_ys, band_xs, keys, seqs, ys, xs)
-    while size > 0:
-        ii, jj, size = _pop(keys, seqs, ys, xs, size)
-        states[ii, jj] = CHANGE
-        for q in range(4):
-            i, j = _step(ii, jj, q)
-            if i <= 0 or j <= 0 or i >= rows or j >= cols or states[i, j] != INSIDE:
-                continue
-            dist = _arrival(i, j, states, t)
-            t[i, j] = dist
-            states[i, j] = BAND
-            size = _push(keys, seqs, ys, xs, size, dist, seq, i, j)
-            seq += 1
-    for i in range(rows):
-        for j in range(cols):
-            if states[i, j] == CHANGE:
-                t[i, j] = -t[i, j]
-
-
-@jit
 def _time_gradient(i, j, states, t):
     """OpenCV's gradient of the distance map at (i, j): central, or one-sided next to
     pixels not reached yet."""
@@ -289,21 +267,24 @@ def _fill_pixel(out, states, t, i, j, dks, dls, dsts, acc):
 
 
 @jit
-def _fill_inside(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, seqs, ys, xs):
-    """Fill the hole (`states` INSIDE) from its edge inwards, in order of arrival."""
+def _march(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, seqs, ys, xs, fill):
+    """From the band through the pixels `states` marks INSIDE, in order of arrival: each gets
+    its distance, and with `fill` its value (the hole, from its edge inwards); without, the
+    pixels reached are left CHANGE (the known ring around the hole, only measured)."""
     rows, cols = states.shape
     acc = np.zeros((3, 3), np.float32)
     size = seq = _seed(band_ys, band_xs, keys, seqs, ys, xs)
     while size > 0:
         ii, jj, size = _pop(keys, seqs, ys, xs, size)
-        states[ii, jj] = KNOWN
+        states[ii, jj] = KNOWN if fill else CHANGE
         for q in range(4):
             i, j = _step(ii, jj, q)
             if i <= 0 or j <= 0 or i >= rows or j >= cols or states[i, j] != INSIDE:
                 continue
             dist = _arrival(i, j, states, t)
             t[i, j] = dist
-            _fill_pixel(out, states, t, i, j, dks, dls, dsts, acc)
+            if fill:
+                _fill_pixel(out, states, t, i, j, dks, dls, dsts, acc)
             states[i, j] = BAND
             size = _push(keys, seqs, ys, xs, size, dist, seq, i, j)
             seq += 1
