@@ -9,11 +9,11 @@ One command (at most about 8 minutes on one GPU) that measures, on whatever devi
 1. model-only: `spl` and the default model's network at 256², fp32 and bf16 (GPU), model
    batches 1-128, eager and compiled: images/s and achieved TFLOP/s (bench/model_throughput.py);
 2. end-to-end, for each of `--models` on the same photos: `python -m jobs.restore` over JPEG
-   photos on local disk (1-12 MP, PNG masks), one actor: steady windows/s
-   against the same model's `Inpainter.infer` windows/s at the same model batch and precision,
-   measured right after it on the same device; bytes to and from the actor per item (stats
-   `infer_bytes`: windows, holes and predictions only) against the encoded input's bytes; GPU
-   utilisation sampled by nvidia-smi.
+   photos on local disk (1-12 MP, PNG masks), one actor on a GPU and the job's own pool on CPU:
+   steady windows/s against the same model's `Inpainter.infer` windows/s at the same model
+   batch and precision, in the pool's layout, measured right after it on the same device;
+   bytes to and from the actor per item (stats `infer_bytes`: windows, holes and predictions
+   only) against the encoded input's bytes; GPU utilisation sampled by nvidia-smi.
    Where Ray is not installed (or with `--in-process`), the same stages run in threads of this
    process with an in-process actor: no object store, so it measures the stages and the
    actor's batching, not Ray's transport.
