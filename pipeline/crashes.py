@@ -8,8 +8,9 @@ and never ended. A batch that comes back with such keys is run one item at a tim
 crash names its item; an item that has crashed `LIMIT` times gets an error row instead of
 another try, and its neighbours are restored.
 
-`SPL_FAULT_CRASH_KEYS` (comma-separated keys) makes the actor exit abruptly on those items:
-fault injection for tests, as a segfault would.
+The pieces of one item that run on different actors at once (pipeline/stages/infer.py) have
+keys of their own. `SPL_FAULT_CRASH_KEYS` (comma-separated keys) makes the actor exit abruptly
+on those items, any piece of them: fault injection for tests, as a segfault would.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 LIMIT = 2  # crashes of one item before it gets an error row
 RESTARTS = 4  # actor restarts and task retries of the inference stage (bounded: never a hang)
+PIECE_MARK = "\x1f"  # in a key sent to the actors: the item's key, this, its piece's first window
 CRASH_ERROR = (
     "this item crashed its inference worker {n} times (a segfault, or killed for memory); "
     "it is not tried again (--retry-failed tries it again)"
@@ -70,5 +72,5 @@ def start_journal(run_id: str) -> tuple[Any, str]:
 def maybe_crash(key: str) -> None:
     """Fault injection: exit at once, as a segfault would, on keys named in the environment."""
     names = os.environ.get("SPL_FAULT_CRASH_KEYS")
-    if names and key in names.split(","):
+    if names and key.split(PIECE_MARK)[0] in names.split(","):
         os._exit(139)

@@ -4,23 +4,25 @@ turn windows into predictions.
 The device boundary of the pipeline. A restore task sends the actors only what the model reads
 (the `key`, `windows` and `window_holes` columns of prepared rows, pipeline/stages/prepare.py)
 and merges the predictions back into its rows: full-resolution pixels never leave the CPU task
-that decoded them. A block's rows are split among the actors that are up, each part to the
-least loaded; a part whose actor died is sent once more, to another actor when there is one.
+that decoded them. A block's windows are split among the actors that are up (an item with more
+windows than an actor's share is cut into pieces), each part to the least loaded; a part whose
+actor died is sent once more, to another actor when there is one.
 `start_pool` / `stop_pool` / `pool_facts` are the driver's side of the pool.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..crashes import RESTARTS
-from .infer_actor import PREDICTION_SCHEMA, WINDOW_BYTES, InferActor
+from ..crashes import PIECE_MARK, RESTARTS
+from .infer_actor import HOLE_BYTES, PREDICTION_SCHEMA, WINDOW_BYTES, InferActor
 from .settings import PoolSettings
 
 log = logging.getLogger(__name__)
@@ -40,18 +42,17 @@ class InferPool:
     _load: dict[int, int] = field(default_factory=dict, repr=False)  # this task's windows queued
 
     def submit(self, work: pa.Table) -> _Block:
-        """Send the prepared rows that have windows to the actors; returns at once. The rows
-        are split among the actors that are up (at most one part per row, parts about equal
-        in windows), so that a block of a few items still keeps every actor busy."""
+        """Send the windows of the prepared rows that have them to the actors; returns at once.
+        The windows are split among the actors that are up, in parts of about equal windows,
+        so that a block of a few items, or of one, still keeps every actor busy."""
         rows = rows_to_infer(work)
-        block = _Block(work)
+        block = _Block(work, rows)
         if not rows:
             return block
-        counts = pc.binary_length(work["windows"].take(rows)).to_pylist()
-        request = work.select(list(REQUEST_COLUMNS))
-        for part in split_rows(rows, counts, max(1, len(self._up()))):
+        counts = pc.divide(pc.binary_length(work["windows"].take(rows)), WINDOW_BYTES)
+        for part in split_windows(counts.to_pylist(), max(1, len(self._up()))):
             sent = _Sent(part)
-            self._send(sent, request.take(part))
+            self._send(sent, _request(work, rows, part))
             block.parts.append(sent)
         return block
 
@@ -59,11 +60,11 @@ class InferPool:
         """The infer stage's output: the sent rows with their `predictions`, `infer_ms`,
         `node` and `infer_bytes`, or with an error row each where their call failed. A call
         whose actor died is sent once more, to another actor when there is one."""
-        rows = [i for sent in block.parts for i in sent.rows]
-        results = [self._result(sent) for sent in block.parts]
-        if not results:
+        if not block.parts:
             return merge_results(block.work, [], None)
-        return merge_results(block.work, rows, pa.concat_tables(results))
+        pieces = [piece for sent in block.parts for piece in sent.pieces]
+        results = pa.concat_tables([self._result(sent) for sent in block.parts])
+        return merge_results(block.work, block.rows, join_pieces(pieces, results))
 
     def _result(self, sent: _Sent) -> pa.Table:
         """One part's PREDICTION_SCHEMA rows, its error on each row if its call failed."""
@@ -87,7 +88,7 @@ class InferPool:
         self._unload(sent)
         if result is not None:
             return result
-        n = len(sent.rows)
+        n = len(sent.pieces)
         return pa.table(
             {"predictions": [None] * n, "infer_ms": [None] * n, "error": [sent.error] * n,
              "node": [None] * n},
@@ -151,9 +152,9 @@ class InferPool:
 
 @dataclass
 class _Sent:
-    """One call of a block to the infer stage: some of its rows, to one actor."""
+    """One call of a block to the infer stage: some of its windows, to one actor."""
 
-    rows: list[int]  # the block's rows in this call
+    pieces: list[Piece]  # the windows in this call, by row
     request: pa.Table | None = None
     actor: int | None = None
     ref: Any = None
@@ -167,19 +168,74 @@ class _Block:
     """One block's calls to the infer stage."""
 
     work: pa.Table
+    rows: list[int]  # the rows sent, in order: `Piece.row` counts in them
     parts: list[_Sent] = field(default_factory=list)
 
 
-def split_rows(rows: list[int], counts: list[int], parts: int) -> list[list[int]]:
-    """`rows` (with `counts` windows each) in at most `parts` groups of about equal windows,
-    each in row order: the biggest row first, to the group with the fewest windows yet."""
-    groups: list[list[int]] = [[] for _ in range(min(parts, len(rows)))]
+class Piece(NamedTuple):
+    """Windows `start` to `stop` of the `row`-th row sent."""
+
+    row: int
+    start: int
+    stop: int
+
+
+def split_windows(counts: list[int], parts: int) -> list[list[Piece]]:
+    """Rows of `counts` windows in at most `parts` groups of about equal windows, each group in
+    row order. A row with more windows than a group's share is cut into near-equal pieces first;
+    then the biggest piece goes first, to the group with the fewest windows yet."""
+    parts = max(1, min(parts, sum(counts)))
+    share = max(1, -(-sum(counts) // parts))
+    pieces = []
+    for row, count in enumerate(counts):
+        cuts = max(1, -(-count // share))
+        bounds = [count * k // cuts for k in range(cuts + 1)]
+        pieces += [Piece(row, a, b) for a, b in itertools.pairwise(bounds)]
+    groups: list[list[Piece]] = [[] for _ in range(min(parts, len(pieces)))]
     sizes = [0] * len(groups)
-    for k in sorted(range(len(rows)), key=lambda k: -counts[k]):
+    for piece in sorted(pieces, key=lambda p: p.start - p.stop):
         least = sizes.index(min(sizes))
-        groups[least].append(rows[k])
-        sizes[least] += counts[k]
+        groups[least].append(piece)
+        sizes[least] += piece.stop - piece.start
     return [sorted(group) for group in groups]
+
+
+def _request(work: pa.Table, rows: list[int], part: list[Piece]) -> pa.Table:
+    """The REQUEST_COLUMNS of a part: a piece of a row has its own windows, and its own key
+    (the item's, then PIECE_MARK and its first window), so that the crash journal tells the
+    pieces of one item apart when two actors run them at once."""
+    keys, windows, holes = [], [], []
+    for row, start, stop in part:
+        i, n = rows[row], stop - start
+        key, data = work["key"][i].as_py(), work["windows"][i].as_buffer()
+        whole = start == 0 and n * WINDOW_BYTES == data.size
+        keys.append(key if whole else f"{key}{PIECE_MARK}{start}")
+        windows.append(data.slice(start * WINDOW_BYTES, n * WINDOW_BYTES).to_pybytes())
+        packed = work["window_holes"][i].as_buffer()
+        holes.append(packed.slice(start * HOLE_BYTES, n * HOLE_BYTES).to_pybytes())
+    return pa.table(
+        {"key": keys, "windows": windows, "window_holes": holes},
+        schema=work.select(list(REQUEST_COLUMNS)).schema,
+    )
+
+
+def join_pieces(pieces: list[Piece], results: pa.Table) -> pa.Table:
+    """PREDICTION_SCHEMA rows of `pieces` (same order) as one row per row sent, in row order:
+    its pieces' predictions in window order, their model time summed, the first error."""
+    columns = {name: results[name].to_pylist() for name in PREDICTION_SCHEMA.names}
+    joined: dict[int, dict[str, Any]] = {}
+    for at in sorted(range(len(pieces)), key=lambda k: pieces[k]):
+        row = joined.setdefault(
+            pieces[at].row, {"predictions": [], "infer_ms": 0.0, "error": None, "node": None}
+        )
+        row["error"] = row["error"] or columns["error"][at]
+        row["node"] = row["node"] or columns["node"][at]
+        row["infer_ms"] += columns["infer_ms"][at] or 0.0
+        row["predictions"].append(columns["predictions"][at] or b"")
+    out = [joined[row] for row in sorted(joined)]
+    for row in out:
+        row["predictions"] = None if row["error"] else b"".join(row["predictions"])
+    return pa.Table.from_pylist(out, schema=PREDICTION_SCHEMA)
 
 
 def rows_to_infer(work: pa.Table) -> list[int]:

@@ -37,6 +37,7 @@ from ..schema import unpack_bits
 log = logging.getLogger(__name__)
 SIZE = spl_model.MODEL_SIZE  # the side of every window
 WINDOW_BYTES = SIZE * SIZE * 3
+HOLE_BYTES = SIZE * SIZE // 8  # a window's hole map, packed one bit a pixel
 PREDICTION_SCHEMA = pa.schema(
     [
         ("predictions", pa.large_binary()),  # N*256*256*3 uint8, one per window of the row

@@ -18,13 +18,15 @@ from pipeline.schema import WORK_SCHEMA, pack_bits, table, unpack_bits
 from pipeline.stages.finish import finish_batch
 from pipeline.stages.infer import (
     REQUEST_COLUMNS,
+    Piece,
+    join_pieces,
     merge_results,
     rows_to_infer,
-    split_rows,
+    split_windows,
     start_pool,
     stop_pool,
 )
-from pipeline.stages.infer_actor import WINDOW_BYTES, InferActor
+from pipeline.stages.infer_actor import PREDICTION_SCHEMA, WINDOW_BYTES, InferActor
 from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
 from pipeline.stages.restored import Restored
 from pipeline.stages.settings import FinishSettings, PoolSettings, PrepareSettings
@@ -246,29 +248,54 @@ def test_the_crash_journal_counts_every_try_that_never_ended():
 
 
 def test_a_block_is_split_among_the_actors_and_merged_back_in_order(ray_local, model_file):
+    """Three items, and one item alone (its two windows run on two actors at once): the
+    restored rows equal one actor's."""
     settings = PoolSettings(
         (2, 2), num_cpus=0.25, num_gpus=0, model=model_file, device="cpu", threads=1
     )
     pool = start_pool(settings, ready_timeout_s=120)
     try:
-        prepared = prepare_batch(decoded(items()[:3]), PrepareSettings("spl", prefill="telea"))
-        block = pool.submit(prepared)
-        assert {sent.actor for sent in block.parts} == {0, 1}  # both actors work on it
-        inferred = pool.collect(block)
-        assert set(pool._load.values()) == {0}  # nothing of this task is queued any more
-        alone = merge_results(prepared, [0, 1, 2], asyncio.run(
-            InferActor(model_file, device="cpu").infer(prepared.select(list(REQUEST_COLUMNS)))
-        ))  # fmt: skip
-        for column in ("status", "predictions", "crops", "infer_bytes"):
-            assert inferred[column].to_pylist() == alone[column].to_pylist(), column
+        for block_items in (items()[:3], items()[:1]):
+            prepared = prepare_batch(decoded(block_items), PrepareSettings("spl", prefill="telea"))
+            block = pool.submit(prepared)
+            assert {sent.actor for sent in block.parts} == {0, 1}  # both actors work on it
+            inferred = pool.collect(block)
+            assert set(pool._load.values()) == {0}  # nothing of this task is queued any more
+            rows = list(range(len(block_items)))
+            alone = merge_results(prepared, rows, asyncio.run(
+                InferActor(model_file, device="cpu").infer(prepared.select(list(REQUEST_COLUMNS)))
+            ))  # fmt: skip
+            for column in ("status", "predictions", "crops", "infer_bytes"):
+                assert inferred[column].to_pylist() == alone[column].to_pylist(), column
     finally:
         stop_pool(pool)
 
 
-def test_rows_are_split_into_parts_of_about_equal_windows():
-    assert split_rows([0, 1, 2, 3], [5, 1, 1, 1], 2) == [[0], [1, 2, 3]]
-    assert split_rows([2, 5, 7], [2, 2, 2], 4) == [[2], [5], [7]]  # never an empty part
-    assert split_rows([3, 4], [1, 9], 1) == [[3, 4]]
+def test_windows_are_split_into_parts_of_about_equal_windows_cutting_big_items():
+    def windows(parts):
+        return [[(p.row, p.start, p.stop) for p in part] for part in parts]
+
+    assert windows(split_windows([2, 1, 1], 2)) == [[(0, 0, 2)], [(1, 0, 1), (2, 0, 1)]]
+    assert windows(split_windows([2, 2, 2], 4)) == [[(0, 0, 2)], [(1, 0, 2)], [(2, 0, 2)]]
+    assert windows(split_windows([1, 9], 1)) == [[(0, 0, 1), (1, 0, 9)]]  # one actor: no cuts
+    assert windows(split_windows([7], 2)) == [[(0, 3, 7)], [(0, 0, 3)]]  # one item, two actors
+    assert windows(split_windows([0, 3], 2)) == [[(1, 1, 3)], [(0, 0, 0), (1, 0, 1)]]
+
+
+def test_a_piece_of_an_item_that_fails_fails_its_whole_item():
+    pieces = [Piece(0, 2, 3), Piece(1, 0, 1), Piece(0, 0, 2)]
+    results = pa.table(
+        {"predictions": [b"c", b"x", b"ab"], "infer_ms": [1.0, 2.0, 3.0],
+         "error": [None, None, None], "node": ["n1", "n2", "n2"]},
+        schema=PREDICTION_SCHEMA,
+    )  # fmt: skip
+    joined = join_pieces(pieces, results).to_pylist()
+    assert [r["predictions"] for r in joined] == [b"abc", b"x"]  # in window order
+    assert [r["infer_ms"] for r in joined] == [4.0, 2.0]
+    failed = results.set_column(2, "error", pa.array([None, None, "inference worker lost"]))
+    joined = join_pieces(pieces, failed).to_pylist()
+    assert joined[0]["error"] == "inference worker lost" and joined[0]["predictions"] is None
+    assert joined[1]["predictions"] == b"x"
 
 
 def test_an_actor_that_loads_other_weights_than_planned_fails_the_pool_at_once(
