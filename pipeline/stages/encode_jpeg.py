@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import metadata
+from . import jpeg_scan, metadata
 from .restored import Restored
 
 LIBJPEG = "turbo210"  # the libjpeg-turbo build in jpeglib: it reads and writes arithmetic coding
@@ -58,88 +58,131 @@ def encode_keeping_blocks(
 def _encode_keeping_blocks(
     source: bytes, restored: Restored, orientation: int, exif: bytes | None
 ) -> JpegResult:
-    import jpeglib
-
     if orientation != 1:  # rotated: the whole image, back in the file's stored order
         pixels = metadata.to_stored(restored.region(), orientation)
         changed = metadata.to_stored(restored.changed(), orientation)
         restored = Restored(pixels, (0, 0, pixels.shape[1], pixels.shape[0]), pixels, changed)
     with tempfile.TemporaryDirectory(prefix="spl-jpeg-") as folder:
-        src, new, out = (os.path.join(folder, n) for n in ("src.jpg", "new.jpg", "out.jpg"))
-        with open(src, "wb") as handle:
-            handle.write(source)
-        try:
-            coefficients = jpeglib.read_dct(src)
-            coefficients.load()
-        except Exception as exc:
-            raise NotApplicable(f"coefficients unreadable: {exc}") from None
-        if coefficients.has_black or coefficients.num_components not in (1, 3):
-            raise NotApplicable("CMYK/YCCK JPEG")
-        samp = np.asarray(coefficients.samp_factor).reshape(-1, 2)  # (V, H) per component
-        mcu_h, mcu_w = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
-        height, width = restored.shape
-        components = ("Y", "Cb", "Cr")[: coefficients.num_components]
-        rows, cols = -(-height // mcu_h), -(-width // mcu_w)
-        # the MCUs around the restored box: only they can hold a changed pixel
-        bx0, by0, bx1, by1 = restored.box
-        g0, g1 = by0 // mcu_h, -(-by1 // mcu_h)  # MCU rows
-        h0, h1 = bx0 // mcu_w, -(-bx1 // mcu_w)  # MCU columns
-        near = restored.changed(
-            (h0 * mcu_w, g0 * mcu_h, min(width, h1 * mcu_w), min(height, g1 * mcu_h))
-        )
-        padded = np.zeros(((g1 - g0) * mcu_h, (h1 - h0) * mcu_w), bool)
-        padded[: near.shape[0], : near.shape[1]] = near
-        touched = padded.reshape(g1 - g0, mcu_h, h1 - h0, mcu_w).any(axis=(1, 3))
-        if touched.any():
-            # Encode only the MCU-aligned box around the touched MCUs: blocks are coded
-            # independently (chroma is averaged within an MCU), so its coefficients equal
-            # those of a whole-image encode, at a fraction of the cost.
-            ys, xs = np.nonzero(touched)
-            r0, r1, c0, c1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-            crop = restored.region(
-                (
-                    (h0 + c0) * mcu_w,
-                    (g0 + r0) * mcu_h,
-                    min(width, (h0 + c1) * mcu_w),
-                    min(height, (g0 + r1) * mcu_h),
-                )
-            )
-            _encode_like(coefficients, crop, new)
-            fresh = jpeglib.read_dct(new)
-            for index, name in enumerate(components):
-                v, h = int(samp[index, 0]), int(samp[index, 1])
-                old, part = getattr(coefficients, name), getattr(fresh, name)
-                top, left = (g0 + r0) * v, (h0 + c0) * h
-                rows_b = min(part.shape[0], old.shape[0] - top)
-                cols_b = min(part.shape[1], old.shape[1] - left)
-                want = np.repeat(np.repeat(touched[r0:r1, c0:c1], v, axis=0), h, axis=1)
-                want = want[:rows_b, :cols_b]
-                region = old[top : top + rows_b, left : left + cols_b]
-                region[want] = part[:rows_b, :cols_b][want]
-                setattr(coefficients, name, old)
-        data = _keep_component_ids(_write(coefficients, out, _coding(source), source), source)
+        spliced = _splice(source, restored, folder)
+        data, changed = spliced if spliced is not None else _rewrite(source, restored, folder)
     notes = []
     if metadata.is_progressive(source):
         notes.append("progressive source written as baseline")
     if metadata.restart_interval(source):
         notes.append("restart markers dropped")
     data = metadata.replace_exif(data, metadata.clean_exif(exif, drop_orientation=False))
-    return JpegResult(data, int(touched.sum()), rows * cols, "; ".join(notes))
+    return JpegResult(data, int(changed.sum()), changed.size, "; ".join(notes))
 
 
-def _encode_like(coefficients, restored: np.ndarray, path: str) -> None:
-    """Compress `restored` with the source's quantisation tables and sampling factors."""
+def _splice(source: bytes, restored: Restored, folder: str) -> tuple[bytes, np.ndarray] | None:
+    """The fast path (pipeline/stages/jpeg_scan.py): the source's scan with the changed MCUs
+    coded again, every other byte kept; where the source's Huffman tables lack a code the
+    changed MCUs need, the whole scan coded with tables made for it. (data, changed MCUs), or
+    None for a file this path cannot take."""
+    scan = jpeg_scan.parse(source)
+    decoded = jpeg_scan.decode(source, scan) if scan is not None else None
+    if decoded is None:
+        return None
+    changed = _changed_mcus(restored, scan.mcu, scan.mcus)
+    if changed.any():
+        box, (r0, r1, c0, c1) = _mcu_box(changed, scan.mcu, restored.shape)
+        path = os.path.join(folder, "new.jpg")
+        _encode_like(restored.region(box), path, scan.qt, scan.quant_tbl_no, scan.samp)
+        with open(path, "rb") as handle:
+            part = handle.read()
+        part_scan = jpeg_scan.parse(part)
+        fresh = jpeg_scan.decode(part, part_scan) if part_scan is not None else None
+        if fresh is None or part_scan.mcus != (r1 - r0, c1 - c0):
+            return None
+        ys, xs = np.nonzero(changed[r0:r1, c0:c1])
+        decoded.blocks[(r0 + ys) * scan.mcus[1] + c0 + xs] = fresh.blocks[ys * (c1 - c0) + xs]
+    data = jpeg_scan.splice(source, scan, decoded, changed)
+    return (data or jpeg_scan.recode(source, scan, decoded.blocks)), changed
+
+
+def _rewrite(source: bytes, restored: Restored, folder: str) -> tuple[bytes, np.ndarray]:
+    """libjpeg's path, for any other file: its coefficients read whole, the changed MCUs'
+    replaced, and all written again. (data, changed MCUs)."""
     import jpeglib
 
-    if coefficients.num_components == 1:
+    src, out = os.path.join(folder, "src.jpg"), os.path.join(folder, "out.jpg")
+    with open(src, "wb") as handle:
+        handle.write(source)
+    try:
+        coefficients = jpeglib.read_dct(src)
+        coefficients.load()
+    except Exception as exc:
+        raise NotApplicable(f"coefficients unreadable: {exc}") from None
+    if coefficients.has_black or coefficients.num_components not in (1, 3):
+        raise NotApplicable("CMYK/YCCK JPEG")
+    samp = np.asarray(coefficients.samp_factor).reshape(-1, 2)  # (V, H) per component
+    mcu = 8 * int(samp[:, 0].max()), 8 * int(samp[:, 1].max())
+    height, width = restored.shape
+    changed = _changed_mcus(restored, mcu, (-(-height // mcu[0]), -(-width // mcu[1])))
+    if changed.any():
+        box, (r0, r1, c0, c1) = _mcu_box(changed, mcu, restored.shape)
+        new = os.path.join(folder, "new.jpg")
+        qt, tables = coefficients.qt, np.asarray(coefficients.quant_tbl_no)
+        _encode_like(restored.region(box), new, qt, tables, np.asarray(coefficients.samp_factor))
+        fresh = jpeglib.read_dct(new)
+        components = ("Y", "Cb", "Cr")[: coefficients.num_components]
+        for index, name in enumerate(components):
+            v, h = int(samp[index, 0]), int(samp[index, 1])
+            old, part = getattr(coefficients, name), getattr(fresh, name)
+            top, left = r0 * v, c0 * h
+            rows_b = min(part.shape[0], old.shape[0] - top)
+            cols_b = min(part.shape[1], old.shape[1] - left)
+            want = np.repeat(np.repeat(changed[r0:r1, c0:c1], v, axis=0), h, axis=1)
+            want = want[:rows_b, :cols_b]
+            region = old[top : top + rows_b, left : left + cols_b]
+            region[want] = part[:rows_b, :cols_b][want]
+            setattr(coefficients, name, old)
+    data = _write(coefficients, out, _coding(source), source)
+    return _keep_component_ids(data, source), changed
+
+
+def _changed_mcus(restored: Restored, mcu: tuple[int, int], mcus: tuple[int, int]) -> np.ndarray:
+    """rows x cols bool: the MCUs that hold a changed pixel. Only the MCUs around the restored
+    box are read: no other can hold one."""
+    (mcu_h, mcu_w), (height, width) = mcu, restored.shape
+    bx0, by0, bx1, by1 = restored.box
+    g0, g1 = by0 // mcu_h, -(-by1 // mcu_h)  # MCU rows
+    h0, h1 = bx0 // mcu_w, -(-bx1 // mcu_w)  # MCU columns
+    near = restored.changed(
+        (h0 * mcu_w, g0 * mcu_h, min(width, h1 * mcu_w), min(height, g1 * mcu_h))
+    )
+    padded = np.zeros(((g1 - g0) * mcu_h, (h1 - h0) * mcu_w), bool)
+    padded[: near.shape[0], : near.shape[1]] = near
+    changed = np.zeros(mcus, bool)
+    changed[g0:g1, h0:h1] = padded.reshape(g1 - g0, mcu_h, h1 - h0, mcu_w).any(axis=(1, 3))
+    return changed
+
+
+def _mcu_box(changed: np.ndarray, mcu: tuple[int, int], shape: tuple[int, int]):
+    """The pixel box of the MCUs around the changed ones, and its MCU rows and columns
+    (r0, r1, c0, c1). Only this box is encoded again: blocks are coded independently (chroma
+    is averaged within an MCU), so its coefficients equal a whole-image encode's."""
+    (mcu_h, mcu_w), (height, width) = mcu, shape
+    ys, xs = np.nonzero(changed)
+    r0, r1, c0, c1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    box = (c0 * mcu_w, r0 * mcu_h, min(width, c1 * mcu_w), min(height, r1 * mcu_h))
+    return box, (r0, r1, c0, c1)
+
+
+def _encode_like(
+    restored: np.ndarray, path: str, qt: np.ndarray, tables: np.ndarray, samp: np.ndarray
+) -> None:
+    """Compress `restored` with the source's quantisation tables (`qt`, by id; `tables`: each
+    component's) and sampling factors (`samp`: V, H per component); grey for one component."""
+    import jpeglib
+
+    if len(tables) == 1:
         gray = np.asarray(Image.fromarray(restored, "RGB").convert("L"))[..., None]
         spatial = jpeglib.from_spatial(np.ascontiguousarray(gray), jpeglib.JCS_GRAYSCALE)
     else:
         spatial = jpeglib.from_spatial(np.ascontiguousarray(restored), jpeglib.JCS_RGB)
-        spatial.samp_factor = np.asarray(coefficients.samp_factor)
-    spatial.write_spatial(
-        path, qt=coefficients.qt, quant_tbl_no=np.asarray(coefficients.quant_tbl_no)
-    )
+        spatial.samp_factor = np.asarray(samp)
+    spatial.write_spatial(path, qt=qt, quant_tbl_no=np.asarray(tables))
 
 
 def _coding(source: bytes) -> list[str]:

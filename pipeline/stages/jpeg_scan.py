@@ -1,0 +1,531 @@
+"""The entropy-coded scan of a sequential Huffman JPEG, read and spliced, compiled with numba.
+
+A restored JPEG differs from its source only in the MCUs that hold a changed pixel. Its scan is
+the source's scan with those MCUs' codes replaced: the bits of every other MCU are copied as
+they are, and re-encoded (with the source's own Huffman tables) are only the changed MCUs and
+the MCU after each of them, whose first DC difference per component refers to a changed block.
+The file keeps every byte of the source before its scan. The source is decoded once, to find
+where each MCU's bits start and to know its DC values; no pixel is ever computed.
+
+This covers one-scan baseline and extended-sequential 8-bit Huffman JPEGs without restart
+markers: nearly every camera and web photo. Any other file (`parse` returns None), and a
+changed block that needs a code the source's tables lack, takes libjpeg's path instead
+(pipeline/stages/encode_jpeg.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from . import metadata
+
+jit = numba.njit(cache=True, nogil=True)
+
+# the natural (row-major 8x8) index of each zig-zag position
+ZIGZAG = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
+     20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,
+     59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63],
+    np.intp,
+)  # fmt: skip
+SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential
+
+
+@dataclass
+class Scan:
+    """A JPEG's one scan: its geometry, Huffman tables and where its entropy data lies."""
+
+    width: int
+    height: int
+    samp: np.ndarray  # (components, 2): V, H sampling factors, in scan order
+    dc_table: np.ndarray  # per component: the index of its DC table in `lut_*`/`code_*`
+    ac_table: np.ndarray
+    lut_len: np.ndarray  # (tables, 65536) uint8: code length of each 16-bit lookahead, 0: none
+    lut_sym: np.ndarray  # (tables, 65536) uint8: its symbol
+    code: np.ndarray  # (tables, 256) int64: each symbol's code
+    code_len: np.ndarray  # (tables, 256) uint8: its length, 0 where the table lacks it
+    qt: np.ndarray  # (tables, 8, 8) uint16: the quantisation tables by id, in natural order
+    quant_tbl_no: np.ndarray  # per component: the id of its quantisation table
+    names: dict[tuple[int, int], int]  # (class: 0 DC / 1 AC, id) -> index of its table
+    sos: int  # the SOS segment
+    start: int  # first byte of the entropy-coded data
+    end: int  # the EOI marker that ends it
+
+    @property
+    def mcu(self) -> tuple[int, int]:
+        """MCU height and width in pixels."""
+        return 8 * int(self.samp[:, 0].max()), 8 * int(self.samp[:, 1].max())
+
+    @property
+    def mcus(self) -> tuple[int, int]:
+        """MCU rows and columns."""
+        mcu_h, mcu_w = self.mcu
+        return -(-self.height // mcu_h), -(-self.width // mcu_w)
+
+    @property
+    def slots(self) -> np.ndarray:
+        """The first block of each component within an MCU, and the block count after them."""
+        return np.concatenate([[0], np.cumsum(self.samp[:, 0] * self.samp[:, 1])])
+
+
+def parse(data: bytes) -> Scan | None:
+    """The scan of a one-scan 8-bit sequential Huffman JPEG (grey or YCbCr, no restart
+    markers); None for any other file."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, frame, tables, dri, quant, ycc = 2, None, {}, 0, {}, True
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        body = data[pos + 4 : pos + 2 + length]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if marker not in SEQUENTIAL_HUFFMAN or frame is not None or body[0] != 8:
+                return None
+            height, width, count = struct.unpack(">HHB", body[1:6])
+            frame = (height, width, [tuple(body[6 + 3 * k : 9 + 3 * k]) for k in range(count)])
+        elif marker == 0xC4:
+            at = 0
+            while at + 17 <= len(body):
+                bits = body[at + 1 : at + 17]
+                total = sum(bits)
+                tables[body[at] >> 4, body[at] & 15] = (bits, body[at + 17 : at + 17 + total])
+                at += 17 + total
+        elif marker == 0xDB:
+            at = 0
+            while at + 65 <= len(body):
+                wide = body[at] >> 4  # 16-bit entries
+                values = np.frombuffer(body, ">u2" if wide else np.uint8, 64, at + 1)
+                table = np.zeros(64, np.uint16)
+                table[ZIGZAG] = values
+                quant[body[at] & 15] = table.reshape(8, 8)
+                at += 65 + 64 * wide
+        elif marker == 0xDD:
+            dri = struct.unpack(">H", body[:2])[0]
+        elif marker == 0xEE and body[:5] == b"Adobe" and len(body) >= 12:
+            ycc = body[11] == 1  # its colour transform: 1 is YCbCr
+        elif marker == 0xDA:
+            if frame is None or (len(frame[2]) == 3 and not ycc) or not quant:
+                return None
+            return _scan(data, frame, tables, quant, body, pos, pos + 2 + length, dri)
+        elif marker == 0xD9:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _scan(data: bytes, frame, tables, quant, body, sos: int, start: int, dri: int) -> Scan | None:
+    height, width, components = frame
+    if dri or any(c[2] not in quant for c in components):
+        return None
+    count = body[0]
+    if height == 0 or count != len(components) or count not in (1, 3):
+        return None
+    if body[1 + 2 * count : 4 + 2 * count] != b"\x00\x3f\x00":  # Ss=0, Se=63, Ah=Al=0
+        return None
+    ids = [c[0] for c in components]
+    chosen = [body[1 + 2 * k : 3 + 2 * k] for k in range(count)]
+    if [c[0] for c in chosen] != ids:  # the scan lists the components in frame order
+        return None
+    if count == 3 and bytes(ids) == b"RGB":  # RGB, not YCbCr, coded
+        return None
+    samp = np.array([[c[1] & 15, c[1] >> 4] for c in components], np.int64)
+    if count == 1:
+        samp[:] = 1  # one component alone: one block per MCU, whatever the frame says
+    if samp.min() < 1 or samp.max() > 4:
+        return None
+    names = sorted({(0, c[1] >> 4) for c in chosen} | {(1, c[1] & 15) for c in chosen})
+    if any(name not in tables for name in names):
+        return None
+    index = {name: k for k, name in enumerate(names)}
+    lut_len = np.zeros((len(names), 1 << 16), np.uint8)
+    lut_sym = np.zeros((len(names), 1 << 16), np.uint8)
+    code = np.zeros((len(names), 256), np.int64)
+    code_len = np.zeros((len(names), 256), np.uint8)
+    for name, k in index.items():
+        if not _table(*tables[name], lut_len[k], lut_sym[k], code[k], code_len[k]):
+            return None
+    end = _scan_end(data, start)
+    if end < 0 or data[end : end + 2] != b"\xff\xd9":
+        return None  # a second scan, or no end
+    return Scan(
+        width, height, samp,
+        np.array([index[0, c[1] >> 4] for c in chosen], np.int64),
+        np.array([index[1, c[1] & 15] for c in chosen], np.int64),
+        lut_len, lut_sym, code, code_len,
+        np.stack([quant.get(k, np.zeros((8, 8), np.uint16)) for k in range(max(quant) + 1)]),
+        np.array([c[2] for c in components], np.int16), index, sos, start, end,
+    )  # fmt: skip
+
+
+def _table(bits: bytes, symbols: bytes, lut_len, lut_sym, code, code_len) -> bool:
+    """Fill one table's decoding lookahead and encoding codes (canonical Huffman codes)."""
+    value, at = 0, 0
+    for length in range(1, 17):
+        for _ in range(bits[length - 1]):
+            if at >= len(symbols) or value >= 1 << length:
+                return False
+            symbol = symbols[at]
+            shift = 16 - length
+            lut_len[value << shift : (value + 1) << shift] = length
+            lut_sym[value << shift : (value + 1) << shift] = symbol
+            code[symbol], code_len[symbol] = value, length
+            value, at = value + 1, at + 1
+        value <<= 1
+    return True
+
+
+def _scan_end(data: bytes, start: int) -> int:
+    """The first marker after `start` that is not a stuffed 0xFF byte; -1 when none."""
+    at = start
+    while True:
+        at = data.find(b"\xff", at)
+        if at < 0 or at + 1 >= len(data):
+            return -1
+        if data[at + 1] != 0:
+            return at
+        at += 2
+
+
+class Decoded(NamedTuple):
+    """A decoded scan: every block's coefficients in zig-zag order (MCUs x blocks per MCU x 64,
+    int16), where each MCU's bits start in the unstuffed scan `raw` (and one more: its end)."""
+
+    blocks: np.ndarray
+    bits: np.ndarray
+    raw: np.ndarray
+
+
+def decode(data: bytes, scan: Scan) -> Decoded | None:
+    """The scan's coefficients; None for a scan that does not decode."""
+    rows, cols = scan.mcus
+    owner = _owner(scan)
+    raw = _unstuff(np.frombuffer(data, np.uint8, scan.end - scan.start, scan.start))
+    blocks = np.zeros((rows * cols, len(owner), 64), np.int16)
+    bits = np.zeros(rows * cols + 1, np.int64)
+    ok = _decode(raw, scan.lut_len, scan.lut_sym, scan.dc_table[owner], scan.ac_table[owner],
+                 owner, blocks, bits)  # fmt: skip
+    return Decoded(blocks, bits, raw) if ok else None
+
+
+def splice(data: bytes, scan: Scan, decoded: Decoded, changed: np.ndarray) -> bytes | None:
+    """The JPEG `data` with the MCUs flagged in `changed` (rows x cols bool) coded from
+    `decoded.blocks` and the others' bits copied; None when a changed block needs a code the
+    source's tables lack."""
+    rewrite = changed.ravel().copy()
+    rewrite[1:] |= rewrite[:-1]  # the next MCU's DC differences refer to a changed block
+    scan_bytes = _code_scan(scan, decoded, rewrite, scan.code, scan.code_len)
+    return None if scan_bytes is None else data[: scan.start] + scan_bytes
+
+
+def recode(data: bytes, scan: Scan, blocks: np.ndarray) -> bytes:
+    """The JPEG `data` with its whole scan coded from `blocks` with Huffman tables made for
+    them (as libjpeg's optimize_coding makes them), in one DHT segment before the scan."""
+    owner = _owner(scan)
+    freq = np.zeros((len(scan.code), 257), np.int64)
+    _count(blocks, scan.dc_table[owner], scan.ac_table[owner], owner, freq)
+    code = np.zeros_like(scan.code)
+    code_len = np.zeros_like(scan.code_len)
+    segment = b""
+    for name, k in scan.names.items():
+        counts, symbols = optimal_table(freq[k])
+        _table(counts, symbols, np.zeros(1 << 16, np.uint8), np.zeros(1 << 16, np.uint8),
+               code[k], code_len[k])  # fmt: skip
+        segment += bytes([name[0] << 4 | name[1]]) + counts + symbols
+    rewrite = np.ones(len(blocks), bool)
+    nothing = Decoded(blocks, np.zeros(len(blocks) + 1, np.int64), np.zeros(0, np.uint8))
+    scan_bytes = _code_scan(scan, nothing, rewrite, code, code_len)
+    header = b"".join(
+        data[start:end] if marker != 0xC4 else b""
+        for marker, start, end in metadata.jpeg_segments(data)
+        if marker != 0xDA
+    )
+    dht = b"\xff\xc4" + struct.pack(">H", len(segment) + 2) + segment
+    return data[:2] + header + dht + data[scan.sos : scan.start] + scan_bytes
+
+
+def optimal_table(freq: np.ndarray) -> tuple[bytes, bytes]:
+    """(code counts per length 1-16, symbols) of the Huffman table that libjpeg's
+    `jpeg_gen_optimal_table` makes for these symbol frequencies (JPEG Annex K.2, with one code
+    point reserved so that no code is all ones)."""
+    freq = freq.astype(np.int64).copy()
+    freq[256] = 1
+    size = np.zeros(257, np.int64)
+    others = np.full(257, -1, np.int64)
+    _huffman_sizes(freq, size, others)
+    bits = np.bincount(size[size > 0], minlength=33)[:33].astype(np.int64)
+    for i in range(32, 16, -1):  # no code longer than 16 bits
+        while bits[i] > 0:
+            j = i - 2
+            while bits[j] == 0:
+                j -= 1
+            bits[i] -= 2
+            bits[i - 1] += 1
+            bits[j + 1] += 2
+            bits[j] -= 1
+    i = 16
+    while bits[i] == 0:
+        i -= 1
+    bits[i] -= 1  # the reserved code point
+    symbols = [j for length in range(1, 33) for j in range(256) if size[j] == length]
+    return bytes(bits[1:17].tolist()), bytes(symbols)
+
+
+def _owner(scan: Scan) -> np.ndarray:
+    """The component of each block of an MCU."""
+    return np.repeat(np.arange(len(scan.samp)), np.diff(scan.slots))
+
+
+def _code_scan(scan: Scan, decoded: Decoded, rewrite, code, code_len) -> bytes | None:
+    """The stuffed entropy-coded bytes and EOI of a scan: the MCUs in `rewrite` coded from the
+    blocks with these codes, the others' bits copied; None when a code is missing."""
+    owner = _owner(scan)
+    blocks, bits, raw = decoded
+    out = np.empty(len(raw) + 256 * int(rewrite.sum()) * blocks.shape[1] + 16, np.uint8)
+    size = _splice(raw, bits, blocks, rewrite, code, code_len,
+                   scan.dc_table[owner], scan.ac_table[owner], owner, out)  # fmt: skip
+    if size < 0:
+        return None
+    return _stuff(out[:size]).tobytes() + b"\xff\xd9"
+
+
+# ---- compiled parts ----------------------------------------------------------------------
+
+
+@jit
+def _unstuff(data: np.ndarray) -> np.ndarray:
+    out = np.empty(len(data), np.uint8)
+    n, i = 0, 0
+    while i < len(data):
+        out[n] = data[i]
+        n += 1
+        i += 2 if data[i] == 0xFF else 1  # 0xFF 0x00 is one 0xFF byte
+    return out[:n]
+
+
+@jit
+def _stuff(data: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(data), np.uint8)
+    n = 0
+    for i in range(len(data)):
+        out[n] = data[i]
+        n += 1
+        if data[i] == 0xFF:
+            out[n] = 0
+            n += 1
+    return out[:n]
+
+
+@jit
+def _decode(raw, lut_len, lut_sym, dc_of, ac_of, owner, blocks, bits) -> bool:
+    acc, have, at = 0, 0, 0  # unread bits, their count, next byte
+    pred = np.zeros(owner.max() + 1, np.int64)
+    for m in range(blocks.shape[0]):
+        bits[m] = at * 8 - have
+        for b in range(blocks.shape[1]):
+            block = blocks[m, b]
+            k = 0
+            while k < 64:
+                while have <= 48:  # room for a code and its value: 16 + 11 bits
+                    acc = (acc << 8) | (raw[at] if at < len(raw) else 0)
+                    at, have = at + 1, have + 8
+                table = dc_of[b] if k == 0 else ac_of[b]
+                peek = (acc >> (have - 16)) & 0xFFFF
+                length = np.int64(lut_len[table, peek])
+                if length == 0:
+                    return False
+                symbol = np.int64(lut_sym[table, peek])
+                have -= length
+                run, size = (0, symbol) if k == 0 else (symbol >> 4, symbol & 15)
+                value = 0
+                if size:
+                    have -= size
+                    value = (acc >> have) & ((1 << size) - 1)
+                    if value < 1 << (size - 1):
+                        value -= (1 << size) - 1
+                acc &= (1 << have) - 1
+                if k == 0:
+                    pred[owner[b]] += value
+                    block[0] = pred[owner[b]]
+                    k = 1
+                elif size:
+                    k += run
+                    if k > 63:
+                        return False
+                    block[k] = value
+                    k += 1
+                elif run == 15:
+                    k += 16
+                else:
+                    break  # end of block
+    bits[blocks.shape[0]] = at * 8 - have
+    return at * 8 - have <= len(raw) * 8
+
+
+@jit
+def _put(out, state, value, length) -> None:
+    """Append `length` bits of `value`; state: (bit buffer, bits in it, bytes written)."""
+    acc = (state[0] << length) | (value & ((1 << length) - 1))
+    have = state[1] + length
+    n = state[2]
+    while have >= 8:
+        have -= 8
+        out[n] = (acc >> have) & 0xFF
+        n += 1
+    state[0], state[1], state[2] = acc & ((1 << have) - 1), have, n
+
+
+@jit
+def _category(value) -> int:
+    value = abs(value)
+    size = 0
+    while value:
+        size += 1
+        value >>= 1
+    return size
+
+
+@jit
+def _symbols(blocks, m, b, owner, symbols, values, sizes) -> int:
+    """Block `b` of MCU `m` as Huffman symbols in coding order, each with its value bits: the DC
+    difference's category first (against the previous block of its component), then the AC
+    run/size symbols, ZRL (0xF0) and EOB (0x00). Returns how many."""
+    block = blocks[m, b]
+    prev = 0
+    if b > 0 and owner[b - 1] == owner[b]:
+        prev = blocks[m, b - 1, 0]
+    elif m > 0:
+        last = b
+        while last + 1 < blocks.shape[1] and owner[last + 1] == owner[b]:
+            last += 1
+        prev = blocks[m - 1, last, 0]
+    diff = np.int64(block[0]) - prev
+    size = _category(diff)
+    symbols[0], values[0], sizes[0] = size, diff if diff > 0 else diff - 1, size
+    n, run = 1, 0
+    for k in range(1, 64):
+        value = np.int64(block[k])
+        if value == 0:
+            run += 1
+            continue
+        while run > 15:
+            symbols[n], sizes[n] = 0xF0, 0
+            n, run = n + 1, run - 16
+        size = _category(value)
+        symbols[n], values[n], sizes[n] = (run << 4) | size, value if value > 0 else value - 1, size
+        n, run = n + 1, 0
+    if run:
+        symbols[n], sizes[n] = 0, 0
+        n += 1
+    return n
+
+
+@jit
+def _encode_mcu(out, state, blocks, m, code, code_len, dc_of, ac_of, owner) -> bool:
+    symbols = np.empty(80, np.int64)
+    values = np.empty(80, np.int64)
+    sizes = np.empty(80, np.int64)
+    for b in range(blocks.shape[1]):
+        n = _symbols(blocks, m, b, owner, symbols, values, sizes)
+        for i in range(n):
+            table = dc_of[b] if i == 0 else ac_of[b]
+            length = code_len[table, symbols[i]]
+            if length == 0:
+                return False
+            _put(out, state, code[table, symbols[i]], length)
+            if sizes[i]:
+                _put(out, state, values[i], sizes[i])
+    return True
+
+
+@jit
+def _count(blocks, dc_of, ac_of, owner, freq) -> None:
+    """How often each table's symbols occur in the whole scan."""
+    symbols = np.empty(80, np.int64)
+    values = np.empty(80, np.int64)
+    sizes = np.empty(80, np.int64)
+    for m in range(blocks.shape[0]):
+        for b in range(blocks.shape[1]):
+            n = _symbols(blocks, m, b, owner, symbols, values, sizes)
+            freq[dc_of[b], symbols[0]] += 1
+            for i in range(1, n):
+                freq[ac_of[b], symbols[i]] += 1
+
+
+@jit
+def _huffman_sizes(freq, size, others) -> None:
+    """Code sizes of Annex K.2: merge the two least frequent (the higher symbol on ties)."""
+    while True:
+        c1, c2, v = -1, -1, np.int64(1) << 62
+        for i in range(257):
+            if freq[i] and freq[i] <= v:
+                v, c1 = freq[i], i
+        v = np.int64(1) << 62
+        for i in range(257):
+            if freq[i] and freq[i] <= v and i != c1:
+                v, c2 = freq[i], i
+        if c2 < 0:
+            return
+        freq[c1] += freq[c2]
+        freq[c2] = 0
+        size[c1] += 1
+        while others[c1] >= 0:
+            c1 = others[c1]
+            size[c1] += 1
+        others[c1] = c2
+        size[c2] += 1
+        while others[c2] >= 0:
+            c2 = others[c2]
+            size[c2] += 1
+
+
+@jit
+def _copy_bits(out, state, raw, start, stop) -> None:
+    """Append bits `start` to `stop` of `raw`."""
+    at = start
+    while at < stop and at & 7:
+        _put(out, state, (raw[at >> 3] >> (7 - (at & 7))) & 1, 1)
+        at += 1
+    if state[1] == 0:  # both byte-aligned: whole bytes
+        whole = (stop - at) >> 3
+        n = state[2]
+        out[n : n + whole] = raw[at >> 3 : (at >> 3) + whole]
+        state[2] = n + whole
+        at += whole * 8
+    while at + 8 <= stop:
+        _put(out, state, raw[at >> 3], 8)
+        at += 8
+    while at < stop:
+        _put(out, state, (raw[at >> 3] >> (7 - (at & 7))) & 1, 1)
+        at += 1
+
+
+@jit
+def _splice(raw, bits, blocks, rewrite, code, code_len, dc_of, ac_of, owner, out) -> int:
+    """The new scan's bytes in `out` (unstuffed, padded with ones); its size, or -1."""
+    state = np.zeros(3, np.int64)
+    m = 0
+    count = len(rewrite)
+    while m < count:
+        if rewrite[m]:
+            if not _encode_mcu(out, state, blocks, m, code, code_len, dc_of, ac_of, owner):
+                return -1
+            m += 1
+            continue
+        stop = m
+        while stop < count and not rewrite[stop]:
+            stop += 1
+        _copy_bits(out, state, raw, bits[m], bits[stop])
+        m = stop
+    if state[1]:
+        _put(out, state, 0xFF, 8 - state[1])
+    return state[2]
