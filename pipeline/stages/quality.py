@@ -59,7 +59,7 @@ def seam(
 ) -> tuple[float | None, float | None]:
     if ring is None:
         ring = dilate(hole, BAND) & ~hole
-    gray = restored.astype(np.float32).mean(axis=2)
+    gray = _gray_sum(restored).astype(np.float32) / np.float32(3)  # = mean(axis=2), faster
     pairs = (  # (hole, hole shifted by one, ring, ring shifted, gray step): vertical, horizontal
         (hole[:-1, :], hole[1:, :], ring[:-1, :], ring[1:, :], np.abs(np.diff(gray, axis=0))),
         (hole[:, :-1], hole[:, 1:], ring[:, :-1], ring[:, 1:], np.abs(np.diff(gray, axis=1))),
@@ -80,13 +80,24 @@ def fill_consistency(
 ) -> dict[str, float | None]:
     if not ring.any():  # the hole covers the whole image: nothing to compare with
         return {"fill_delta": None, "fill_brightness": None, "fill_texture": None}
-    fill, known = restored[hole].astype(np.float64), restored[ring].astype(np.float64)
-    fill_gray, known_gray = fill.mean(axis=1), known.mean(axis=1)
+    gray = _gray_sum(restored)
+    fill_gray, known_gray = gray[hole] / 3.0, gray[ring] / 3.0  # the mean of the channels
     return {
-        "fill_delta": float(np.abs(fill.mean(axis=0) - known.mean(axis=0)).mean()),
+        "fill_delta": float(np.abs(_means(restored, hole) - _means(restored, ring)).mean()),
         "fill_brightness": float(fill_gray.mean() - known_gray.mean()),
         "fill_texture": float((fill_gray.std() + 1.0) / (known_gray.std() + 1.0)),
     }
+
+
+def _means(image: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Each channel's mean over `where`, from integer sums (exact)."""
+    sums = [image[..., c][where].sum(dtype=np.int64) for c in range(image.shape[2])]
+    return np.array(sums) / int(where.sum())
+
+
+def _gray_sum(image: np.ndarray) -> np.ndarray:
+    """The sum of the three channels (uint16)."""
+    return image[..., 0].astype(np.uint16) + image[..., 1] + image[..., 2]
 
 
 def reference_scores(restored: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
