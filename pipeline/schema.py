@@ -42,6 +42,14 @@ WORK_SCHEMA = pa.schema(
         ("hole", pa.large_binary()),  # np.packbits of the H*W bool hole map
         ("orig", pa.large_binary()),  # raw pixels in orig_mode, when RGB cannot round-trip
         ("orig_mode", pa.string()),
+        # a JPEG written back as a JPEG is decoded only where the stages read it
+        # (pipeline/stages/jpeg_region.py): the box of `pixels` decoded so far (null: all of
+        # it), and the scan's decoded coefficients (int16 blocks, int64 MCU bit offsets, the
+        # unstuffed entropy-coded bytes)
+        ("pixels_box", pa.list_(pa.int32())),
+        ("jpeg_blocks", pa.large_binary()),
+        ("jpeg_bits", pa.large_binary()),
+        ("jpeg_raw", pa.large_binary()),
         # prepare -> infer -> finish (pipeline/stages/prepare.py): the model-size windows sent
         # next, N*256*256*3 uint8 (pre-filled as the model reads them) and N packed 256² hole
         # maps; the item's whole window plan (ints per window, and the packed box-sized maps of
@@ -165,7 +173,7 @@ def table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 # Whole-image payloads: handed from stage to stage as views of their Arrow buffers, and set
 # from NumPy arrays without a copy (a 12 MP RGB image is 36 MB; each copy costs ~10 ms).
-ARRAY_COLUMNS = ("pixels", "orig", "restored")
+ARRAY_COLUMNS = ("pixels", "orig", "restored", "jpeg_blocks", "jpeg_bits", "jpeg_raw")
 
 
 def rows(batch: pa.Table, names: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
 from ..schema import ERROR, SKIPPED, each_row, pack_bits
-from . import metadata
+from . import jpeg_region, metadata
 from .settings import DecodeSettings
 from .template import NotFound, Placement
 
@@ -60,7 +60,9 @@ def decode_batch(batch: pa.Table, settings: DecodeSettings) -> pa.Table:
 
     return each_row(
         batch,
-        lambda row: decode_row(row, placement, s.max_image_pixels, s.mask_orientation),
+        lambda row: decode_row(
+            row, placement, s.max_image_pixels, s.mask_orientation, s.keep_jpeg
+        ),
         fail,
     )
 
@@ -80,26 +82,24 @@ def decode_row(
     placement: Placement,
     max_image_pixels: int | None,
     mask_orientation: str = "display",
+    keep_jpeg: bool = False,
 ) -> dict[str, Any]:
     source = row["image_bytes"]
     stored, fmt = open_image(source, "image", max_image_pixels, upright=False, load=False)
     orientation = metadata.orientation_of(stored)
     icc, exif = stored.info.get("icc_profile"), stored.info.get("exif")
-    fast = _jpeg_rgb(source, fmt, stored)
-    if fast is not None:  # an RGB JPEG, decoded straight into an array; upright as an array
-        rgb, input_mode, out_mode, orig = metadata.to_display(fast, orientation), "RGB", "RGB", None
+    hole = deferred = None
+    if (keep_jpeg and fmt == "JPEG" and stored.mode == "RGB" and orientation == 1
+            and placement.template is None and not row.get("ref_bytes")):  # fmt: skip
+        # written back as a JPEG: decoded later, only where the stages read it
+        hole = _hole_of(row, (stored.height, stored.width), 1, max_image_pixels, mask_orientation)
+        deferred = jpeg_region.defer(source, hole)
+    if deferred is not None:
+        rgb, input_mode, out_mode, orig = None, "RGB", "RGB", None
+        height, width = stored.height, stored.width
     else:
-        _load(stored, "image")
-        img = stored if orientation == 1 else _upright(stored, "image")  # no copy when upright
-        input_mode = img.mode
-        wide = _wide_rgb(source, fmt, stored)
-        if wide is not None:  # 48/64-bit RGB(A): the model sees the top 8 bits, the rest is kept
-            wide = metadata.to_display(wide, orientation)
-            input_mode = out_mode = "RGBA;16" if wide.shape[2] == 4 else "RGB;16"
-            rgb, orig = (wide[..., :3] >> 8).astype(np.uint8), wide.tobytes()
-        else:
-            rgb, out_mode, orig = to_rgb(img)
-    height, width = rgb.shape[:2]
+        rgb, input_mode, out_mode, orig = _decode_pixels(source, fmt, stored, orientation)
+        height, width = rgb.shape[:2]
     if placement.template is not None:
         try:
             hole, score, shift = placement.place(rgb)
@@ -112,9 +112,8 @@ def decode_row(
         row.update(mask_score=score, mask_shift=shift)
         if placement.alpha is not None:
             row.update(_alpha_columns(placement.place_alpha((height, width), shift), hole))
-    else:
-        mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
-        hole = _mask_hole(mask_img, (height, width), orientation, mask_orientation)
+    elif hole is None:
+        hole = _hole_of(row, (height, width), orientation, max_image_pixels, mask_orientation)
     stats = mask_stats(hole)
     _fill(row, width, height, input_mode, fmt, out_mode)
     row.update(
@@ -130,12 +129,47 @@ def decode_row(
     if not hole.any():
         row.update(status=SKIPPED, error="mask has no hole pixels: nothing to restore")
         return row
-    row["pixels"] = np.ascontiguousarray(rgb)  # a column that wraps it (schema.ARRAY_COLUMNS)
+    if deferred is not None:
+        row.update(deferred)
+    else:
+        row["pixels"] = np.ascontiguousarray(rgb)  # a column that wraps it (ARRAY_COLUMNS)
     row["hole"] = pack_bits(hole)
     row["orig"] = orig
-    if fmt == "JPEG":  # the sink copies its DCT coefficients outside the hole
+    if fmt == "JPEG":  # the sink copies its DCT coefficients outside the hole (and the
+        # stages decode its deferred pixels from it)
         row["image_bytes"] = source
     return row
+
+
+def _decode_pixels(
+    source: bytes, fmt: str, stored: Image.Image, orientation: int
+) -> tuple[np.ndarray, str, str, bytes | None]:
+    """(RGB pixels upright, input mode, mode to write back, original pixels where RGB cannot
+    round-trip them)."""
+    fast = _jpeg_rgb(source, fmt, stored)
+    if fast is not None:  # an RGB JPEG, decoded straight into an array; upright as an array
+        return metadata.to_display(fast, orientation), "RGB", "RGB", None
+    _load(stored, "image")
+    img = stored if orientation == 1 else _upright(stored, "image")  # no copy when upright
+    wide = _wide_rgb(source, fmt, stored)
+    if wide is not None:  # 48/64-bit RGB(A): the model sees the top 8 bits, the rest is kept
+        wide = metadata.to_display(wide, orientation)
+        mode = "RGBA;16" if wide.shape[2] == 4 else "RGB;16"
+        return (wide[..., :3] >> 8).astype(np.uint8), mode, mode, wide.tobytes()
+    rgb, out_mode, orig = to_rgb(img)
+    return rgb, img.mode, out_mode, orig
+
+
+def _hole_of(
+    row: dict[str, Any],
+    size: tuple[int, int],
+    orientation: int,
+    max_image_pixels: int | None,
+    convention: str,
+) -> np.ndarray:
+    """The hole map of the row's mask, on the image as displayed."""
+    mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
+    return _mask_hole(mask_img, size, orientation, convention)
 
 
 def _mask_hole(

@@ -41,29 +41,34 @@ class JpegResult:
 
 
 def encode_keeping_blocks(
-    source: bytes, restored: Restored, orientation: int, exif: bytes | None
+    source: bytes,
+    restored: Restored,
+    orientation: int,
+    exif: bytes | None,
+    coefficients: tuple[jpeg_scan.Scan, jpeg_scan.Decoded] | None = None,
 ) -> JpegResult:
     """The restored image as a JPEG that copies `source`'s coefficients outside the changed MCUs.
 
     `restored` is upright (EXIF orientation applied), as the model saw it; only its box is
     read, plus the MCUs around it, unless the file's pixels are stored rotated. `exif` is the
-    source's EXIF, written back without its thumbnail.
+    source's EXIF, written back without its thumbnail. `coefficients`: the source's scan as
+    the decode stage decoded it (pipeline/stages/jpeg_region.py), when it kept it.
     """
     import jpeglib
 
     with jpeglib.version(LIBJPEG):
-        return _encode_keeping_blocks(source, restored, orientation, exif)
+        return _encode_keeping_blocks(source, restored, orientation, exif, coefficients)
 
 
 def _encode_keeping_blocks(
-    source: bytes, restored: Restored, orientation: int, exif: bytes | None
+    source: bytes, restored: Restored, orientation: int, exif: bytes | None, coefficients
 ) -> JpegResult:
     if orientation != 1:  # rotated: the whole image, back in the file's stored order
         pixels = metadata.to_stored(restored.region(), orientation)
         changed = metadata.to_stored(restored.changed(), orientation)
         restored = Restored(pixels, (0, 0, pixels.shape[1], pixels.shape[0]), pixels, changed)
     with tempfile.TemporaryDirectory(prefix="spl-jpeg-") as folder:
-        spliced = _splice(source, restored, folder)
+        spliced = _splice(source, restored, folder, coefficients)
         data, changed = spliced if spliced is not None else _rewrite(source, restored, folder)
     notes = []
     if metadata.is_progressive(source):
@@ -74,16 +79,21 @@ def _encode_keeping_blocks(
     return JpegResult(data, int(changed.sum()), changed.size, "; ".join(notes))
 
 
-def _splice(source: bytes, restored: Restored, folder: str) -> tuple[bytes, np.ndarray] | None:
+def _splice(
+    source: bytes, restored: Restored, folder: str, coefficients=None
+) -> tuple[bytes, np.ndarray] | None:
     """The fast path (pipeline/stages/jpeg_scan.py): the source's scan with the changed MCUs
     coded again, every other byte kept; where the source's Huffman tables lack a code the
-    changed MCUs need, the whole scan coded with tables made for it. (data, changed MCUs), or
-    None for a file this path cannot take."""
-    scan = jpeg_scan.parse(source)
-    decoded = jpeg_scan.decode(source, scan) if scan is not None else None
+    changed MCUs need, the whole scan coded with tables made for it. `coefficients`: the
+    (scan, decoded) the decode stage kept, if it did. (data, changed MCUs), or None for a file
+    this path cannot take."""
+    scan, decoded = coefficients or (jpeg_scan.parse(source), None)
+    if scan is not None and decoded is None:
+        decoded = jpeg_scan.decode(source, scan)
     if decoded is None:
         return None
     changed = _changed_mcus(restored, scan.mcu, scan.mcus)
+    new_blocks = new_at = None
     if changed.any():
         box, (r0, r1, c0, c1) = _mcu_box(changed, scan.mcu, restored.shape)
         path = os.path.join(folder, "new.jpg")
@@ -95,9 +105,14 @@ def _splice(source: bytes, restored: Restored, folder: str) -> tuple[bytes, np.n
         if fresh is None or part_scan.mcus != (r1 - r0, c1 - c0):
             return None
         ys, xs = np.nonzero(changed[r0:r1, c0:c1])
-        decoded.blocks[(r0 + ys) * scan.mcus[1] + c0 + xs] = fresh.blocks[ys * (c1 - c0) + xs]
-    data = jpeg_scan.splice(source, scan, decoded, changed)
-    return (data or jpeg_scan.recode(source, scan, decoded.blocks)), changed
+        new_at = (r0 + ys) * scan.mcus[1] + c0 + xs
+        new_blocks = fresh.blocks[ys * (c1 - c0) + xs]
+    data = jpeg_scan.splice(source, scan, decoded, changed, new_blocks, new_at)
+    if data is None:  # the tables lack a code: all of it coded again, with its own tables
+        blocks = decoded.blocks.copy()
+        blocks[new_at] = new_blocks
+        data = jpeg_scan.recode(source, scan, blocks)
+    return data, changed
 
 
 def _rewrite(source: bytes, restored: Restored, folder: str) -> tuple[bytes, np.ndarray]:

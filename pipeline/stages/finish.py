@@ -25,7 +25,9 @@ from spl_model.names import CLASSICAL_ENGINES
 
 from ..config import MARK_COLORS
 from ..schema import ERROR, WORK_SCHEMA, each_row, pack_bits, unpack_bits
+from . import jpeg_region
 from .infer_actor import current_node
+from .jpeg_region import PIXEL_SOURCES
 from .prepare import unpack_plan, unpack_predictions
 from .settings import FinishSettings
 
@@ -42,6 +44,7 @@ def finish_batch(batch: pa.Table, settings: FinishSettings) -> pa.Table:
 
     def finish(row: dict[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {}
+        decoded = row.get("pixels_box")
         if engine in CLASSICAL_ENGINES:
             box, restored, changed, engine_ms = _classical(row, engine, dilate)
             update.update(node=node, infer_ms=engine_ms)
@@ -49,6 +52,8 @@ def finish_batch(batch: pa.Table, settings: FinishSettings) -> pa.Table:
             box, restored, changed = _paste(row)
         if row.get("alpha"):
             _deblend(row, box, restored, changed, MARK_COLORS[mark_color])
+        if row.get("pixels_box") != decoded:  # more of a JPEG's pixels decoded here
+            update.update(pixels=row["pixels"], pixels_box=row["pixels_box"])
         return {
             **update,
             "restored": restored,
@@ -60,7 +65,7 @@ def finish_batch(batch: pa.Table, settings: FinishSettings) -> pa.Table:
         return {"status": ERROR, "error": f"cannot paste the model's output: {exc}"}
 
     reads = ("pixels", "hole", "height", "width", "window_boxes", "window_paste",
-             "predictions", "alpha", "alpha_box")  # fmt: skip
+             "predictions", "alpha", "alpha_box", *PIXEL_SOURCES)  # fmt: skip
     batch = each_row(batch, finish, fail, reads)
     for name in DROPPED:  # the model's payloads, consumed here (error rows' too)
         empty = pa.nulls(batch.num_rows, WORK_SCHEMA.field(name).type)
@@ -82,15 +87,19 @@ def _deblend(
     so inside the restored box)."""
     x0, y0, x1, y1 = row["alpha_box"]
     alpha = np.frombuffer(row["alpha"], np.uint8).reshape(y1 - y0, x1 - x0) / 255.0
-    source = _pixels(row)[y0:y1, x0:x1]
+    source = _pixels(row, (x0, y0, x1, y1))[y0:y1, x0:x1]
     inside = (slice(y0 - box[1], y1 - box[1]), slice(x0 - box[0], x1 - box[0]))
     part = deblend(source, restored[inside], alpha, color)
     restored[inside] = part
     changed[inside] = np.any(part != source, axis=2)
 
 
-def _pixels(row: dict[str, Any]) -> np.ndarray:
-    return np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
+def _pixels(row: dict[str, Any], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The row's pixels, decoded at least in `box` (a JPEG's deferred pixels: what is decoded
+    here is kept on the row)."""
+    image, decoded = jpeg_region.pixels(row, box)
+    row.update(decoded)
+    return image
 
 
 def _paste(row: dict[str, Any]) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
@@ -101,7 +110,7 @@ def _paste(row: dict[str, Any]) -> tuple[tuple[int, int, int, int], np.ndarray, 
         [b for b in (spl_model.paste_box(plan.final), row.get("alpha_box")) if b is not None]
     )
     x0, y0, x1, y1 = box
-    image = _pixels(row)
+    image = _pixels(row, box)
     restored = image[y0:y1, x0:x1].copy()
     changed = spl_model.paste_windows(
         restored, plan.final, predictions, origin=(x0, y0), shape=image.shape[:2]
@@ -114,10 +123,10 @@ def _classical(
 ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, float]:
     """Telea / Navier-Stokes on the hole's box plus what they read around it (the same fill as
     on the whole image); with the engine's own milliseconds."""
-    image = _pixels(row)
     hole = spl_model.dilate(unpack_bits(row["hole"], row["height"], row["width"]), dilate)
     box = hole_box(hole, CLASSICAL_MARGIN)
     assert box is not None  # decode skips items without a hole
+    image = _pixels(row, box)
     x0, y0, x1, y1 = box
     part = image[y0:y1, x0:x1]
     started = time.perf_counter()

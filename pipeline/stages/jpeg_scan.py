@@ -45,8 +45,8 @@ class Scan:
     samp: np.ndarray  # (components, 2): V, H sampling factors, in scan order
     dc_table: np.ndarray  # per component: the index of its DC table in `lut_*`/`code_*`
     ac_table: np.ndarray
-    lut_len: np.ndarray  # (tables, 65536) uint8: code length of each 16-bit lookahead, 0: none
-    lut_sym: np.ndarray  # (tables, 65536) uint8: its symbol
+    lut: np.ndarray  # (tables, 65536) uint16: code length << 8 | symbol of each 16-bit
+    # lookahead; 0 where no code starts so
     code: np.ndarray  # (tables, 256) int64: each symbol's code
     code_len: np.ndarray  # (tables, 256) uint8: its length, 0 where the table lacks it
     qt: np.ndarray  # (tables, 8, 8) uint16: the quantisation tables by id, in natural order
@@ -147,12 +147,11 @@ def _scan(data: bytes, frame, tables, quant, body, sos: int, start: int, dri: in
     if any(name not in tables for name in names):
         return None
     index = {name: k for k, name in enumerate(names)}
-    lut_len = np.zeros((len(names), 1 << 16), np.uint8)
-    lut_sym = np.zeros((len(names), 1 << 16), np.uint8)
+    lut = np.zeros((len(names), 1 << 16), np.uint16)
     code = np.zeros((len(names), 256), np.int64)
     code_len = np.zeros((len(names), 256), np.uint8)
     for name, k in index.items():
-        if not _table(*tables[name], lut_len[k], lut_sym[k], code[k], code_len[k]):
+        if not _table(*tables[name], lut[k], code[k], code_len[k]):
             return None
     end = _scan_end(data, start)
     if end < 0 or data[end : end + 2] != b"\xff\xd9":
@@ -161,13 +160,13 @@ def _scan(data: bytes, frame, tables, quant, body, sos: int, start: int, dri: in
         width, height, samp,
         np.array([index[0, c[1] >> 4] for c in chosen], np.int64),
         np.array([index[1, c[1] & 15] for c in chosen], np.int64),
-        lut_len, lut_sym, code, code_len,
+        lut, code, code_len,
         np.stack([quant.get(k, np.zeros((8, 8), np.uint16)) for k in range(max(quant) + 1)]),
         np.array([c[2] for c in components], np.int16), index, sos, start, end,
     )  # fmt: skip
 
 
-def _table(bits: bytes, symbols: bytes, lut_len, lut_sym, code, code_len) -> bool:
+def _table(bits: bytes, symbols: bytes, lut, code, code_len) -> bool:
     """Fill one table's decoding lookahead and encoding codes (canonical Huffman codes)."""
     value, at = 0, 0
     for length in range(1, 17):
@@ -176,8 +175,7 @@ def _table(bits: bytes, symbols: bytes, lut_len, lut_sym, code, code_len) -> boo
                 return False
             symbol = symbols[at]
             shift = 16 - length
-            lut_len[value << shift : (value + 1) << shift] = length
-            lut_sym[value << shift : (value + 1) << shift] = symbol
+            lut[value << shift : (value + 1) << shift] = length << 8 | symbol
             code[symbol], code_len[symbol] = value, length
             value, at = value + 1, at + 1
         value <<= 1
@@ -212,18 +210,31 @@ def decode(data: bytes, scan: Scan) -> Decoded | None:
     raw = _unstuff(np.frombuffer(data, np.uint8, scan.end - scan.start, scan.start))
     blocks = np.zeros((rows * cols, len(owner), 64), np.int16)
     bits = np.zeros(rows * cols + 1, np.int64)
-    ok = _decode(raw, scan.lut_len, scan.lut_sym, scan.dc_table[owner], scan.ac_table[owner],
-                 owner, blocks, bits)  # fmt: skip
+    padded = np.concatenate([raw, np.zeros(8, np.uint8)])
+    ok = _decode(padded, scan.lut, scan.dc_table[owner], scan.ac_table[owner], owner, blocks, bits)
     return Decoded(blocks, bits, raw) if ok else None
 
 
-def splice(data: bytes, scan: Scan, decoded: Decoded, changed: np.ndarray) -> bytes | None:
-    """The JPEG `data` with the MCUs flagged in `changed` (rows x cols bool) coded from
-    `decoded.blocks` and the others' bits copied; None when a changed block needs a code the
-    source's tables lack."""
+def splice(
+    data: bytes,
+    scan: Scan,
+    decoded: Decoded,
+    changed: np.ndarray,
+    new_blocks: np.ndarray | None = None,
+    new_at: np.ndarray | None = None,
+) -> bytes | None:
+    """The JPEG `data` with the MCUs flagged in `changed` (rows x cols bool) coded again and the
+    others' bits copied; `new_blocks` replace the blocks of the MCUs `new_at` (the decoded
+    ones are not written to). None when a changed block needs a code the source's tables
+    lack."""
     rewrite = changed.ravel().copy()
     rewrite[1:] |= rewrite[:-1]  # the next MCU's DC differences refer to a changed block
-    scan_bytes = _code_scan(scan, decoded, rewrite, scan.code, scan.code_len)
+    which = np.full(len(decoded.blocks), -1, np.int64)
+    if new_blocks is None or new_at is None:
+        new_blocks = decoded.blocks[:0]
+    else:
+        which[new_at] = np.arange(len(new_at))
+    scan_bytes = _code_scan(scan, decoded, new_blocks, which, rewrite, scan.code, scan.code_len)
     return None if scan_bytes is None else data[: scan.start] + scan_bytes
 
 
@@ -232,18 +243,18 @@ def recode(data: bytes, scan: Scan, blocks: np.ndarray) -> bytes:
     them (as libjpeg's optimize_coding makes them), in one DHT segment before the scan."""
     owner = _owner(scan)
     freq = np.zeros((len(scan.code), 257), np.int64)
-    _count(blocks, scan.dc_table[owner], scan.ac_table[owner], owner, freq)
+    none = np.full(len(blocks), -1, np.int64)
+    _count(blocks, blocks[:0], none, scan.dc_table[owner], scan.ac_table[owner], owner, freq)
     code = np.zeros_like(scan.code)
     code_len = np.zeros_like(scan.code_len)
     segment = b""
     for name, k in scan.names.items():
         counts, symbols = optimal_table(freq[k])
-        _table(counts, symbols, np.zeros(1 << 16, np.uint8), np.zeros(1 << 16, np.uint8),
-               code[k], code_len[k])  # fmt: skip
+        _table(counts, symbols, np.zeros(1 << 16, np.uint16), code[k], code_len[k])
         segment += bytes([name[0] << 4 | name[1]]) + counts + symbols
     rewrite = np.ones(len(blocks), bool)
     nothing = Decoded(blocks, np.zeros(len(blocks) + 1, np.int64), np.zeros(0, np.uint8))
-    scan_bytes = _code_scan(scan, nothing, rewrite, code, code_len)
+    scan_bytes = _code_scan(scan, nothing, blocks[:0], none, rewrite, code, code_len)
     header = b"".join(
         data[start:end] if marker != 0xC4 else b""
         for marker, start, end in metadata.jpeg_segments(data)
@@ -285,13 +296,14 @@ def _owner(scan: Scan) -> np.ndarray:
     return np.repeat(np.arange(len(scan.samp)), np.diff(scan.slots))
 
 
-def _code_scan(scan: Scan, decoded: Decoded, rewrite, code, code_len) -> bytes | None:
+def _code_scan(scan: Scan, decoded: Decoded, over, which, rewrite, code, code_len) -> bytes | None:
     """The stuffed entropy-coded bytes and EOI of a scan: the MCUs in `rewrite` coded from the
-    blocks with these codes, the others' bits copied; None when a code is missing."""
+    blocks (MCU m's are over[which[m]] where that is not -1) with these codes, the others'
+    bits copied; None when a code is missing."""
     owner = _owner(scan)
     blocks, bits, raw = decoded
     out = np.empty(len(raw) + 256 * int(rewrite.sum()) * blocks.shape[1] + 16, np.uint8)
-    size = _splice(raw, bits, blocks, rewrite, code, code_len,
+    size = _splice(raw, bits, blocks, over, which, rewrite, code, code_len,
                    scan.dc_table[owner], scan.ac_table[owner], owner, out)  # fmt: skip
     if size < 0:
         return None
@@ -326,36 +338,39 @@ def _stuff(data: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _decode(raw, lut_len, lut_sym, dc_of, ac_of, owner, blocks, bits) -> bool:
-    acc, have, at = 0, 0, 0  # unread bits, their count, next byte
+def _decode(raw, lut, dc_of, ac_of, owner, blocks, bits) -> bool:
+    """Huffman-decode the unstuffed scan `raw` (with 8 zero bytes after it) into `blocks`;
+    `lut`: per table, (code length << 8 | symbol) of each 16-bit lookahead, 0 where none."""
+    acc, have, at = np.int64(0), 0, 0  # bits read ahead (only the low `have` count), next byte
+    end = len(raw) - 8
     pred = np.zeros(owner.max() + 1, np.int64)
     for m in range(blocks.shape[0]):
         bits[m] = at * 8 - have
         for b in range(blocks.shape[1]):
             block = blocks[m, b]
+            table = dc_of[b]
             k = 0
             while k < 64:
-                while have <= 48:  # room for a code and its value: 16 + 11 bits
-                    acc = (acc << 8) | (raw[at] if at < len(raw) else 0)
-                    at, have = at + 1, have + 8
-                table = dc_of[b] if k == 0 else ac_of[b]
-                peek = (acc >> (have - 16)) & 0xFFFF
-                length = np.int64(lut_len[table, peek])
-                if length == 0:
+                if have < 27:  # room for a code and its value (16 + 11 bits): 4 more bytes
+                    acc = (acc << 32) | (np.int64(raw[at]) << 24) | (np.int64(raw[at + 1]) << 16) \
+                        | (np.int64(raw[at + 2]) << 8) | np.int64(raw[at + 3])
+                    at, have = at + 4, have + 32
+                entry = np.int64(lut[table, (acc >> (have - 16)) & 0xFFFF])
+                if entry == 0:
                     return False
-                symbol = np.int64(lut_sym[table, peek])
-                have -= length
+                have -= entry >> 8
+                symbol = entry & 0xFF
                 run, size = (0, symbol) if k == 0 else (symbol >> 4, symbol & 15)
-                value = 0
+                value = np.int64(0)
                 if size:
                     have -= size
-                    value = (acc >> have) & ((1 << size) - 1)
-                    if value < 1 << (size - 1):
-                        value -= (1 << size) - 1
-                acc &= (1 << have) - 1
+                    value = (acc >> have) & ((np.int64(1) << size) - 1)
+                    if value < np.int64(1) << (size - 1):
+                        value -= (np.int64(1) << size) - 1
                 if k == 0:
                     pred[owner[b]] += value
                     block[0] = pred[owner[b]]
+                    table = ac_of[b]
                     k = 1
                 elif size:
                     k += run
@@ -368,7 +383,7 @@ def _decode(raw, lut_len, lut_sym, dc_of, ac_of, owner, blocks, bits) -> bool:
                 else:
                     break  # end of block
     bits[blocks.shape[0]] = at * 8 - have
-    return at * 8 - have <= len(raw) * 8
+    return at * 8 - have <= end * 8
 
 
 @jit
@@ -395,19 +410,26 @@ def _category(value) -> int:
 
 
 @jit
-def _symbols(blocks, m, b, owner, symbols, values, sizes) -> int:
+def _mcu(blocks, over, which, m):
+    """MCU m's blocks: a replacement's where it has one."""
+    return over[which[m]] if which[m] >= 0 else blocks[m]
+
+
+@jit
+def _symbols(blocks, over, which, m, b, owner, symbols, values, sizes) -> int:
     """Block `b` of MCU `m` as Huffman symbols in coding order, each with its value bits: the DC
     difference's category first (against the previous block of its component), then the AC
     run/size symbols, ZRL (0xF0) and EOB (0x00). Returns how many."""
-    block = blocks[m, b]
+    mcu = _mcu(blocks, over, which, m)
+    block = mcu[b]
     prev = 0
     if b > 0 and owner[b - 1] == owner[b]:
-        prev = blocks[m, b - 1, 0]
+        prev = mcu[b - 1, 0]
     elif m > 0:
         last = b
         while last + 1 < blocks.shape[1] and owner[last + 1] == owner[b]:
             last += 1
-        prev = blocks[m - 1, last, 0]
+        prev = _mcu(blocks, over, which, m - 1)[last, 0]
     diff = np.int64(block[0]) - prev
     size = _category(diff)
     symbols[0], values[0], sizes[0] = size, diff if diff > 0 else diff - 1, size
@@ -430,12 +452,12 @@ def _symbols(blocks, m, b, owner, symbols, values, sizes) -> int:
 
 
 @jit
-def _encode_mcu(out, state, blocks, m, code, code_len, dc_of, ac_of, owner) -> bool:
+def _encode_mcu(out, state, blocks, over, which, m, code, code_len, dc_of, ac_of, owner) -> bool:
     symbols = np.empty(80, np.int64)
     values = np.empty(80, np.int64)
     sizes = np.empty(80, np.int64)
     for b in range(blocks.shape[1]):
-        n = _symbols(blocks, m, b, owner, symbols, values, sizes)
+        n = _symbols(blocks, over, which, m, b, owner, symbols, values, sizes)
         for i in range(n):
             table = dc_of[b] if i == 0 else ac_of[b]
             length = code_len[table, symbols[i]]
@@ -448,14 +470,14 @@ def _encode_mcu(out, state, blocks, m, code, code_len, dc_of, ac_of, owner) -> b
 
 
 @jit
-def _count(blocks, dc_of, ac_of, owner, freq) -> None:
+def _count(blocks, over, which, dc_of, ac_of, owner, freq) -> None:
     """How often each table's symbols occur in the whole scan."""
     symbols = np.empty(80, np.int64)
     values = np.empty(80, np.int64)
     sizes = np.empty(80, np.int64)
     for m in range(blocks.shape[0]):
         for b in range(blocks.shape[1]):
-            n = _symbols(blocks, m, b, owner, symbols, values, sizes)
+            n = _symbols(blocks, over, which, m, b, owner, symbols, values, sizes)
             freq[dc_of[b], symbols[0]] += 1
             for i in range(1, n):
                 freq[ac_of[b], symbols[i]] += 1
@@ -510,14 +532,15 @@ def _copy_bits(out, state, raw, start, stop) -> None:
 
 
 @jit
-def _splice(raw, bits, blocks, rewrite, code, code_len, dc_of, ac_of, owner, out) -> int:
+def _splice(raw, bits, blocks, over, which, rewrite, code, code_len, dc_of, ac_of, owner, out):
     """The new scan's bytes in `out` (unstuffed, padded with ones); its size, or -1."""
     state = np.zeros(3, np.int64)
     m = 0
     count = len(rewrite)
     while m < count:
         if rewrite[m]:
-            if not _encode_mcu(out, state, blocks, m, code, code_len, dc_of, ac_of, owner):
+            if not _encode_mcu(out, state, blocks, over, which, m, code, code_len, dc_of, ac_of,
+                               owner):  # fmt: skip
                 return -1
             m += 1
             continue

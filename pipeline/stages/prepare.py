@@ -31,6 +31,8 @@ from spl_model.crops import (
 from spl_model.names import CLASSICAL_ENGINES
 
 from ..schema import ERROR, each_row, pack_bits, unpack_bits
+from . import jpeg_region
+from .jpeg_region import PIXEL_SOURCES
 from .settings import PrepareSettings
 
 SIZE = spl_model.MODEL_SIZE
@@ -49,7 +51,7 @@ def prepare_batch(batch: pa.Table, settings: PrepareSettings) -> pa.Table:
         batch,
         lambda row: prepare_row(row, s.strategy, s.dilate, s.prefill),
         _fail("cannot cut model windows"),
-        reads=("pixels", "hole", "height", "width"),
+        reads=("pixels", "hole", "height", "width", *PIXEL_SOURCES),
     )
 
 
@@ -62,7 +64,7 @@ def refine_batch(batch: pa.Table, settings: PrepareSettings) -> pa.Table:
         lambda row: refine_row(row, s.prefill, s.dilate) if row.get("refine") else {},
         _fail("cannot refine the coarse fill"),
         reads=("pixels", "hole", "height", "width", "refine", "window_boxes", "window_paste",
-               "predictions"),
+               "predictions", *PIXEL_SOURCES),
     )  # fmt: skip
 
 
@@ -81,13 +83,15 @@ def _fail(failure: str):
 
 
 def prepare_row(row: dict[str, Any], strategy: str, dilate: int, prefill: str) -> dict:
-    """The window columns of one decoded row: the plan, and the first windows to infer."""
-    image = _pixels(row)
+    """The window columns of one decoded row: the plan, and the first windows to infer (and
+    the pixels they read, where the decode stage left them to be decoded)."""
     hole = _hole(row, dilate)
     plan = plan_windows(hole, strategy, refine=prefill != "none")
+    image, decoded = jpeg_region.pixels(row, union_box([w.box for w in plan.first + plan.final]))
     boxes, paste = pack_plan(plan)
     sending = plan.first or plan.final
     return {
+        **decoded,
         **_cut(image, hole, sending, None, prefill),
         "window_boxes": boxes,
         "window_paste": paste,
@@ -101,14 +105,15 @@ def refine_row(row: dict[str, Any], prefill: str, dilate: int) -> dict:
     """The final windows of a row whose coarse predictions came back."""
     plan = unpack_plan(row["window_boxes"], row["window_paste"])
     predictions = unpack_predictions(row["predictions"], len(plan.first))
-    image = _pixels(row)
-    work = np.empty_like(image)  # the final tiles read their own boxes only: copy just those
     x0, y0, x1, y1 = union_box([w.box for w in plan.final])
+    image, decoded = jpeg_region.pixels(row, (x0, y0, x1, y1))  # (prepare decoded these)
+    work = np.empty_like(image)  # the final tiles read their own boxes only: copy just those
     work[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     for window, prediction in zip(plan.first, predictions, strict=True):
         paste_window(work, window, prediction)
     hole = _hole(row, dilate)
     return {
+        **decoded,
         **_cut(work, hole, plan.final, hole, prefill),
         "predictions": None,
         "refine": False,
@@ -126,10 +131,6 @@ def _cut(
     holes = np.stack([cut.hole for cut in cuts])
     pixels = np.stack([cut.image for cut in cuts])
     return {"windows": pixels.tobytes(), "window_holes": pack_bits(holes)}
-
-
-def _pixels(row: dict[str, Any]) -> np.ndarray:
-    return np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
 
 
 def _hole(row: dict[str, Any], dilate: int) -> np.ndarray:

@@ -4,7 +4,7 @@ writer needs one (a full re-encode, a rotated JPEG, a reference score)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,17 +20,24 @@ class Restored:
     box: Box
     part: np.ndarray  # the restored pixels of `box`
     changed_part: np.ndarray  # bool, `box`-sized: the pixels the restore changed
+    decoded: Box | None = None  # where `pixels` holds the image (a JPEG decoded in part); None: all
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Restored:
         height, width = row["height"], row["width"]
         x0, y0, x1, y1 = row["restored_box"]
+        decoded = row.get("pixels_box")
         return cls(
             np.frombuffer(row["pixels"], np.uint8).reshape(height, width, 3),
             (x0, y0, x1, y1),
             np.frombuffer(row["restored"], np.uint8).reshape(y1 - y0, x1 - x0, 3),
             unpack_bits(row["changed"], y1 - y0, x1 - x0),
+            None if decoded is None else tuple(decoded),
         )
+
+    def with_pixels(self, pixels: np.ndarray) -> Restored:
+        """The same restore over the whole decoded image `pixels`."""
+        return replace(self, pixels=pixels, decoded=None)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -41,8 +48,13 @@ class Restored:
         return 0, 0, self.shape[1], self.shape[0]
 
     def region(self, box: Box | None = None) -> np.ndarray:
-        """The restored image's pixels in `box` (default: the whole image), a copy."""
+        """The restored image's pixels in `box` (default: the whole image), a copy. Pixels that
+        were never decoded are never returned: asking for them is an error."""
         x0, y0, x1, y1 = box or self.whole
+        if self.decoded is not None:
+            dx0, dy0, dx1, dy1 = self.decoded
+            if not (dx0 <= x0 and dy0 <= y0 and x1 <= dx1 and y1 <= dy1):
+                raise ValueError(f"pixels {(x0, y0, x1, y1)} asked for, {self.decoded} decoded")
         out = self.pixels[y0:y1, x0:x1].copy()
         target, source = self._overlap((x0, y0, x1, y1))
         if target is not None:

@@ -42,6 +42,7 @@ class DecodeSettings:
     search: int = 0
     min_score: float = 0.3
     mask_orientation: str = "display"
+    keep_jpeg: bool = False  # JPEGs are written back as JPEGs: decode them only where read
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class StageSettings:
                 search=config.mask_search,
                 min_score=config.mask_min_score,
                 mask_orientation=config.mask_orientation,
+                keep_jpeg=config.output_format in ("same", "jpg"),
             ),
             prepare=PrepareSettings(model.engine, config.strategy, config.dilate, model.prefill),
             finish=FinishSettings(model.engine, config.dilate, config.mark_color),

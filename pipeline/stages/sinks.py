@@ -21,7 +21,7 @@ from spl_model.masks import hole_box
 from ..errors import error_kind
 from ..schema import ERROR, OK, RESULT_SCHEMA, rows, table, unpack_bits
 from ..storage import UnsafeKeyError, atomic_write, filesystem, full_url, join_under
-from . import metadata, quality, shard_parts
+from . import jpeg_region, metadata, quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .encode_jpeg import NotApplicable, encode_keeping_blocks
@@ -130,7 +130,8 @@ def _encode_one(
             if row["orig_mode"] not in ("RGB", "L"):
                 raise NotApplicable(f"{row['input_mode']} JPEG")
             kept = encode_keeping_blocks(
-                row["image_bytes"], restored, row["orientation"] or 1, row.get("exif")
+                row["image_bytes"], restored, row["orientation"] or 1, row.get("exif"),
+                jpeg_region.coefficients(row),
             )
             path = f"coefficients: {kept.mcus} of {kept.mcus_total} MCUs re-encoded"
             stats["jpeg_path"] = path + (f"; {kept.note}" if kept.note else "")
@@ -138,6 +139,8 @@ def _encode_one(
             return kept.data, ext, stats
         except NotApplicable as exc:
             stats["jpeg_path"] = f"reencode: {exc}"
+    if restored.decoded is not None:  # a JPEG decoded in part: the whole image, now
+        restored = restored.with_pixels(jpeg_region.pixels(row, None)[0])
     img = compose(restored.region(), restored.changed(), row["orig_mode"] or "RGB", row.get("orig"))
     exif = metadata.clean_exif(row.get("exif"), drop_orientation=True)  # pixels are upright
     data, mode = encode(img, kind, output_quality, row.get("icc"), exif)
