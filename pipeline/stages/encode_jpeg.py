@@ -3,11 +3,14 @@ MCU that the restore did not touch, and re-encodes only the MCUs (8x8 or 16x16 p
 the chroma subsampling) that hold a changed pixel, with the source's own quantisation tables and
 sampling factors. A second restore with the same mask changes nothing outside the hole.
 
-The coefficients are read and written with jpeglib (libjpeg; see docs/PIPELINE.md for why this
-library). Every marker segment of the source (JFIF, EXIF, XMP, IPTC, ICC, comments) is kept; the
-EXIF loses only its thumbnail. The pixels stay in the file's stored orientation and the EXIF
-keeps its orientation tag. A source this path cannot take (CMYK/YCCK, an unreadable coefficient
-stream) raises `NotApplicable` with the reason, and the sink re-encodes instead.
+Most JPEGs take the splice (pipeline/stages/jpeg_scan.py): the source's scan with the bits of
+every unchanged MCU copied and the others coded again, every byte before the scan kept. The
+others (progressive, restart markers) are read and written whole with jpeglib (libjpeg; see
+docs/PIPELINE.md for why this library). Every marker segment of the source (JFIF, EXIF, XMP,
+IPTC, ICC, comments) is kept; the EXIF loses only its thumbnail. The pixels stay in the file's
+stored orientation and the EXIF keeps its orientation tag. A source this path cannot take
+(CMYK/YCCK, an unreadable coefficient stream) raises `NotApplicable` with the reason, and the
+sink re-encodes instead.
 """
 
 from __future__ import annotations
