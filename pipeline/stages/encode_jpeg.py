@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import jpeg_scan, metadata
+from . import jpeg_coefficients, jpeg_scan, metadata
 from .restored import Restored
 
 LIBJPEG = "turbo210"  # the libjpeg-turbo build in jpeglib: it reads and writes arithmetic coding
@@ -86,15 +86,15 @@ def _splice(
     source: bytes, restored: Restored, folder: str, coefficients=None
 ) -> tuple[bytes, np.ndarray] | None:
     """The fast path (pipeline/stages/jpeg_scan.py): the source's scan with the changed MCUs
-    coded again, every other byte kept; where the source's Huffman tables lack a code the
-    changed MCUs need, the whole scan coded with tables made for it. `coefficients`: the
+    coded again, every other byte kept; for a progressive source, or where the source's
+    Huffman tables lack a code the changed MCUs need, the whole image as one baseline scan
+    with tables made for it. `coefficients`: the
     (scan, decoded) the decode stage kept, if it did. (data, changed MCUs), or None for a file
     this path cannot take."""
-    scan, decoded = coefficients or (jpeg_scan.parse(source), None)
-    if scan is not None and decoded is None:
-        decoded = jpeg_scan.decode(source, scan)
-    if decoded is None:
+    coefficients = coefficients or jpeg_coefficients.read(source)
+    if coefficients is None:
         return None
+    scan, decoded = coefficients
     changed = _changed_mcus(restored, scan.mcu, scan.mcus)
     new_blocks = new_at = None
     if changed.any():
@@ -110,10 +110,13 @@ def _splice(
         ys, xs = np.nonzero(changed[r0:r1, c0:c1])
         new_at = (r0 + ys) * scan.mcus[1] + c0 + xs
         new_blocks = fresh.blocks[ys * (c1 - c0) + xs]
-    data = jpeg_scan.splice(source, scan, decoded, changed, new_blocks, new_at)
-    if data is None:  # the tables lack a code: all of it coded again, with its own tables
+    data = None
+    if jpeg_coefficients.spliceable(decoded):
+        data = jpeg_scan.splice(source, scan, decoded, changed, new_blocks, new_at)
+    if data is None:  # progressive, or the tables lack a code: all of it coded again
         blocks = decoded.blocks.copy()
-        blocks[new_at] = new_blocks
+        if new_at is not None:
+            blocks[new_at] = new_blocks
         data = jpeg_scan.recode(source, scan, blocks)
     return data, changed
 

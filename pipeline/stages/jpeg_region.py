@@ -22,7 +22,7 @@ import numpy as np
 from spl_model import MODEL_SIZE
 from spl_model.masks import hole_box
 
-from . import jpeg_pixels, jpeg_scan
+from . import jpeg_coefficients, jpeg_pixels, jpeg_scan
 
 # what a stage reads besides `pixels` to decode more of them
 PIXEL_SOURCES = ("pixels_box", "jpeg_blocks", "jpeg_bits", "jpeg_raw", "image_bytes")
@@ -40,11 +40,11 @@ def defer(source: bytes, hole: np.ndarray) -> dict[str, Any] | None:
     near = hole_box(hole, MODEL_SIZE)
     if near is None or _area(near) > MAX_SHARE * height * width:
         return None
-    scan = jpeg_scan.parse(source)
-    if scan is None or not jpeg_pixels.supported(scan) or (scan.height, scan.width) != hole.shape:
+    coefficients = jpeg_coefficients.read(source)
+    if coefficients is None:
         return None
-    decoded = jpeg_scan.decode(source, scan)
-    if decoded is None:
+    scan, decoded = coefficients
+    if not jpeg_pixels.supported(scan) or (scan.height, scan.width) != hole.shape:
         return None
     return {
         "pixels": None,
@@ -86,7 +86,7 @@ def coefficients(row: dict[str, Any]) -> tuple[jpeg_scan.Scan, jpeg_scan.Decoded
     """The scan and decoded coefficients the decode stage kept in the row, or None."""
     if row.get("jpeg_blocks") is None:
         return None
-    scan = jpeg_scan.parse(row["image_bytes"])
+    scan = jpeg_coefficients.frame(row["image_bytes"])
     rows, cols = scan.mcus
     blocks = np.frombuffer(row["jpeg_blocks"], np.int16).reshape(rows * cols, -1, 64)
     bits = np.frombuffer(row["jpeg_bits"], np.int64)

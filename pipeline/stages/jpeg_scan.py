@@ -34,6 +34,7 @@ ZIGZAG = np.array(
     np.intp,
 )  # fmt: skip
 SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential
+PROGRESSIVE_HUFFMAN = 0xC2
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Scan:
 
     width: int
     height: int
+    ids: tuple[int, ...]  # the components' ids, in frame order
     samp: np.ndarray  # (components, 2): V, H sampling factors, in scan order
     dc_table: np.ndarray  # per component: the index of its DC table in `lut_*`/`code_*`
     ac_table: np.ndarray
@@ -73,26 +75,47 @@ class Scan:
         return np.concatenate([[0], np.cumsum(self.samp[:, 0] * self.samp[:, 1])])
 
 
-def parse(data: bytes) -> Scan | None:
-    """The scan of a one-scan 8-bit sequential Huffman JPEG (grey or YCbCr, no restart
-    markers); None for any other file."""
+@dataclass
+class Header:
+    """What a JPEG's marker segments say: its frame, tables and scans, in file order."""
+
+    marker: int  # the frame's SOF marker
+    frame: tuple[int, int, list[tuple[int, ...]]]  # height, width, (id, sampling, table) each
+    quant: dict[int, np.ndarray]  # quantisation tables by id, 8x8 in natural order
+    scans: list[tuple[bytes, int, int, int, dict]]  # SOS body, its place, data start and end,
+    # and the Huffman tables ((class, id) -> (counts, symbols)) in force for it
+    restart: int  # the restart interval (DRI), 0 for none
+    ycc: bool  # colour transform YCbCr (no Adobe segment saying otherwise)
+
+
+def read_header(data: bytes) -> Header | None:
+    """The marker segments of an 8-bit Huffman JPEG, up to its EOI; None for another file."""
     if data[:2] != b"\xff\xd8":
         return None
-    pos, frame, tables, dri, quant, ycc = 2, None, {}, 0, {}, True
-    while pos + 4 <= len(data):
+    pos, marker_of, frame, tables, quant, scans, dri, ycc = 2, 0, None, {}, {}, [], 0, True
+    while pos + 2 <= len(data):
         if data[pos] != 0xFF:
             return None
         marker = data[pos + 1]
         if marker == 0xFF:
             pos += 1
             continue
+        if marker == 0xD9:
+            if frame is None or not scans or not quant:
+                return None
+            return Header(marker_of, frame, quant, scans, dri, ycc)
+        if pos + 4 > len(data):
+            return None
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
         body = data[pos + 4 : pos + 2 + length]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if marker not in SEQUENTIAL_HUFFMAN or frame is not None or body[0] != 8:
+            if frame is not None or body[0] != 8:
+                return None
+            if marker not in (*SEQUENTIAL_HUFFMAN, PROGRESSIVE_HUFFMAN):
                 return None
             height, width, count = struct.unpack(">HHB", body[1:6])
             frame = (height, width, [tuple(body[6 + 3 * k : 9 + 3 * k]) for k in range(count)])
+            marker_of = marker
         elif marker == 0xC4:
             at = 0
             while at + 17 <= len(body):
@@ -114,18 +137,32 @@ def parse(data: bytes) -> Scan | None:
         elif marker == 0xEE and body[:5] == b"Adobe" and len(body) >= 12:
             ycc = body[11] == 1  # its colour transform: 1 is YCbCr
         elif marker == 0xDA:
-            if frame is None or (len(frame[2]) == 3 and not ycc) or not quant:
+            start = pos + 2 + length
+            end = _scan_end(data, start)
+            if frame is None or end < 0:
                 return None
-            return _scan(data, frame, tables, quant, body, pos, pos + 2 + length, dri)
-        elif marker == 0xD9:
-            return None
+            scans.append((body, pos, start, end, dict(tables)))
+            pos = end
+            continue
         pos += 2 + length
     return None
 
 
-def _scan(data: bytes, frame, tables, quant, body, sos: int, start: int, dri: int) -> Scan | None:
+def parse(data: bytes) -> Scan | None:
+    """The scan of a one-scan 8-bit sequential Huffman JPEG (grey or YCbCr, no restart
+    markers); None for any other file."""
+    header = read_header(data)
+    if header is None or header.marker not in SEQUENTIAL_HUFFMAN or len(header.scans) != 1:
+        return None
+    if header.restart or (len(header.frame[2]) == 3 and not header.ycc):
+        return None
+    body, sos, start, end, tables = header.scans[0]
+    return _scan(header.frame, tables, header.quant, body, sos, start, end)
+
+
+def _scan(frame, tables, quant, body: bytes, sos: int, start: int, end: int) -> Scan | None:
     height, width, components = frame
-    if dri or any(c[2] not in quant for c in components):
+    if any(c[2] not in quant for c in components):
         return None
     count = body[0]
     if height == 0 or count != len(components) or count not in (1, 3):
@@ -153,11 +190,8 @@ def _scan(data: bytes, frame, tables, quant, body, sos: int, start: int, dri: in
     for name, k in index.items():
         if not _table(*tables[name], lut[k], code[k], code_len[k]):
             return None
-    end = _scan_end(data, start)
-    if end < 0 or data[end : end + 2] != b"\xff\xd9":
-        return None  # a second scan, or no end
     return Scan(
-        width, height, samp,
+        width, height, tuple(ids), samp,
         np.array([index[0, c[1] >> 4] for c in chosen], np.int64),
         np.array([index[1, c[1] & 15] for c in chosen], np.int64),
         lut, code, code_len,
@@ -183,13 +217,14 @@ def _table(bits: bytes, symbols: bytes, lut, code, code_len) -> bool:
 
 
 def _scan_end(data: bytes, start: int) -> int:
-    """The first marker after `start` that is not a stuffed 0xFF byte; -1 when none."""
+    """The first marker after `start` that is not a stuffed 0xFF byte or a restart marker;
+    -1 when none."""
     at = start
     while True:
         at = data.find(b"\xff", at)
         if at < 0 or at + 1 >= len(data):
             return -1
-        if data[at + 1] != 0:
+        if data[at + 1] != 0 and not 0xD0 <= data[at + 1] <= 0xD7:
             return at
         at += 2
 
@@ -256,12 +291,29 @@ def recode(data: bytes, scan: Scan, blocks: np.ndarray) -> bytes:
     nothing = Decoded(blocks, np.zeros(len(blocks) + 1, np.int64), np.zeros(0, np.uint8))
     scan_bytes = _code_scan(scan, nothing, blocks[:0], none, rewrite, code, code_len)
     header = b"".join(
-        data[start:end] if marker != 0xC4 else b""
+        _sequential(data[start:end], scan) if marker == 0xC2 else data[start:end]
         for marker, start, end in metadata.jpeg_segments(data)
-        if marker != 0xDA
+        if marker not in (0xC4, 0xDA, 0xDD)
     )
     dht = b"\xff\xc4" + struct.pack(">H", len(segment) + 2) + segment
-    return data[:2] + header + dht + data[scan.sos : scan.start] + scan_bytes
+    return data[:2] + header + dht + _sos(scan) + scan_bytes
+
+
+def _sequential(frame: bytes, scan: Scan) -> bytes:
+    """A progressive frame header (SOF2 segment) as a sequential one: baseline, or extended
+    where a quantisation table has 16-bit entries."""
+    return frame[:1] + (b"\xc1" if scan.qt.max() > 255 else b"\xc0") + frame[2:]
+
+
+def _sos(scan: Scan) -> bytes:
+    """The header of one scan of all components, in frame order, with the scan's tables."""
+    by_index = {k: name for name, k in scan.names.items()}
+    body = bytes([len(scan.ids)])
+    for index, component in enumerate(scan.ids):
+        dc, ac = by_index[int(scan.dc_table[index])], by_index[int(scan.ac_table[index])]
+        body += bytes([component, dc[1] << 4 | ac[1]])
+    body += b"\x00\x3f\x00"
+    return b"\xff\xda" + struct.pack(">H", len(body) + 2) + body
 
 
 def optimal_table(freq: np.ndarray) -> tuple[bytes, bytes]:
@@ -352,8 +404,13 @@ def _decode(raw, lut, dc_of, ac_of, owner, blocks, bits) -> bool:
             k = 0
             while k < 64:
                 if have < 27:  # room for a code and its value (16 + 11 bits): 4 more bytes
-                    acc = (acc << 32) | (np.int64(raw[at]) << 24) | (np.int64(raw[at + 1]) << 16) \
-                        | (np.int64(raw[at + 2]) << 8) | np.int64(raw[at + 3])
+                    acc = (
+                        (acc << 32)
+                        | (np.int64(raw[at]) << 24)
+                        | (np.int64(raw[at + 1]) << 16)
+                        | (np.int64(raw[at + 2]) << 8)
+                        | np.int64(raw[at + 3])
+                    )
                     at, have = at + 4, have + 32
                 entry = np.int64(lut[table, (acc >> (have - 16)) & 0xFFFF])
                 if entry == 0:

@@ -33,8 +33,9 @@ SIZE = (1600, 1200)  # width, height: a hole and a window around it are a small 
 HOLE = (700, 300, 760, 318)  # a caption-like strip
 
 
-def jpeg(subsampling: int = 2, size=SIZE) -> bytes:
-    return data.encode(data.photo(4, size), "JPEG", quality=88, subsampling=subsampling)
+def jpeg(subsampling: int = 2, size=SIZE, progressive: bool = False) -> bytes:
+    return data.encode(data.photo(4, size), "JPEG", quality=88, subsampling=subsampling,
+                       progressive=progressive)  # fmt: skip
 
 
 def decoded_row(image: bytes, mask_box=HOLE, keep_jpeg: bool = True, size=SIZE) -> dict:
@@ -111,13 +112,14 @@ def restore(decoded, engine: str, out: str, output_format: str, model: str | Non
 
 
 @pytest.mark.parametrize(
-    ("engine", "output_format"),
-    [("spl", "same"), ("opencv-telea", "same"), ("opencv-telea", "png")],
-)
+    ("engine", "output_format", "progressive"),
+    [("spl", "same", False), ("opencv-telea", "same", False), ("opencv-telea", "png", False),
+     ("opencv-telea", "same", True)],
+)  # fmt: skip
 def test_a_restore_decoded_in_part_equals_the_restore_decoded_whole(
-    tmp_path, model_file, engine, output_format
+    tmp_path, model_file, engine, output_format, progressive
 ):
-    image = jpeg()
+    image = jpeg(progressive=progressive)
     model = model_file if engine == "spl" else None
     part = decoded_row(image, keep_jpeg=True)
     assert part["pixels"].null_count == 1  # decoded later, in part

@@ -1,0 +1,280 @@
+"""Progressive JPEGs (SOF2) decoded to their coefficients as libjpeg decodes them (its jdphuff.c),
+compiled with numba: DC first and refinement scans, AC first scans (a band of coefficients,
+with end-of-band runs) and AC refinement scans (one more bit of each coefficient).
+
+Grey or YCbCr, 8-bit, without restart markers. The coefficients land in the layout of
+pipeline/stages/jpeg_scan.py (MCUs x blocks per MCU x 64, zig-zag order), so the writer codes
+them again as one baseline scan (`jpeg_scan.recode`, as libjpeg's rewrite did) and the stages
+decode their pixels in part (pipeline/stages/jpeg_pixels.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .jpeg_scan import PROGRESSIVE_HUFFMAN, Scan, _scan_end, _table, _unstuff, read_header
+
+jit = numba.njit(cache=True, nogil=True)
+
+
+@dataclass
+class Part:
+    """One scan of a progressive JPEG."""
+
+    components: list[int]  # indices into the frame's components
+    band: tuple[int, int]  # Ss, Se: the zig-zag positions it codes
+    ah: int  # the bit position of the previous scan of this band (0: its first)
+    al: int  # the bit position this scan codes
+    lut: np.ndarray  # per component of the scan: its table's lookahead (see jpeg_scan.Scan)
+    raw: np.ndarray  # the unstuffed entropy-coded data, and 8 zero bytes
+
+
+def parse(data: bytes) -> tuple[Scan, list[Part]] | None:
+    """The frame (as a `Scan` whose tables are those of one baseline scan: DC 0 and 1, AC 0
+    and 1) and the scans of a progressive JPEG; None for any other file."""
+    header = read_header(data)
+    if header is None or header.marker != PROGRESSIVE_HUFFMAN or header.restart:
+        return None
+    height, width, components = header.frame
+    count = len(components)
+    ids = [c[0] for c in components]
+    if height == 0 or count not in (1, 3) or (count == 3 and not header.ycc):
+        return None
+    if (count == 3 and bytes(ids) == b"RGB") or any(c[2] not in header.quant for c in components):
+        return None
+    samp = np.array([[c[1] & 15, c[1] >> 4] for c in components], np.int64)
+    if count == 1:
+        samp[:] = 1
+    if samp.min() < 1 or samp.max() > 4:
+        return None
+    parts = []
+    for body, _, start, end, tables in header.scans:
+        part = _part(data, body, start, end, tables, ids)
+        if part is None:
+            return None
+        parts.append(part)
+    chroma = [0] + [1] * (count - 1)
+    names = {(0, 0): 0, (0, 1): 1, (1, 0): 2, (1, 1): 3} if count == 3 else {(0, 0): 0, (1, 0): 1}
+    quant = header.quant
+    scan = Scan(
+        width, height, tuple(ids), samp,
+        np.array([names[0, t] for t in chroma], np.int64),
+        np.array([names[1, t] for t in chroma], np.int64),
+        np.zeros((len(names), 1), np.uint16),
+        np.zeros((len(names), 256), np.int64), np.zeros((len(names), 256), np.uint8),
+        np.stack([quant.get(k, np.zeros((8, 8), np.uint16)) for k in range(max(quant) + 1)]),
+        np.array([c[2] for c in components], np.int16), names, 0, 0, 0,
+    )  # fmt: skip
+    return scan, parts
+
+
+def _part(data: bytes, body: bytes, start: int, end: int, tables, ids) -> Part | None:
+    count = body[0]
+    chosen = [body[1 + 2 * k : 3 + 2 * k] for k in range(count)]
+    if any(c[0] not in ids for c in chosen) or len(body) < 4 + 2 * count:
+        return None
+    ss, se, approx = body[1 + 2 * count], body[2 + 2 * count], body[3 + 2 * count]
+    ah, al = approx >> 4, approx & 15
+    if ss > se or se > 63 or (ss == 0 and se != 0) or (ss > 0 and count != 1) or al > 13:
+        return None
+    lut = np.zeros((count, 1 << 16), np.uint16)
+    if not (ss == 0 and ah > 0):  # a DC refinement reads bits, no codes
+        for k, c in enumerate(chosen):
+            name = (0, c[1] >> 4) if ss == 0 else (1, c[1] & 15)
+            if name not in tables:
+                return None
+            code, size = np.zeros(256, np.int64), np.zeros(256, np.uint8)
+            if not _table(*tables[name], lut[k], code, size):
+                return None
+    if _scan_end(data, start) != end:
+        return None
+    raw = _unstuff(np.frombuffer(data, np.uint8, end - start, start))
+    components = [ids.index(c[0]) for c in chosen]
+    return Part(components, (ss, se), ah, al, lut, np.concatenate([raw, np.zeros(8, np.uint8)]))
+
+
+def decode(scan: Scan, parts: list[Part]) -> np.ndarray | None:
+    """Every block's coefficients (MCUs x blocks per MCU x 64, zig-zag order); None for data
+    that does not decode."""
+    rows, cols = scan.mcus
+    slots = scan.slots
+    blocks = np.zeros((rows * cols, int(slots[-1]), 64), np.int16)
+    for part in parts:
+        where, slot, which = _order(scan, part.components)
+        ss, se = part.band
+        state = np.zeros(3, np.int64)
+        if ss == 0:
+            ok = _dc(part.raw, state, part.lut, where, slot, which, part.ah, part.al, blocks)
+        elif part.ah == 0:
+            ok = _ac_first(part.raw, state, part.lut[0], where, slot, ss, se, part.al, blocks)
+        else:
+            ok = _ac_refine(part.raw, state, part.lut[0], where, slot, ss, se, part.al, blocks)
+        if not ok or state[2] * 8 - state[1] > (len(part.raw) - 8) * 8:
+            return None
+    return blocks
+
+
+def _order(scan: Scan, components: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(MCU, block slot, component of the scan) of each block a scan codes, in its order: MCU by
+    MCU for several components; one component alone in raster order over its own blocks."""
+    rows, cols = scan.mcus
+    slots = scan.slots
+    if len(components) > 1:
+        slot, which = [], []
+        for k, c in enumerate(components):
+            count = int(slots[c + 1] - slots[c])
+            slot += range(int(slots[c]), int(slots[c + 1]))
+            which += [k] * count
+        n = rows * cols
+        return (np.repeat(np.arange(n), len(slot)), np.tile(np.array(slot), n),
+                np.tile(np.array(which), n))  # fmt: skip
+    c = components[0]
+    v, h = (int(x) for x in scan.samp[c])
+    vmax, hmax = int(scan.samp[:, 0].max()), int(scan.samp[:, 1].max())
+    bh = _ceil(_ceil(scan.height * v, vmax), 8)  # the component's own blocks
+    bw = _ceil(_ceil(scan.width * h, hmax), 8)
+    by, bx = np.divmod(np.arange(bh * bw), bw)
+    where = (by // v) * cols + bx // h
+    slot = slots[c] + (by % v) * h + bx % h
+    return where, slot, np.zeros(len(where), np.int64)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@jit
+def _fill(raw, state) -> None:
+    """At least 27 unread bits in state (bits, their count, next byte), where the data has."""
+    if state[1] < 27:
+        at = state[2]
+        state[0] = (
+            (state[0] << 32)
+            | (np.int64(raw[at]) << 24)
+            | (np.int64(raw[at + 1]) << 16)
+            | (np.int64(raw[at + 2]) << 8)
+            | np.int64(raw[at + 3])
+        )
+        state[1] += 32
+        state[2] = at + 4
+
+
+@jit
+def _bits(raw, state, n) -> int:
+    if n == 0:
+        return 0
+    _fill(raw, state)
+    state[1] -= n
+    return (state[0] >> state[1]) & ((np.int64(1) << n) - 1)
+
+
+@jit
+def _symbol(raw, state, lut) -> int:
+    """The next Huffman symbol, or -1 where no code starts."""
+    _fill(raw, state)
+    entry = np.int64(lut[(state[0] >> (state[1] - 16)) & 0xFFFF])
+    if entry == 0:
+        return -1
+    state[1] -= entry >> 8
+    return entry & 0xFF
+
+
+@jit
+def _extend(value, size) -> int:
+    if size and value < np.int64(1) << (size - 1):
+        return value - (np.int64(1) << size) + 1
+    return value
+
+
+@jit
+def _dc(raw, state, lut, where, slot, which, ah, al, blocks) -> bool:
+    pred = np.zeros(lut.shape[0], np.int64)
+    for n in range(len(where)):
+        block = blocks[where[n], slot[n]]
+        if ah:  # refinement: one more bit
+            if _bits(raw, state, 1):
+                block[0] |= np.int16(1 << al)
+            continue
+        size = _symbol(raw, state, lut[which[n]])
+        if size < 0 or size > 11:
+            return False
+        pred[which[n]] += _extend(_bits(raw, state, size), size)
+        block[0] = pred[which[n]] << al
+    return True
+
+
+@jit
+def _ac_first(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
+    run = 0  # blocks left in an end-of-band run
+    for n in range(len(where)):
+        if run:
+            run -= 1
+            continue
+        block = blocks[where[n], slot[n]]
+        k = ss
+        while k <= se:
+            symbol = _symbol(raw, state, lut)
+            if symbol < 0:
+                return False
+            r, size = symbol >> 4, symbol & 15
+            if size:
+                k += r
+                if k > 63:
+                    return False
+                block[k] = _extend(_bits(raw, state, size), size) << al
+                k += 1
+            elif r == 15:
+                k += 16
+            else:
+                run = (1 << r) + _bits(raw, state, r) - 1
+                break
+    return True
+
+
+@jit
+def _refine(raw, state, block, k, p1, m1) -> None:
+    """A coefficient already non-zero gets its next bit."""
+    if _bits(raw, state, 1) and (block[k] & p1) == 0:
+        block[k] += p1 if block[k] >= 0 else m1
+
+
+@jit
+def _ac_refine(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
+    p1, m1 = 1 << al, -1 << al
+    run = 0
+    for n in range(len(where)):
+        block = blocks[where[n], slot[n]]
+        k = ss
+        if run == 0:
+            while k <= se:
+                symbol = _symbol(raw, state, lut)
+                if symbol < 0:
+                    return False
+                r, size = symbol >> 4, symbol & 15
+                value = 0
+                if size:  # a coefficient that becomes non-zero: its sign
+                    value = p1 if _bits(raw, state, 1) else m1
+                elif r != 15:
+                    run = (1 << r) + _bits(raw, state, r)
+                    break
+                while k <= se:  # skip r zero coefficients, refining the non-zero ones on the way
+                    if block[k] != 0:
+                        _refine(raw, state, block, k, p1, m1)
+                    else:
+                        r -= 1
+                        if r < 0:
+                            break
+                    k += 1
+                if value and k <= 63:
+                    block[k] = value
+                k += 1
+        if run > 0:
+            while k <= se:  # in an end-of-band run: only the non-zero coefficients get a bit
+                if block[k] != 0:
+                    _refine(raw, state, block, k, p1, m1)
+                k += 1
+            run -= 1
+    return True
