@@ -105,14 +105,13 @@ def decode(scan: Scan, parts: list[Part]) -> np.ndarray | None:
     for part in parts:
         where, slot, which = _order(scan, part.components)
         ss, se = part.band
-        state = np.zeros(3, np.int64)
         if ss == 0:
-            ok = _dc(part.raw, state, part.lut, where, slot, which, part.ah, part.al, blocks)
+            read = _dc(part.raw, part.lut, where, slot, which, part.ah, part.al, blocks)
         elif part.ah == 0:
-            ok = _ac_first(part.raw, state, part.lut[0], where, slot, ss, se, part.al, blocks)
+            read = _ac_first(part.raw, part.lut[0], where, slot, ss, se, part.al, blocks)
         else:
-            ok = _ac_refine(part.raw, state, part.lut[0], where, slot, ss, se, part.al, blocks)
-        if not ok or state[2] * 8 - state[1] > (len(part.raw) - 8) * 8:
+            read = _ac_refine(part.raw, part.lut[0], where, slot, ss, se, part.al, blocks)
+        if read < 0 or read > (len(part.raw) - 8) * 8:  # undecodable, or past its data
             return None
     return blocks
 
@@ -147,67 +146,68 @@ def _ceil(a: int, b: int) -> int:
 
 
 @jit
-def _fill(raw, state) -> None:
-    """At least 27 unread bits in state (bits, their count, next byte), where the data has."""
-    if state[1] < 27:
-        at = state[2]
-        state[0] = (
-            (state[0] << 32)
-            | (np.int64(raw[at]) << 24)
-            | (np.int64(raw[at + 1]) << 16)
-            | (np.int64(raw[at + 2]) << 8)
-            | np.int64(raw[at + 3])
-        )
-        state[1] += 32
-        state[2] = at + 4
+def _fill(raw, acc, have, at):
+    """(bits read ahead, their count, next byte) with at least 27 bits read ahead."""
+    if have < 27:
+        acc = (acc << 32) | (np.int64(raw[at]) << 24) | (np.int64(raw[at + 1]) << 16)
+        acc |= (np.int64(raw[at + 2]) << 8) | np.int64(raw[at + 3])
+        have += 32
+        at += 4
+    return acc, have, at
 
 
 @jit
-def _bits(raw, state, n) -> int:
+def _bits(raw, acc, have, at, n):
+    """The next `n` bits as a number, and the reader's new state."""
     if n == 0:
-        return 0
-    _fill(raw, state)
-    state[1] -= n
-    return (state[0] >> state[1]) & ((np.int64(1) << n) - 1)
+        return 0, acc, have, at
+    acc, have, at = _fill(raw, acc, have, at)
+    have -= n
+    return (acc >> have) & ((np.int64(1) << n) - 1), acc, have, at
 
 
 @jit
-def _symbol(raw, state, lut) -> int:
-    """The next Huffman symbol, or -1 where no code starts."""
-    _fill(raw, state)
-    entry = np.int64(lut[(state[0] >> (state[1] - 16)) & 0xFFFF])
+def _symbol(raw, acc, have, at, lut):
+    """The next Huffman symbol (-1 where no code starts), and the reader's new state."""
+    acc, have, at = _fill(raw, acc, have, at)
+    entry = np.int64(lut[(acc >> (have - 16)) & 0xFFFF])
     if entry == 0:
-        return -1
-    state[1] -= entry >> 8
-    return entry & 0xFF
+        return -1, acc, have, at
+    return entry & 0xFF, acc, have - (entry >> 8), at
 
 
 @jit
-def _extend(value, size) -> int:
+def _extend(value, size):
     if size and value < np.int64(1) << (size - 1):
         return value - (np.int64(1) << size) + 1
     return value
 
 
 @jit
-def _dc(raw, state, lut, where, slot, which, ah, al, blocks) -> bool:
+def _dc(raw, lut, where, slot, which, ah, al, blocks):
+    """A DC scan; returns the bits it read, or -1 for data that does not decode."""
+    acc, have, at = np.int64(0), np.int64(0), np.int64(0)
     pred = np.zeros(lut.shape[0], np.int64)
     for n in range(len(where)):
         block = blocks[where[n], slot[n]]
         if ah:  # refinement: one more bit
-            if _bits(raw, state, 1):
+            bit, acc, have, at = _bits(raw, acc, have, at, 1)
+            if bit:
                 block[0] |= np.int16(1 << al)
             continue
-        size = _symbol(raw, state, lut[which[n]])
+        size, acc, have, at = _symbol(raw, acc, have, at, lut[which[n]])
         if size < 0 or size > 11:
-            return False
-        pred[which[n]] += _extend(_bits(raw, state, size), size)
+            return -1
+        value, acc, have, at = _bits(raw, acc, have, at, size)
+        pred[which[n]] += _extend(value, size)
         block[0] = pred[which[n]] << al
-    return True
+    return at * 8 - have
 
 
 @jit
-def _ac_first(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
+def _ac_first(raw, lut, where, slot, ss, se, al, blocks):
+    """A first AC scan of one band; returns the bits it read, or -1."""
+    acc, have, at = np.int64(0), np.int64(0), np.int64(0)
     run = 0  # blocks left in an end-of-band run
     for n in range(len(where)):
         if run:
@@ -216,33 +216,31 @@ def _ac_first(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
         block = blocks[where[n], slot[n]]
         k = ss
         while k <= se:
-            symbol = _symbol(raw, state, lut)
+            symbol, acc, have, at = _symbol(raw, acc, have, at, lut)
             if symbol < 0:
-                return False
+                return -1
             r, size = symbol >> 4, symbol & 15
             if size:
                 k += r
                 if k > 63:
-                    return False
-                block[k] = _extend(_bits(raw, state, size), size) << al
+                    return -1
+                value, acc, have, at = _bits(raw, acc, have, at, size)
+                block[k] = _extend(value, size) << al
                 k += 1
             elif r == 15:
                 k += 16
             else:
-                run = (1 << r) + _bits(raw, state, r) - 1
+                extra, acc, have, at = _bits(raw, acc, have, at, r)
+                run = (1 << r) + extra - 1
                 break
-    return True
+    return at * 8 - have
 
 
 @jit
-def _refine(raw, state, block, k, p1, m1) -> None:
-    """A coefficient already non-zero gets its next bit."""
-    if _bits(raw, state, 1) and (block[k] & p1) == 0:
-        block[k] += p1 if block[k] >= 0 else m1
-
-
-@jit
-def _ac_refine(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
+def _ac_refine(raw, lut, where, slot, ss, se, al, blocks):
+    """An AC refinement scan of one band: one more bit of each coefficient, and those that
+    become non-zero; returns the bits it read, or -1."""
+    acc, have, at = np.int64(0), np.int64(0), np.int64(0)
     p1, m1 = 1 << al, -1 << al
     run = 0
     for n in range(len(where)):
@@ -250,19 +248,23 @@ def _ac_refine(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
         k = ss
         if run == 0:
             while k <= se:
-                symbol = _symbol(raw, state, lut)
+                symbol, acc, have, at = _symbol(raw, acc, have, at, lut)
                 if symbol < 0:
-                    return False
+                    return -1
                 r, size = symbol >> 4, symbol & 15
                 value = 0
                 if size:  # a coefficient that becomes non-zero: its sign
-                    value = p1 if _bits(raw, state, 1) else m1
+                    sign, acc, have, at = _bits(raw, acc, have, at, 1)
+                    value = p1 if sign else m1
                 elif r != 15:
-                    run = (1 << r) + _bits(raw, state, r)
+                    extra, acc, have, at = _bits(raw, acc, have, at, r)
+                    run = (1 << r) + extra
                     break
                 while k <= se:  # skip r zero coefficients, refining the non-zero ones on the way
                     if block[k] != 0:
-                        _refine(raw, state, block, k, p1, m1)
+                        bit, acc, have, at = _bits(raw, acc, have, at, 1)
+                        if bit and (block[k] & p1) == 0:
+                            block[k] += p1 if block[k] >= 0 else m1
                     else:
                         r -= 1
                         if r < 0:
@@ -274,7 +276,9 @@ def _ac_refine(raw, state, lut, where, slot, ss, se, al, blocks) -> bool:
         if run > 0:
             while k <= se:  # in an end-of-band run: only the non-zero coefficients get a bit
                 if block[k] != 0:
-                    _refine(raw, state, block, k, p1, m1)
+                    bit, acc, have, at = _bits(raw, acc, have, at, 1)
+                    if bit and (block[k] & p1) == 0:
+                        block[k] += p1 if block[k] >= 0 else m1
                 k += 1
             run -= 1
-    return True
+    return at * 8 - have
