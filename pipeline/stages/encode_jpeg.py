@@ -4,8 +4,9 @@ the chroma subsampling) that hold a changed pixel, with the source's own quantis
 sampling factors. A second restore with the same mask changes nothing outside the hole.
 
 Most JPEGs take the splice (pipeline/stages/jpeg_scan.py): the source's scan with the bits of
-every unchanged MCU copied and the others coded again, every byte before the scan kept. The
-others (progressive, restart markers) are read and written whole with jpeglib (libjpeg; see
+every unchanged MCU copied and the others coded again, every byte before the scan kept;
+progressive ones are decoded by pipeline/stages/jpeg_progressive.py and written as one baseline
+scan. The others (restart markers) are read and written whole with jpeglib (libjpeg; see
 docs/PIPELINE.md for why this library). Every marker segment of the source (JFIF, EXIF, XMP,
 IPTC, ICC, comments) is kept; the EXIF loses only its thumbnail. The pixels stay in the file's
 stored orientation and the EXIF keeps its orientation tag. A source this path cannot take

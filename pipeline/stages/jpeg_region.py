@@ -1,11 +1,11 @@
 """A JPEG decoded only where the restore reads it.
 
 For a JPEG that is written back as a JPEG (its blocks kept), the decode stage entropy-decodes
-the scan once (pipeline/stages/jpeg_scan.py) and keeps the coefficients in the row
+it once (pipeline/stages/jpeg_coefficients.py) and keeps the coefficients in the row
 (`jpeg_blocks`, `jpeg_bits`, `jpeg_raw`) instead of pixels. Each stage then asks `pixels` for
 the box it reads: the prepare stage for its windows, the finish stage of a classical engine for
 the hole's box, the writer for the whole image only where it re-encodes one. What was decoded
-is `pixels_box`; the writer splices the same coefficients, so the scan is decoded once per
+is `pixels_box`; the writer writes from the same coefficients, so the file is decoded once per
 item. The pixels equal libjpeg-turbo's on every pixel (pipeline/stages/jpeg_pixels.py).
 
 A hole whose neighbourhood covers much of the image is decoded whole at once: OpenCV decodes

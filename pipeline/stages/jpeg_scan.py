@@ -8,9 +8,10 @@ The file keeps every byte of the source before its scan. The source is decoded o
 where each MCU's bits start and to know its DC values; no pixel is ever computed.
 
 This covers one-scan baseline and extended-sequential 8-bit Huffman JPEGs without restart
-markers: nearly every camera and web photo. Any other file (`parse` returns None), and a
-changed block that needs a code the source's tables lack, takes libjpeg's path instead
-(pipeline/stages/encode_jpeg.py).
+markers: nearly every camera and web photo (`parse` returns None for any other file). Where a
+changed block needs a code the source's tables lack, and for progressive files
+(pipeline/stages/jpeg_progressive.py), `recode` writes the whole image as one scan with tables
+made for it. The marker segments of every JPEG are read here (`read_header`).
 """
 
 from __future__ import annotations
