@@ -231,8 +231,9 @@ def _scan_end(data: bytes, start: int) -> int:
 
 
 class Decoded(NamedTuple):
-    """A decoded scan: every block's coefficients in zig-zag order (MCUs x blocks per MCU x 64,
-    int16), where each MCU's bits start in the unstuffed scan `raw` (and one more: its end)."""
+    """A decoded JPEG: every block's coefficients in zig-zag order (MCUs x blocks per MCU x 64,
+    int16), where each MCU's bits start in the unstuffed scan `raw` (and one more: its end);
+    `bits` and `raw` are empty for a progressive file, whose bits cannot be copied."""
 
     blocks: np.ndarray
     bits: np.ndarray
