@@ -27,7 +27,7 @@ from . import jpeg_coefficients, jpeg_pixels, jpeg_scan
 # what a stage reads besides `pixels` to decode more of them
 PIXEL_SOURCES = ("pixels_box", "jpeg_blocks", "jpeg_bits", "jpeg_raw", "image_bytes")
 MARGIN = 16  # px beyond a stage's box: the writer's MCU rounding, the quality band (9 px)
-MAX_SHARE = 0.2  # of the image, in the hole's box grown by a window: beyond it, decode whole
+MAX_SHARE = 0.12  # of the image, in the hole's box grown by a window: beyond it, decode whole
 Box = tuple[int, int, int, int]
 WHOLE = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # the same pixels as `pixels`
 

@@ -29,7 +29,7 @@ from pipeline.stages.settings import (
 from pipeline.stages.sinks import write_images
 from tests.pipeline import data
 
-SIZE = (1600, 1200)  # width, height: a hole and a window around it are a small part of it
+SIZE = (2000, 1500)  # width, height: a hole and a window around it are a small part of it
 HOLE = (700, 300, 760, 318)  # a caption-like strip
 
 
