@@ -89,9 +89,8 @@ def _splice(
     """The fast path (pipeline/stages/jpeg_scan.py): the source's scan with the changed MCUs
     coded again, every other byte kept; for a progressive source, or where the source's
     Huffman tables lack a code the changed MCUs need, the whole image as one baseline scan
-    with tables made for it. `coefficients`: the
-    (scan, decoded) the decode stage kept, if it did. (data, changed MCUs), or None for a file
-    this path cannot take."""
+    with tables made for it. `coefficients`: the (scan, decoded) the decode stage kept, if it
+    did. (data, changed MCUs), or None for a file this path cannot take."""
     coefficients = coefficients or jpeg_coefficients.read(source)
     if coefficients is None:
         return None
