@@ -54,9 +54,10 @@ def encode_keeping_blocks(
     """The restored image as a JPEG that copies `source`'s coefficients outside the changed MCUs.
 
     `restored` is upright (EXIF orientation applied), as the model saw it; only its box is
-    read, plus the MCUs around it, unless the file's pixels are stored rotated. `exif` is the
-    source's EXIF, written back without its thumbnail. `coefficients`: the source's scan as
-    the decode stage decoded it (pipeline/stages/jpeg_region.py), when it kept it.
+    read, plus the MCUs around it, turned back to the file's stored order where it is
+    rotated. `exif` is the source's EXIF, written back without its thumbnail.
+    `coefficients`: the source's scan as the decode stage decoded it
+    (pipeline/stages/jpeg_region.py), when it kept it.
     """
     import jpeglib
 
@@ -67,10 +68,14 @@ def encode_keeping_blocks(
 def _encode_keeping_blocks(
     source: bytes, restored: Restored, orientation: int, exif: bytes | None, coefficients
 ) -> JpegResult:
-    if orientation != 1:  # rotated: the whole image, back in the file's stored order
-        pixels = metadata.to_stored(restored.region(), orientation)
-        changed = metadata.to_stored(restored.changed(), orientation)
-        restored = Restored(pixels, (0, 0, pixels.shape[1], pixels.shape[0]), pixels, changed)
+    if orientation != 1:  # rotated: back in the file's stored order (views, the box mapped)
+        restored = Restored(
+            metadata.stored_view(restored.pixels, orientation),
+            metadata.stored_box(restored.box, restored.shape, orientation),
+            metadata.stored_view(restored.part, orientation),
+            metadata.stored_view(restored.changed_part, orientation),
+            restored.decoded and metadata.stored_box(restored.decoded, restored.shape, orientation),
+        )
     with tempfile.TemporaryDirectory(prefix="spl-jpeg-") as folder:
         spliced = _splice(source, restored, folder, coefficients)
         data, changed = spliced if spliced is not None else _rewrite(source, restored, folder)

@@ -75,8 +75,33 @@ def to_display(array: np.ndarray, orientation: int) -> np.ndarray:
 
 def to_stored(array: np.ndarray, orientation: int) -> np.ndarray:
     """Undo EXIF orientation: an upright array back in the file's stored order."""
+    return np.ascontiguousarray(stored_view(array, orientation))
+
+
+def stored_view(array: np.ndarray, orientation: int) -> np.ndarray:
+    """`to_stored` as a view of `array`, without a copy."""
     step = _TO_STORED.get(orientation)
-    return np.ascontiguousarray(step(array)) if step else array
+    return step(array) if step else array
+
+
+def stored_box(
+    box: tuple[int, int, int, int], shape: tuple[int, int], orientation: int
+) -> tuple[int, int, int, int]:
+    """Where the box (x0, y0, x1, y1) of an upright image of `shape` (H, W) lies in the file's
+    stored order."""
+    height, width = shape
+    rows = stored_view(np.broadcast_to(np.arange(height)[:, None], shape), orientation)
+    cols = stored_view(np.broadcast_to(np.arange(width)[None, :], shape), orientation)
+    x0, y0, x1, y1 = box
+    swapped = orientation in (5, 6, 7, 8)  # stored rows are upright columns
+    down = (cols if swapped else rows)[:, 0]  # what each stored row is, upright
+    across = (rows if swapped else cols)[0, :]
+    lo, hi = (x0, x1) if swapped else (y0, y1)
+    inside_rows = np.nonzero((down >= lo) & (down < hi))[0]
+    lo, hi = (y0, y1) if swapped else (x0, x1)
+    inside_cols = np.nonzero((across >= lo) & (across < hi))[0]
+    return (int(inside_cols[0]), int(inside_rows[0]),
+            int(inside_cols[-1]) + 1, int(inside_rows[-1]) + 1)  # fmt: skip
 
 
 def png_with_icc(data: bytes, icc: bytes | None) -> bytes:

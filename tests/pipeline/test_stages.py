@@ -260,3 +260,15 @@ def test_a_sample_repeated_back_to_back_in_a_tar_is_two_items():
     rows = read_all(units)
     assert [r["key"] for r in rows] == ["twice/dup", "twice/dup~2"]
     assert [r["image_bytes"] for r in rows] == [first["image"], second["image"]]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_box_of_the_upright_image_is_found_in_the_files_stored_order(orientation):
+    from pipeline.stages import metadata
+
+    upright = np.random.default_rng(orientation).integers(0, 255, (37, 53))
+    box = (5, 7, 20, 30)
+    stored = metadata.to_stored(upright, orientation)
+    x0, y0, x1, y1 = metadata.stored_box(box, upright.shape, orientation)
+    expected = metadata.to_stored(upright[7:30, 5:20], orientation)
+    assert np.array_equal(stored[y0:y1, x0:x1], expected)
