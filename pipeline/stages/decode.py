@@ -89,14 +89,15 @@ def decode_row(
     orientation = metadata.orientation_of(stored)
     icc, exif = stored.info.get("icc_profile"), stored.info.get("exif")
     hole = deferred = None
-    if (keep_jpeg and fmt == "JPEG" and stored.mode == "RGB" and orientation == 1
-            and placement.template is None and not row.get("ref_bytes")):  # fmt: skip
+    shown = stored.size[::-1] if metadata.turned(orientation) else stored.size  # (W, H) upright
+    if (keep_jpeg and fmt == "JPEG" and stored.mode == "RGB" and placement.template is None
+            and not row.get("ref_bytes")):  # fmt: skip
         # written back as a JPEG: decoded later, only where the stages read it
-        hole = _hole_of(row, (stored.height, stored.width), 1, max_image_pixels, mask_orientation)
-        deferred = jpeg_region.defer(source, hole)
+        hole = _hole_of(row, shown[::-1], orientation, max_image_pixels, mask_orientation)
+        deferred = jpeg_region.defer(source, hole, orientation)
     if deferred is not None:
         rgb, input_mode, out_mode, orig = None, "RGB", "RGB", None
-        height, width = stored.height, stored.width
+        width, height = shown
     else:
         rgb, input_mode, out_mode, orig = _decode_pixels(source, fmt, stored, orientation)
         height, width = rgb.shape[:2]

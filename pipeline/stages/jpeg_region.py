@@ -22,20 +22,22 @@ import numpy as np
 from spl_model import MODEL_SIZE
 from spl_model.masks import hole_box
 
-from . import jpeg_coefficients, jpeg_pixels, jpeg_scan
+from . import jpeg_coefficients, jpeg_pixels, jpeg_scan, metadata
 
 # what a stage reads besides `pixels` to decode more of them
-PIXEL_SOURCES = ("pixels_box", "jpeg_blocks", "jpeg_bits", "jpeg_raw", "image_bytes")
+PIXEL_SOURCES = (
+    "pixels_box", "jpeg_blocks", "jpeg_bits", "jpeg_raw", "image_bytes", "orientation"
+)  # fmt: skip
 MARGIN = 16  # px beyond a stage's box: the writer's MCU rounding, the quality band (9 px)
 MAX_SHARE = 0.12  # of the image, in the hole's box grown by a window: beyond it, decode whole
 Box = tuple[int, int, int, int]
-WHOLE = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # the same pixels as `pixels`
+WHOLE = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION  # stored order, as `pixels` too
 
 
-def defer(source: bytes, hole: np.ndarray) -> dict[str, Any] | None:
+def defer(source: bytes, hole: np.ndarray, orientation: int = 1) -> dict[str, Any] | None:
     """The columns of a JPEG whose pixels wait until a stage asks for them: its coefficients
     and an empty `pixels_box`; None where it is decoded whole now (a large hole, or a file the
-    coefficient decoder does not cover)."""
+    coefficient decoder does not cover). `hole` is upright (EXIF `orientation` applied)."""
     height, width = hole.shape
     near = hole_box(hole, MODEL_SIZE)
     if near is None or _area(near) > MAX_SHARE * height * width:
@@ -44,7 +46,8 @@ def defer(source: bytes, hole: np.ndarray) -> dict[str, Any] | None:
     if coefficients is None:
         return None
     scan, decoded = coefficients
-    if not jpeg_pixels.supported(scan) or (scan.height, scan.width) != hole.shape:
+    stored = metadata.stored_view(hole, orientation).shape
+    if not jpeg_pixels.supported(scan) or (scan.height, scan.width) != stored:
         return None
     return {
         "pixels": None,
@@ -66,11 +69,14 @@ def pixels(row: dict[str, Any], box: Box | None = None) -> tuple[np.ndarray, dic
     want = (0, 0, width, height) if box is None else _grow(box, MARGIN, width, height)
     if _inside(want, have):
         return np.frombuffer(row["pixels"], np.uint8).reshape(height, width, 3), {}
+    orientation = row.get("orientation") or 1
     if box is None or _area(want) > MAX_SHARE * height * width:  # OpenCV: whole, faster
-        image = cv2.imdecode(np.frombuffer(row["image_bytes"], np.uint8), WHOLE)
-        if image is None or image.shape != (height, width, 3):
+        stored = cv2.imdecode(np.frombuffer(row["image_bytes"], np.uint8), WHOLE)
+        shape = (width, height) if metadata.turned(orientation) else (height, width)
+        if stored is None or stored.shape[:2] != shape:
             scan, decoded = coefficients(row)
-            image = jpeg_pixels.pixels(scan, decoded, (0, 0, width, height))
+            stored = jpeg_pixels.pixels(scan, decoded, (0, 0, scan.width, scan.height))
+        image = metadata.to_display(stored, orientation)
         return image, {"pixels": image, "pixels_box": None}
     if _area(have) > 0:
         want = (min(want[0], have[0]), min(want[1], have[1]),
@@ -78,7 +84,9 @@ def pixels(row: dict[str, Any], box: Box | None = None) -> tuple[np.ndarray, dic
     scan, decoded = coefficients(row)
     image = np.zeros((height, width, 3), np.uint8)  # zero pages cost nothing until written
     x0, y0, x1, y1 = want
-    image[y0:y1, x0:x1] = jpeg_pixels.pixels(scan, decoded, want)
+    stored_box = metadata.stored_box(want, (height, width), orientation)
+    part = jpeg_pixels.pixels(scan, decoded, stored_box)  # in the file's order: shown upright
+    image[y0:y1, x0:x1] = metadata.to_display(part, orientation)
     return image, {"pixels": image, "pixels_box": list(want)}
 
 

@@ -78,6 +78,11 @@ def to_stored(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(stored_view(array, orientation))
 
 
+def turned(orientation: int) -> bool:
+    """Whether this EXIF orientation swaps rows and columns (the stored width is shown tall)."""
+    return orientation in (5, 6, 7, 8)
+
+
 def stored_view(array: np.ndarray, orientation: int) -> np.ndarray:
     """`to_stored` as a view of `array`, without a copy."""
     step = _TO_STORED.get(orientation)
@@ -93,7 +98,7 @@ def stored_box(
     rows = stored_view(np.broadcast_to(np.arange(height)[:, None], shape), orientation)
     cols = stored_view(np.broadcast_to(np.arange(width)[None, :], shape), orientation)
     x0, y0, x1, y1 = box
-    swapped = orientation in (5, 6, 7, 8)  # stored rows are upright columns
+    swapped = turned(orientation)  # stored rows are upright columns
     down = (cols if swapped else rows)[:, 0]  # what each stored row is, upright
     across = (rows if swapped else cols)[0, :]
     lo, hi = (x0, x1) if swapped else (y0, y1)

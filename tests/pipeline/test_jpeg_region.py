@@ -33,9 +33,11 @@ SIZE = (2000, 1500)  # width, height: a hole and a window around it are a small 
 HOLE = (700, 300, 760, 318)  # a caption-like strip
 
 
-def jpeg(subsampling: int = 2, size=SIZE, progressive: bool = False) -> bytes:
+def jpeg(subsampling: int = 2, size=SIZE, progressive: bool = False, orientation: int = 1):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
     return data.encode(data.photo(4, size), "JPEG", quality=88, subsampling=subsampling,
-                       progressive=progressive)  # fmt: skip
+                       progressive=progressive, exif=exif.tobytes())  # fmt: skip
 
 
 def decoded_row(image: bytes, mask_box=HOLE, keep_jpeg: bool = True, size=SIZE) -> dict:
@@ -112,18 +114,20 @@ def restore(decoded, engine: str, out: str, output_format: str, model: str | Non
 
 
 @pytest.mark.parametrize(
-    ("engine", "output_format", "progressive"),
-    [("spl", "same", False), ("opencv-telea", "same", False), ("opencv-telea", "png", False),
-     ("opencv-telea", "same", True)],
+    ("engine", "output_format", "progressive", "orientation"),
+    [("spl", "same", False, 1), ("opencv-telea", "same", False, 1),
+     ("opencv-telea", "png", False, 1), ("opencv-telea", "same", True, 1),
+     ("opencv-telea", "same", False, 6), ("spl", "png", False, 3)],
 )  # fmt: skip
 def test_a_restore_decoded_in_part_equals_the_restore_decoded_whole(
-    tmp_path, model_file, engine, output_format, progressive
+    tmp_path, model_file, engine, output_format, progressive, orientation
 ):
-    image = jpeg(progressive=progressive)
+    image = jpeg(progressive=progressive, orientation=orientation)
     model = model_file if engine == "spl" else None
-    part = decoded_row(image, keep_jpeg=True)
+    shown = SIZE[::-1] if orientation in (5, 6, 7, 8) else SIZE  # masks are drawn upright
+    part = decoded_row(image, keep_jpeg=True, size=shown)
     assert part["pixels"].null_count == 1  # decoded later, in part
-    whole = decoded_row(image, keep_jpeg=False)
+    whole = decoded_row(image, keep_jpeg=False, size=shown)
     a, out_a = restore(part, engine, str(tmp_path / "a"), output_format, model)
     b, out_b = restore(whole, engine, str(tmp_path / "b"), output_format, model)
     assert out_a == out_b
