@@ -28,11 +28,7 @@ def read(data: bytes) -> tuple[Scan, Decoded] | None:
 
 def frame(data: bytes) -> Scan | None:
     """What `read` gives as the frame, without decoding."""
-    scan = jpeg_scan.parse(data)
-    if scan is None:
-        progressive = jpeg_progressive.parse(data)
-        scan = None if progressive is None else progressive[0]
-    return scan
+    return jpeg_scan.parse(data) or jpeg_progressive.frame(data)
 
 
 def spliceable(decoded: Decoded) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .jpeg_scan import PROGRESSIVE_HUFFMAN, Scan, _scan_end, _table, _unstuff, read_header
+from .jpeg_scan import PAD, PROGRESSIVE_HUFFMAN, Header, Scan, _table, read_header, unstuff
 
 jit = numba.njit(cache=True, nogil=True)
 
@@ -29,46 +29,48 @@ class Part:
     ah: int  # the bit position of the previous scan of this band (0: its first)
     al: int  # the bit position this scan codes
     lut: np.ndarray  # per component of the scan: its table's lookahead (see jpeg_scan.Scan)
-    raw: np.ndarray  # the unstuffed entropy-coded data, and 8 zero bytes
+    raw: np.ndarray  # the unstuffed entropy-coded data, and PAD zero bytes
 
 
 def parse(data: bytes) -> tuple[Scan, list[Part]] | None:
-    """The frame (as a `Scan` whose tables are those of one baseline scan: DC 0 and 1, AC 0
-    and 1) and the scans of a progressive JPEG; None for any other file."""
+    """The frame (see `frame`) and the scans of a progressive JPEG; None for any other file."""
     header = read_header(data)
-    if header is None or header.marker != PROGRESSIVE_HUFFMAN or header.restart:
-        return None
-    height, width, components = header.frame
-    count = len(components)
-    ids = [c[0] for c in components]
-    if height == 0 or count not in (1, 3) or (count == 3 and not header.ycc):
-        return None
-    if (count == 3 and bytes(ids) == b"RGB") or any(c[2] not in header.quant for c in components):
-        return None
-    samp = np.array([[c[1] & 15, c[1] >> 4] for c in components], np.int64)
-    if count == 1:
-        samp[:] = 1
-    if samp.min() < 1 or samp.max() > 4:
+    scan = _frame(header)
+    if scan is None:
         return None
     parts = []
     for body, _, start, end, tables in header.scans:
-        part = _part(data, body, start, end, tables, ids)
+        part = _part(data, body, start, end, tables, scan.ids)
         if part is None:
             return None
         parts.append(part)
+    return scan, parts
+
+
+def frame(data: bytes) -> Scan | None:
+    """A progressive JPEG's frame, as a `Scan` whose tables are those of one baseline scan (DC
+    0 and 1, AC 0 and 1), without reading its scans; None for any other file."""
+    return _frame(read_header(data))
+
+
+def _frame(header: Header | None) -> Scan | None:
+    if header is None or header.marker != PROGRESSIVE_HUFFMAN or header.restart:
+        return None
+    samp = header.sampling()
+    if samp is None:
+        return None
+    height, width, components = header.frame
+    count = len(components)
     chroma = [0] + [1] * (count - 1)
     names = {(0, 0): 0, (0, 1): 1, (1, 0): 2, (1, 1): 3} if count == 3 else {(0, 0): 0, (1, 0): 1}
-    quant = header.quant
-    scan = Scan(
-        width, height, tuple(ids), samp,
+    return Scan(
+        width, height, tuple(c[0] for c in components), samp,
         np.array([names[0, t] for t in chroma], np.int64),
         np.array([names[1, t] for t in chroma], np.int64),
         np.zeros((len(names), 1), np.uint16),
         np.zeros((len(names), 256), np.int64), np.zeros((len(names), 256), np.uint8),
-        np.stack([quant.get(k, np.zeros((8, 8), np.uint16)) for k in range(max(quant) + 1)]),
-        np.array([c[2] for c in components], np.int16), names, 0, 0, 0,
+        header.qt, header.quant_tbl_no, names, 0, 0, 0,
     )  # fmt: skip
-    return scan, parts
 
 
 def _part(data: bytes, body: bytes, start: int, end: int, tables, ids) -> Part | None:
@@ -89,11 +91,8 @@ def _part(data: bytes, body: bytes, start: int, end: int, tables, ids) -> Part |
             code, size = np.zeros(256, np.int64), np.zeros(256, np.uint8)
             if not _table(*tables[name], lut[k], code, size):
                 return None
-    if _scan_end(data, start) != end:
-        return None
-    raw = _unstuff(np.frombuffer(data, np.uint8, end - start, start))
     components = [ids.index(c[0]) for c in chosen]
-    return Part(components, (ss, se), ah, al, lut, np.concatenate([raw, np.zeros(8, np.uint8)]))
+    return Part(components, (ss, se), ah, al, lut, unstuff(data, start, end))
 
 
 def decode(scan: Scan, parts: list[Part]) -> np.ndarray | None:
@@ -111,7 +110,7 @@ def decode(scan: Scan, parts: list[Part]) -> np.ndarray | None:
             read = _ac_first(part.raw, part.lut[0], where, slot, ss, se, part.al, blocks)
         else:
             read = _ac_refine(part.raw, part.lut[0], where, slot, ss, se, part.al, blocks)
-        if read < 0 or read > (len(part.raw) - 8) * 8:  # undecodable, or past its data
+        if read < 0 or read > (len(part.raw) - PAD) * 8:  # undecodable, or past its data
             return None
     return blocks
 

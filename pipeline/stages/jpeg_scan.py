@@ -36,6 +36,7 @@ ZIGZAG = np.array(
 )  # fmt: skip
 SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential
 PROGRESSIVE_HUFFMAN = 0xC2
+PAD = 8  # zero bytes after unstuffed entropy-coded data: the decoders read 4 bytes at a time
 
 
 @dataclass
@@ -87,6 +88,34 @@ class Header:
     # and the Huffman tables ((class, id) -> (counts, symbols)) in force for it
     restart: int  # the restart interval (DRI), 0 for none
     ycc: bool  # colour transform YCbCr (no Adobe segment saying otherwise)
+
+    def sampling(self) -> np.ndarray | None:
+        """(V, H) sampling factors per component of a grey or YCbCr frame (grey: one block per
+        MCU, whatever the frame says); None for a frame our decoders do not read (RGB or CMYK
+        coded, no height, a quantisation table missing, factors out of range)."""
+        height, _, components = self.frame
+        ids = bytes(c[0] for c in components)
+        if height == 0 or len(components) not in (1, 3):
+            return None
+        if len(components) == 3 and (not self.ycc or ids == b"RGB"):
+            return None
+        if any(c[2] not in self.quant for c in components):
+            return None
+        samp = np.array([[c[1] & 15, c[1] >> 4] for c in components], np.int64)
+        if len(components) == 1:
+            samp[:] = 1
+        return samp if 1 <= samp.min() and samp.max() <= 4 else None
+
+    @property
+    def qt(self) -> np.ndarray:
+        """The quantisation tables by id (tables, 8, 8), natural order."""
+        empty = np.zeros((8, 8), np.uint16)
+        return np.stack([self.quant.get(k, empty) for k in range(max(self.quant) + 1)])
+
+    @property
+    def quant_tbl_no(self) -> np.ndarray:
+        """Each component's quantisation table id."""
+        return np.array([c[2] for c in self.frame[2]], np.int16)
 
 
 def read_header(data: bytes) -> Header | None:
@@ -155,31 +184,22 @@ def parse(data: bytes) -> Scan | None:
     header = read_header(data)
     if header is None or header.marker not in SEQUENTIAL_HUFFMAN or len(header.scans) != 1:
         return None
-    if header.restart or (len(header.frame[2]) == 3 and not header.ycc):
+    samp = header.sampling()
+    if header.restart or samp is None:
         return None
-    body, sos, start, end, tables = header.scans[0]
-    return _scan(header.frame, tables, header.quant, body, sos, start, end)
+    return _scan(header, samp, *header.scans[0])
 
 
-def _scan(frame, tables, quant, body: bytes, sos: int, start: int, end: int) -> Scan | None:
-    height, width, components = frame
-    if any(c[2] not in quant for c in components):
-        return None
+def _scan(header: Header, samp, body: bytes, sos: int, start: int, end: int, tables):
+    height, width, components = header.frame
     count = body[0]
-    if height == 0 or count != len(components) or count not in (1, 3):
+    if count != len(components):
         return None
     if body[1 + 2 * count : 4 + 2 * count] != b"\x00\x3f\x00":  # Ss=0, Se=63, Ah=Al=0
         return None
     ids = [c[0] for c in components]
     chosen = [body[1 + 2 * k : 3 + 2 * k] for k in range(count)]
     if [c[0] for c in chosen] != ids:  # the scan lists the components in frame order
-        return None
-    if count == 3 and bytes(ids) == b"RGB":  # RGB, not YCbCr, coded
-        return None
-    samp = np.array([[c[1] & 15, c[1] >> 4] for c in components], np.int64)
-    if count == 1:
-        samp[:] = 1  # one component alone: one block per MCU, whatever the frame says
-    if samp.min() < 1 or samp.max() > 4:
         return None
     names = sorted({(0, c[1] >> 4) for c in chosen} | {(1, c[1] & 15) for c in chosen})
     if any(name not in tables for name in names):
@@ -195,9 +215,7 @@ def _scan(frame, tables, quant, body: bytes, sos: int, start: int, end: int) -> 
         width, height, tuple(ids), samp,
         np.array([index[0, c[1] >> 4] for c in chosen], np.int64),
         np.array([index[1, c[1] & 15] for c in chosen], np.int64),
-        lut, code, code_len,
-        np.stack([quant.get(k, np.zeros((8, 8), np.uint16)) for k in range(max(quant) + 1)]),
-        np.array([c[2] for c in components], np.int16), index, sos, start, end,
+        lut, code, code_len, header.qt, header.quant_tbl_no, index, sos, start, end,
     )  # fmt: skip
 
 
@@ -244,12 +262,17 @@ def decode(data: bytes, scan: Scan) -> Decoded | None:
     """The scan's coefficients; None for a scan that does not decode."""
     rows, cols = scan.mcus
     owner = _owner(scan)
-    raw = _unstuff(np.frombuffer(data, np.uint8, scan.end - scan.start, scan.start))
+    padded = unstuff(data, scan.start, scan.end)
     blocks = np.zeros((rows * cols, len(owner), 64), np.int16)
     bits = np.zeros(rows * cols + 1, np.int64)
-    padded = np.concatenate([raw, np.zeros(8, np.uint8)])
     ok = _decode(padded, scan.lut, scan.dc_table[owner], scan.ac_table[owner], owner, blocks, bits)
-    return Decoded(blocks, bits, raw) if ok else None
+    return Decoded(blocks, bits, padded[:-PAD]) if ok else None
+
+
+def unstuff(data: bytes, start: int, end: int) -> np.ndarray:
+    """The entropy-coded bytes from `start` to `end` without their stuffed zero bytes, and PAD
+    zero bytes after them (the decoders read ahead)."""
+    return _unstuff(np.frombuffer(data, np.uint8, end - start, start), PAD)
 
 
 def splice(
@@ -368,14 +391,14 @@ def _code_scan(scan: Scan, decoded: Decoded, over, which, rewrite, code, code_le
 
 
 @jit
-def _unstuff(data: np.ndarray) -> np.ndarray:
-    out = np.empty(len(data), np.uint8)
+def _unstuff(data: np.ndarray, pad: int) -> np.ndarray:
+    out = np.zeros(len(data) + pad, np.uint8)
     n, i = 0, 0
     while i < len(data):
         out[n] = data[i]
         n += 1
         i += 2 if data[i] == 0xFF else 1  # 0xFF 0x00 is one 0xFF byte
-    return out[:n]
+    return out[: n + pad]
 
 
 @jit
@@ -396,7 +419,7 @@ def _decode(raw, lut, dc_of, ac_of, owner, blocks, bits) -> bool:
     """Huffman-decode the unstuffed scan `raw` (with 8 zero bytes after it) into `blocks`;
     `lut`: per table, (code length << 8 | symbol) of each 16-bit lookahead, 0 where none."""
     acc, have, at = np.int64(0), 0, 0  # bits read ahead (only the low `have` count), next byte
-    end = len(raw) - 8
+    end = len(raw) - PAD
     pred = np.zeros(owner.max() + 1, np.int64)
     for m in range(blocks.shape[0]):
         bits[m] = at * 8 - have
