@@ -10,7 +10,6 @@ import threading
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
 import spl_model
 from pipeline.crashes import LIMIT, CrashJournal
@@ -30,22 +29,6 @@ from pipeline.stages.infer_actor import PREDICTION_SCHEMA, WINDOW_BYTES, InferAc
 from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
 from pipeline.stages.restored import Restored
 from pipeline.stages.settings import FinishSettings, PoolSettings, PrepareSettings
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    """spl-small reading Telea-pre-filled input (as the bundled model does), with non-zero
-    region-norm terms so that every branch shapes the output."""
-    config = dict(spl_model.CONFIGS["spl-small"].to_dict(), prefill="telea")
-    torch.manual_seed(0)
-    model = spl_model.build_generator(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(("_gamma", "_beta")):
-                p.normal_(0, 0.1)
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    spl_model.save_generator(model, path)
-    return str(path)
 
 
 def photo(seed: int, height: int, width: int) -> np.ndarray:

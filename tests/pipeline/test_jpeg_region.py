@@ -3,22 +3,18 @@ are libjpeg's, the rest is never used, and every output is the one a whole decod
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import spl_model
 from pipeline.schema import WORK_SCHEMA, table
 from pipeline.stages import jpeg_pixels, jpeg_region, jpeg_scan
 from pipeline.stages.decode import decode_batch
 from pipeline.stages.finish import finish_batch
-from pipeline.stages.infer import REQUEST_COLUMNS, merge_results, rows_to_infer
 from pipeline.stages.infer_actor import InferActor
-from pipeline.stages.prepare import needs_refine, prepare_batch, refine_batch
+from pipeline.stages.prepare import prepare_batch
 from pipeline.stages.restored import Restored
 from pipeline.stages.settings import (
     DecodeSettings,
@@ -28,6 +24,7 @@ from pipeline.stages.settings import (
 )
 from pipeline.stages.sinks import write_images
 from tests.pipeline import data
+from tests.pipeline.test_infer import infer
 
 SIZE = (2000, 1500)  # width, height: a hole and a window around it are a small part of it
 HOLE = (700, 300, 760, 318)  # a caption-like strip
@@ -82,28 +79,11 @@ def test_a_restored_image_never_hands_out_pixels_that_were_not_decoded():
         restored.region()
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    config = dict(spl_model.CONFIGS["spl-small"].to_dict(), prefill="telea")
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "small.safetensors"
-    spl_model.save_generator(spl_model.build_generator(config).eval(), path)
-    return str(path)
-
-
 def restore(decoded, engine: str, out: str, output_format: str, model: str | None = None):
     """decode -> prepare -> (infer) -> finish -> write, in this process; (stats row, bytes)."""
-    prefill = "telea" if model else "none"
-    work = prepare_batch(decoded, PrepareSettings(engine, prefill=prefill))
+    work = prepare_batch(decoded, PrepareSettings(engine, prefill="telea" if model else "none"))
     if model:
-        actor = InferActor(model, device="cpu")
-        while True:
-            rows = rows_to_infer(work)
-            request = work.select(list(REQUEST_COLUMNS)).take(rows)
-            work = merge_results(work, rows, asyncio.run(actor.infer(request)))
-            if not needs_refine(work):
-                break
-            work = refine_batch(work, PrepareSettings(engine, prefill=prefill))
+        work = infer(InferActor(model, device="cpu"), work)
     finished = finish_batch(work, FinishSettings(engine))
     write = WriteSettings(output=out, output_format=output_format, output_quality=95,
                           run_id="r", settings_id="s", strategy="crop", io_retries=1)  # fmt: skip

@@ -13,14 +13,10 @@ from PIL import Image
 from pipeline.stages import encode_jpeg, jpeg_scan
 from pipeline.stages.restored import Restored
 from tests.pipeline import data
+from tests.pipeline.test_fidelity import JPEG_VARIANTS
 
-VARIANTS = {
-    "420": {"quality": 90},
-    "444": {"quality": 90, "subsampling": 0},
-    "422": {"quality": 88, "subsampling": 1},
-    "gray": {"quality": 90, "mode": "L"},
-    "optimized": {"quality": 85, "optimize": True},
-}
+# the one-scan files of the fidelity tests: what the splice takes
+VARIANTS = {name: JPEG_VARIANTS[name] for name in ("420", "444", "422", "gray", "optimized")}
 SIZE = (203, 141)  # partial MCUs at the right and bottom edges
 
 
@@ -76,6 +72,19 @@ def test_files_the_splice_cannot_take_are_left_to_libjpeg(options):
     assert jpeg_scan.parse(cmyk) is None
 
 
+def assert_as_libjpeg_writes(result, blob: bytes, restored: Restored, tmp_path, monkeypatch):
+    """`result` of encode_keeping_blocks has libjpeg's coefficients (jpeglib's path, which the
+    writer took for every JPEG before) and changed as many MCUs."""
+    with monkeypatch.context() as patch:
+        patch.setattr(encode_jpeg, "_splice", lambda *args: None)
+        libjpeg = encode_jpeg.encode_keeping_blocks(blob, restored, 1, None)
+    expected = read_coefficients(libjpeg.data, tmp_path)
+    for a, b in zip(read_coefficients(result.data, tmp_path), expected, strict=True):
+        assert np.array_equal(a, b)
+    assert result.mcus == libjpeg.mcus > 0
+    return libjpeg
+
+
 def restored_box(blob: bytes, box, noise: float) -> Restored:
     """The decoded source with `box` mirrored, plus noise: what the sink gets after a
     restore."""
@@ -98,12 +107,7 @@ def test_a_spliced_jpeg_equals_libjpegs_rewrite_and_keeps_the_sources_header(
     scan = jpeg_scan.parse(blob)
     if variant != "optimized":  # (its tables lack codes this fill needs: coded again)
         assert spliced.data[: scan.start] == blob[: scan.start]  # every segment as it was
-    monkeypatch.setattr(encode_jpeg, "_splice", lambda *args: None)
-    rewritten = encode_jpeg.encode_keeping_blocks(blob, restored, 1, None)
-    got = read_coefficients(spliced.data, tmp_path)
-    for a, b in zip(got, read_coefficients(rewritten.data, tmp_path), strict=True):
-        assert np.array_equal(a, b)
-    assert spliced.mcus == rewritten.mcus > 0
+    assert_as_libjpeg_writes(spliced, blob, restored, tmp_path, monkeypatch)
 
 
 def test_a_changed_block_whose_codes_the_sources_tables_lack_gets_tables_made_for_it(
@@ -133,7 +137,4 @@ def test_a_changed_block_whose_codes_the_sources_tables_lack_gets_tables_made_fo
     result = encode_jpeg.encode_keeping_blocks(blob, restored, 1, None)
     kept = read_coefficients(result.data, tmp_path)
     assert np.array_equal(kept[0][12:], read_coefficients(blob, tmp_path)[0][12:])
-    monkeypatch.setattr(encode_jpeg, "_splice", lambda *args: None)
-    rewritten = encode_jpeg.encode_keeping_blocks(blob, restored, 1, None)
-    for a, b in zip(kept, read_coefficients(rewritten.data, tmp_path), strict=True):
-        assert np.array_equal(a, b)  # the same coefficients as libjpeg's rewrite
+    assert_as_libjpeg_writes(result, blob, restored, tmp_path, monkeypatch)
