@@ -107,7 +107,7 @@ class InferPool:
             return
         resent = sent.tries > 1
         sent.actor, sent.ref = actor, self.actors[actor].infer.remote(request, resent)
-        sent.windows = pc.sum(pc.binary_length(request["windows"])).as_py() // WINDOW_BYTES
+        sent.windows = sum(piece.stop - piece.start for piece in sent.pieces)
         self._load[actor] = self._load.get(actor, 0) + sent.windows
 
     def _unload(self, sent: _Sent) -> None:
