@@ -141,6 +141,7 @@ STATS_SCHEMA = pa.schema(
         ("shard", pa.string()),  # the output shard holding the item (shard output layouts)
         ("input_bytes", pa.int64()),
         ("jpeg_path", pa.string()),  # JPEG out of JPEG in: coefficients | reencode: <why>
+        ("png_path", pa.string()),  # PNG out of PNG in: deflate | reencode: <why>
         ("input_version", pa.string()),  # a changed input is redone by the next run
         ("infer_bytes", pa.int64()),  # bytes to and from the inference actor (windows only)
     ]

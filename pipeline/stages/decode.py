@@ -61,7 +61,7 @@ def decode_batch(batch: pa.Table, settings: DecodeSettings) -> pa.Table:
     return each_row(
         batch,
         lambda row: decode_row(
-            row, placement, s.max_image_pixels, s.mask_orientation, s.keep_jpeg
+            row, placement, s.max_image_pixels, s.mask_orientation, s.keep_jpeg, s.keep_png
         ),
         fail,
     )
@@ -83,6 +83,7 @@ def decode_row(
     max_image_pixels: int | None,
     mask_orientation: str = "display",
     keep_jpeg: bool = False,
+    keep_png: bool = False,
 ) -> dict[str, Any]:
     source = row["image_bytes"]
     stored, fmt = open_image(source, "image", max_image_pixels, upright=False, load=False)
@@ -136,8 +137,9 @@ def decode_row(
         row["pixels"] = np.ascontiguousarray(rgb)  # a column that wraps it (ARRAY_COLUMNS)
     row["hole"] = pack_bits(hole)
     row["orig"] = orig
-    if fmt == "JPEG":  # the sink copies its DCT coefficients outside the hole (and the
-        # stages decode its deferred pixels from it)
+    if fmt == "JPEG" or (fmt == "PNG" and keep_png):  # the sink copies a JPEG's DCT
+        # coefficients (and the stages decode its deferred pixels from it), a PNG's
+        # compressed rows, outside the hole
         row["image_bytes"] = source
     return row
 

@@ -43,6 +43,7 @@ class DecodeSettings:
     min_score: float = 0.3
     mask_orientation: str = "display"
     keep_jpeg: bool = False  # JPEGs are written back as JPEGs: decode them only where read
+    keep_png: bool = False  # PNGs are written back as PNGs: carry their bytes to the writer
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class StageSettings:
                 min_score=config.mask_min_score,
                 mask_orientation=config.mask_orientation,
                 keep_jpeg=config.output_format in ("same", "jpg"),
+                keep_png=config.output_format in ("same", "png"),
             ),
             prepare=PrepareSettings(model.engine, config.strategy, config.dilate, model.prefill),
             finish=FinishSettings(model.engine, config.dilate, config.mark_color),

@@ -25,6 +25,7 @@ from . import jpeg_region, metadata, quality, shard_parts
 from .decode import ItemError, open_image, to_rgb
 from .encode import compose, encode, output_ext
 from .encode_jpeg import NotApplicable, encode_keeping_blocks
+from .encode_png import encode_keeping_rows
 from .restored import Restored
 from .settings import WriteSettings
 
@@ -122,7 +123,8 @@ def _encode_one(
     row: dict[str, Any], restored: Restored, output_format: str, output_quality: int
 ) -> tuple[bytes, str, dict[str, Any]]:
     """(file bytes, extension, stats) of a restored row in its output format. A JPEG written
-    from a JPEG keeps the source's coefficients outside the changed MCUs (encode_jpeg.py)."""
+    from a JPEG keeps the source's coefficients outside the changed MCUs (encode_jpeg.py), a PNG
+    from a PNG its compressed rows outside the restored ones (encode_png.py)."""
     ext, kind = output_ext(output_format, row.get("input_ext"))
     stats: dict[str, Any] = {}
     if kind == "jpg" and row.get("input_format") == "JPEG":
@@ -139,6 +141,17 @@ def _encode_one(
             return kept.data, ext, stats
         except NotApplicable as exc:
             stats["jpeg_path"] = f"reencode: {exc}"
+    if kind == "png" and row.get("input_format") == "PNG" and row.get("image_bytes"):
+        try:
+            kept = encode_keeping_rows(
+                row["image_bytes"], restored, row["orig_mode"], row.get("orig"),
+                row["orientation"] or 1,
+            )  # fmt: skip
+            stats["png_path"] = f"deflate: {kept.rows} of {kept.rows_total} rows compressed again"
+            stats.update(output_mode=row["orig_mode"], output_bytes=len(kept.data))
+            return kept.data, ext, stats
+        except NotApplicable as exc:
+            stats["png_path"] = f"reencode: {exc}"
     if restored.decoded is not None:  # a JPEG decoded in part: the whole image, now
         restored = restored.with_pixels(jpeg_region.pixels(row, None)[0])
     img = compose(restored.region(), restored.changed(), row["orig_mode"] or "RGB", row.get("orig"))

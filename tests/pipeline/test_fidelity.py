@@ -12,7 +12,7 @@ import cv2
 import jpeglib
 import numpy as np
 import pytest
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, PngImagePlugin
 
 from pipeline import RestoreConfig, run_restore
 from pipeline.ledger import load_history
@@ -272,3 +272,28 @@ def test_a_cmyk_jpeg_is_re_encoded_and_says_why(ray_local, tmp_path):
     _, rows = restore(tmp_path / "in", tmp_path / "out")
     assert rows["c"]["status"] == "ok" and rows["c"]["jpeg_path"] == "reencode: CMYK JPEG"
     assert Image.open(rows["c"]["output_uri"]).mode == "CMYK"
+
+
+def test_a_png_keeps_its_compressed_rows_and_its_chunks_outside_the_hole(ray_local, tmp_path):
+    size, box = (640, 480), (200, 380, 420, 430)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Source", "archive scan 1931")
+    source = data.encode(data.photo(7, size), "PNG", pnginfo=info, dpi=(300, 300))
+    for folder in ("images", "masks"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+    (tmp_path / "in" / "images" / "p.png").write_bytes(source)
+    (tmp_path / "in" / "masks" / "p.png").write_bytes(data.encode(data.box_mask(size, box)))
+    _, rows = restore(tmp_path / "in", tmp_path / "out")
+    row = rows["p"]
+    assert row["status"] == "ok" and row["png_path"].startswith("deflate: "), row["png_path"]
+    written = Path(row["output_uri"]).read_bytes()
+    hole = hole_map(box, size)
+    before, after = (
+        np.asarray(Image.open(io.BytesIO(source))),
+        np.asarray(Image.open(row["output_uri"])),
+    )
+    assert np.array_equal(after[~hole], before[~hole]) and not np.array_equal(after, before)
+    kept, was = Image.open(io.BytesIO(written)), Image.open(io.BytesIO(source))
+    assert kept.text == {"Source": "archive scan 1931"} and kept.info["dpi"] == was.info["dpi"]
+    rows_again = int(row["png_path"].split()[1])
+    assert rows_again < 480 // 2  # the rows above the hole are copied, not compressed again
