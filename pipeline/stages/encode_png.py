@@ -8,8 +8,10 @@ blocks from the last one that starts before the first restored row to the first 
 starts 32 KiB (deflate's window) after the last row changed, so that no later back-reference
 reaches a changed byte. Every other block is copied bit for bit, and the Adler-32 of the whole
 is patched from the bytes that changed. Every chunk other than IDAT is kept byte for byte, in
-its place (text, ICC, EXIF, gamma, transparency, physical size). The cost follows the rows the
-hole spans, not the image: one inflate of the file, and a compression of those rows.
+its place (text, ICC, EXIF, gamma, transparency, physical size), except an EXIF thumbnail, a
+small picture of the original, which is dropped (pipeline/stages/metadata.py). The cost
+follows the rows the hole spans, not the image: one inflate of the file, and a compression of
+those rows.
 
 A PNG this path cannot take (palette, fewer than 8 bits, interlaced, stored turned, or of a
 mode other than the one written back) raises `NotApplicable` with the reason, and the sink
@@ -23,8 +25,9 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
+from . import metadata
 from .deflate_blocks import BitWriter, DeflateError, compress, walk
 from .encode import compose
 from .encode_jpeg import NotApplicable
@@ -133,7 +136,7 @@ def encode_keeping_rows(
     (adler,) = struct.unpack(">I", stream[trailer : trailer + 4])
     adler = _patched_adler(adler, before, flat[start:end], start, size)
     data = stream[:2] + writer.bytes() + struct.pack(">I", adler)
-    out = source[:idat_start] + _chunk(b"IDAT", data) + source[idat_end:]
+    out = _without_thumbnail(source[:idat_start] + _chunk(b"IDAT", data) + source[idat_end:])
     kept_rows = start // (stride + 1) + (height - (end + stride) // (stride + 1))
     return PngResult(out, height - kept_rows, height)
 
@@ -214,6 +217,27 @@ def _patched_adler(adler: int, before: np.ndarray, after: np.ndarray, start: int
     a = (adler & 0xFFFF) + change
     b = (adler >> 16) + (size - start - before.size) * change + (new >> 16) - (old >> 16)
     return (b % modulus) << 16 | a % modulus
+
+
+def _without_thumbnail(png: bytes) -> bytes:
+    """`png` with its eXIf chunk, where that holds a thumbnail (a small picture of the
+    original, the removed object and all), written again without it."""
+    for kind, start, end in _parse(png).chunks:
+        if kind != b"eXIf":
+            continue
+        body = png[start + 8 : end - 4]
+        exif = Image.Exif()
+        try:
+            exif.load(metadata.EXIF_HEADER + body)
+            thumbnail = bool(exif.get_ifd(ExifTags.IFD.IFD1))
+        except Exception:
+            thumbnail = True  # unreadable: dropped rather than copied stale
+        if not thumbnail:
+            return png
+        cleaned = metadata.clean_exif(metadata.EXIF_HEADER + body, drop_orientation=False)
+        kept = _chunk(b"eXIf", cleaned[len(metadata.EXIF_HEADER) :]) if cleaned else b""
+        return png[:start] + kept + png[end:]
+    return png
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -297,3 +297,19 @@ def test_a_png_keeps_its_compressed_rows_and_its_chunks_outside_the_hole(ray_loc
     assert kept.text == {"Source": "archive scan 1931"} and kept.info["dpi"] == was.info["dpi"]
     rows_again = int(row["png_path"].split()[1])
     assert rows_again < 480 // 2  # the rows above the hole are copied, not compressed again
+
+
+def test_a_png_keeps_its_exif_but_not_its_thumbnail(ray_local, tmp_path):
+    thumbnail = data.encode(data.photo(9, (40, 27)), "JPEG")
+    for folder in ("images", "masks"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+    source = data.encode(data.photo(8, SIZE), "PNG", exif=exif_with_thumbnail(thumbnail))
+    assert thumbnail in source
+    (tmp_path / "in" / "images" / "p.png").write_bytes(source)
+    (tmp_path / "in" / "masks" / "p.png").write_bytes(data.encode(data.box_mask(SIZE, BOX)))
+    _, rows = restore(tmp_path / "in", tmp_path / "out")
+    assert rows["p"]["png_path"].startswith("deflate: ")
+    written = Path(rows["p"]["output_uri"]).read_bytes()
+    assert thumbnail not in written
+    exif_out = Image.open(io.BytesIO(written)).getexif()
+    assert exif_out.get(0x010F) == "Cam" and not exif_out.get_ifd(ExifTags.IFD.IFD1)
