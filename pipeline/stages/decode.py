@@ -20,7 +20,7 @@ from spl_model.masks import MaskError, prepare_mask
 from spl_model.metrics import mask_stats
 
 from ..schema import ERROR, SKIPPED, each_row, pack_bits
-from . import jpeg_region, metadata
+from . import jpeg_region, metadata, png_pixels
 from .settings import DecodeSettings
 from .template import NotFound, Placement
 
@@ -87,8 +87,12 @@ def decode_row(
 ) -> dict[str, Any]:
     source = row["image_bytes"]
     stored, fmt = open_image(source, "image", max_image_pixels, upright=False, load=False)
-    orientation = metadata.orientation_of(stored)
     icc, exif = stored.info.get("icc_profile"), stored.info.get("exif")
+    if fmt == "PNG":  # not `stored.getexif()`, which decodes a PNG's pixels to look
+        exif = metadata.png_exif(source)
+        orientation = metadata.exif_orientation(exif)
+    else:
+        orientation = metadata.orientation_of(stored)
     hole = deferred = None
     shown = stored.size[::-1] if metadata.turned(orientation) else stored.size  # (W, H) upright
     if (keep_jpeg and fmt == "JPEG" and stored.mode == "RGB" and placement.template is None
@@ -152,6 +156,16 @@ def _decode_pixels(
     fast = _jpeg_rgb(source, fmt, stored)
     if fast is not None:  # an RGB JPEG, decoded straight into an array; upright as an array
         return metadata.to_display(fast, orientation), "RGB", "RGB", None
+    png = _png_array(source, fmt, stored) if stored.mode != "1" else None
+    if png is not None:  # an 8-bit PNG, the same; its alpha kept aside
+        png = metadata.to_display(png, orientation)
+        if png.ndim == 2 or png.shape[2] == 2:
+            gray = png if png.ndim == 2 else png[..., 0]
+            rgb = np.repeat(gray[..., None], 3, axis=2)
+            return rgb, stored.mode, stored.mode, None if png.ndim == 2 else png.tobytes()
+        if png.shape[2] == 4:
+            return np.ascontiguousarray(png[..., :3]), "RGBA", "RGBA", png.tobytes()
+        return png, "RGB", "RGB", None
     _load(stored, "image")
     img = stored if orientation == 1 else _upright(stored, "image")  # no copy when upright
     wide = _wide_rgb(source, fmt, stored)
@@ -171,26 +185,32 @@ def _hole_of(
     convention: str,
 ) -> np.ndarray:
     """The hole map of the row's mask, on the image as displayed."""
-    mask_img, _ = open_image(row["mask_bytes"], "mask", max_image_pixels)
-    return _mask_hole(mask_img, size, orientation, convention)
+    data = row["mask_bytes"]
+    mask_img, fmt = open_image(data, "mask", max_image_pixels, upright=False, load=False)
+    pixels = _png_array(data, fmt, mask_img)
+    if pixels is None:
+        _load(mask_img, "mask")
+        return _mask_hole(_upright(mask_img, "mask"), size, orientation, convention)
+    pixels = metadata.to_display(pixels, metadata.exif_orientation(metadata.png_exif(data)))
+    return _mask_hole(pixels, size, orientation, convention)
 
 
 def _mask_hole(
-    mask: Image.Image, size: tuple[int, int], orientation: int, convention: str
+    mask: Image.Image | np.ndarray, size: tuple[int, int], orientation: int, convention: str
 ) -> np.ndarray:
     """The hole map of a mask. Masks are drawn on the image as displayed (EXIF orientation
     applied; `mask_orientation: display`) or on its stored pixels (`stored`: the image's
     orientation is applied to the mask too). A mask whose shape only fits the other
     convention is an error that says so."""
     turn = metadata.TRANSPOSE.get(orientation)
-    oriented = mask.transpose(turn) if convention == "stored" and turn is not None else mask
+    oriented = _turned(mask, orientation) if convention == "stored" else mask
     try:
         return prepare_mask(oriented, size)
     except MaskError as exc:
         other = "display" if convention == "stored" else "stored"
         if turn is not None:
             try:
-                prepare_mask(mask if convention == "stored" else mask.transpose(turn), size)
+                prepare_mask(mask if convention == "stored" else _turned(mask, orientation), size)
             except MaskError:
                 pass
             else:
@@ -201,6 +221,27 @@ def _mask_hole(
                     f"{'stored pixels' if convention == 'stored' else 'displayed image'})"
                 ) from None
         raise ItemError(f"mask does not fit the image: {exc}") from None
+
+
+# (colour type, bit depth) -> Pillow's mode, of the PNGs `png_pixels` decodes itself
+PNG_MODES = {(0, 1): "1", (0, 8): "L", (4, 8): "LA", (2, 8): "RGB", (6, 8): "RGBA"}
+
+
+def _png_array(data: bytes, fmt: str, img: Image.Image) -> np.ndarray | None:
+    """A PNG's pixels in stored order as `png_pixels` decodes them (the same values as
+    Pillow's, in an array shaped by Pillow's mode), for the modes it reads; None for every
+    other image, and for a file it cannot read (Pillow then decodes it, or says why not)."""
+    if fmt != "PNG" or len(data) < 29 or PNG_MODES.get((data[25], data[24])) != img.mode:
+        return None
+    return png_pixels.decode(data)
+
+
+def _turned(mask: Image.Image | np.ndarray, orientation: int) -> Image.Image | np.ndarray:
+    """A mask drawn on stored pixels, turned as an image of that orientation is shown."""
+    if isinstance(mask, np.ndarray):
+        return metadata.to_display(mask, orientation)
+    turn = metadata.TRANSPOSE.get(orientation)
+    return mask if turn is None else mask.transpose(turn)
 
 
 def _wide_rgb(data: bytes, fmt: str, img: Image.Image) -> np.ndarray | None:

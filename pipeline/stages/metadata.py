@@ -38,10 +38,41 @@ def clean_exif(data: bytes | None, drop_orientation: bool) -> bytes | None:
 def orientation_of(img: Image.Image) -> int:
     """The EXIF orientation (1-8) of an opened image; 1 when absent or invalid."""
     try:
-        value = int(img.getexif().get(ORIENTATION, 1))
+        return _valid(int(img.getexif().get(ORIENTATION, 1)))
     except Exception:
         return 1
-    return value if 1 <= value <= 8 else 1
+
+
+def exif_orientation(exif: bytes | None) -> int:
+    """The orientation (1-8) that EXIF bytes give; 1 when absent or invalid."""
+    if not exif:
+        return 1
+    loaded = Image.Exif()
+    try:
+        loaded.load(exif)
+        return _valid(int(loaded.get(ORIENTATION, 1)))
+    except Exception:
+        return 1
+
+
+def _valid(orientation: int) -> int:
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def png_exif(data: bytes) -> bytes | None:
+    """A PNG's EXIF (its eXIf chunk, before or after the pixels), as Pillow's `info["exif"]`
+    holds it, read from the chunk headers alone: Pillow decodes every pixel to find a chunk
+    that follows them."""
+    at = 8
+    while at + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind = data[at + 4 : at + 8]
+        if kind == b"eXIf":
+            return EXIF_HEADER + data[at + 8 : at + 8 + length]
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    return None
 
 
 # EXIF orientation -> the Pillow transpose that shows the stored pixels upright

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import tarfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -85,3 +87,33 @@ def small_checkpoint(path: Any) -> str:
 
     spl_model.save_generator(spl_model.build_generator("spl-small"), path)
     return str(path)
+
+
+def png_with_every_filter(pixels: np.ndarray, compress_level: int = 6) -> bytes:
+    """An 8-bit PNG (grey H×W or H×W×C) whose rows cycle through the five filter types (None,
+    Sub, Up, Average, Paeth), written here by the PNG specification rather than a library."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    flat = pixels.reshape(pixels.shape[0], -1).astype(np.int64)
+    rows = []
+    for y, row in enumerate(flat):
+        above = flat[y - 1] if y else np.zeros_like(row)
+        kind = y % 5
+        out = []
+        for x, value in enumerate(row):
+            a = row[x - channels] if x >= channels else 0
+            b = above[x]
+            c = above[x - channels] if x >= channels else 0
+            p = a + b - c
+            paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
+            out.append(value - (0, a, b, (a + b) // 2, paeth)[kind])
+        rows.append(bytes([kind]) + bytes(v & 0xFF for v in out))
+    color = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, color, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    body = zlib.compress(b"".join(rows), compress_level)
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")

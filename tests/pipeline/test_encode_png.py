@@ -136,28 +136,7 @@ def test_every_compression_level_and_stored_blocks(level):
 def test_rows_of_every_filter_type():
     """A PNG whose rows cycle through the five filters (written here, not by a library)."""
     pixels = np.asarray(data.photo(6, SIZE))
-    flat = pixels.reshape(SIZE[1], -1).astype(np.int64)
-    rows = []
-    for y, row in enumerate(flat):
-        above = flat[y - 1] if y else np.zeros_like(row)
-        kind = y % 5
-        out = []
-        for x, value in enumerate(row):
-            a = row[x - 3] if x >= 3 else 0
-            b = above[x]
-            c = above[x - 3] if x >= 3 else 0
-            p = a + b - c
-            paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
-            out.append(value - (0, a, b, (a + b) // 2, paeth)[kind])
-        rows.append(bytes([kind]) + bytes(v & 0xFF for v in out))
-    header = struct.pack(">IIBBBBB", SIZE[0], SIZE[1], 8, 2, 0, 0, 0)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body)
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    source = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-              + chunk(b"IDAT", zlib.compress(b"".join(rows), 6)) + chunk(b"IEND", b""))  # fmt: skip
+    source = data.png_with_every_filter(pixels)
     assert np.array_equal(decoded(source), pixels)
     restored = restored_in(pixels, BOXES["middle"])
     result = encode_keeping_rows(source, restored, "RGB", None, 1)
