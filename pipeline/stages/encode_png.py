@@ -13,8 +13,8 @@ small picture of the original, which is dropped (pipeline/stages/metadata.py). T
 follows the rows the hole spans, not the image: one inflate of the file, and a compression of
 those rows.
 
-A PNG this path cannot take (palette, fewer than 8 bits, interlaced, stored turned, or of a
-mode other than the one written back) raises `NotApplicable` with the reason, and the sink
+A PNG this path cannot take (palette, fewer than 8 bits, interlaced, animated, stored turned,
+or of a mode other than the one written back) raises `NotApplicable` with the reason, and the sink
 encodes the whole image instead.
 """
 
@@ -91,6 +91,8 @@ def encode_keeping_rows(
                             f"{png.depth} bits")  # fmt: skip
     if png.interlaced:
         raise NotApplicable("interlaced PNG")
+    if any(kind == b"acTL" for kind, _, _ in png.chunks):
+        raise NotApplicable("animated PNG")  # its other frames would keep the removed object
     if (png.width, png.height) != (width, height):
         raise NotApplicable("PNG whose header does not match its decoded size")
     stream, idat_start, idat_end = png.idat(source)
@@ -127,13 +129,16 @@ def encode_keeping_rows(
     except DeflateError as exc:  # never expected: our own compressor's output
         raise NotApplicable(f"the rows compressed again do not read back: {exc}") from None
 
-    writer = BitWriter(len(stream) + piece.size + int((walked.types == 0).sum()))
+    trailer = 2 + (walked.end_bit + 7) // 8
+    if len(stream) < trailer + 4:
+        raise NotApplicable("PNG whose zlib stream ends without its checksum")
+    (adler,) = struct.unpack(">I", stream[trailer : trailer + 4])
+    stored = int((walked.types == 0).sum() + (piece_walked.types == 0).sum())
+    writer = BitWriter(len(stream) + piece.size + stored)  # a stored block may move a byte on
     writer.blocks(deflate, walked, 0, first, last=False)
     writer.blocks(piece, piece_walked, 0, piece_walked.bits.size, last=not tail)
     if tail:
         writer.blocks(deflate, walked, last, walked.bits.size, last=True)
-    trailer = 2 + (walked.end_bit + 7) // 8
-    (adler,) = struct.unpack(">I", stream[trailer : trailer + 4])
     adler = _patched_adler(adler, before, flat[start:end], start, size)
     data = stream[:2] + writer.bytes() + struct.pack(">I", adler)
     out = _without_thumbnail(source[:idat_start] + _chunk(b"IDAT", data) + source[idat_end:])

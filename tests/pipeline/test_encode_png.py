@@ -167,3 +167,10 @@ def test_what_this_path_cannot_take_says_why():
     pixels, mode, orig = case(source)
     with pytest.raises(NotApplicable, match="turned"):
         encode_keeping_rows(source, restored_in(pixels, BOXES["middle"]), mode, orig, 6)
+    animated = io.BytesIO()
+    frames = [data.photo(1, SIZE), data.photo(2, SIZE)]
+    frames[0].save(animated, "PNG", save_all=True, append_images=frames[1:])
+    source = animated.getvalue()
+    pixels, mode, orig = case(source)
+    with pytest.raises(NotApplicable, match="animated"):
+        encode_keeping_rows(source, restored_in(pixels, BOXES["middle"]), mode, orig, 1)
