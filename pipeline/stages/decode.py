@@ -156,16 +156,15 @@ def _decode_pixels(
     fast = _jpeg_rgb(source, fmt, stored)
     if fast is not None:  # an RGB JPEG, decoded straight into an array; upright as an array
         return metadata.to_display(fast, orientation), "RGB", "RGB", None
-    png = _png_array(source, fmt, stored) if stored.mode != "1" else None
-    if png is not None:  # an 8-bit PNG, the same; its alpha kept aside
+    png = _png_array(source, fmt, stored)
+    if png is not None:  # a PNG, the same; grey made RGB, alpha kept aside
         png = metadata.to_display(png, orientation)
         if png.ndim == 2 or png.shape[2] == 2:
-            gray = png if png.ndim == 2 else png[..., 0]
-            rgb = np.repeat(gray[..., None], 3, axis=2)
-            return rgb, stored.mode, stored.mode, None if png.ndim == 2 else png.tobytes()
-        if png.shape[2] == 4:
-            return np.ascontiguousarray(png[..., :3]), "RGBA", "RGBA", png.tobytes()
-        return png, "RGB", "RGB", None
+            rgb = np.repeat(png[..., :1] if png.ndim == 3 else png[..., None], 3, axis=2)
+        else:
+            rgb = np.ascontiguousarray(png[..., :3])
+        orig = png.tobytes() if stored.mode in NEEDS_ORIGINAL else None
+        return rgb, stored.mode, OUTPUT_MODES[stored.mode], orig
     _load(stored, "image")
     img = stored if orientation == 1 else _upright(stored, "image")  # no copy when upright
     wide = _wide_rgb(source, fmt, stored)

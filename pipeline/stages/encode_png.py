@@ -147,20 +147,14 @@ def encode_keeping_rows(
 
 
 def _parse(source: bytes) -> _Png:
-    if not source.startswith(SIGNATURE):
+    header = metadata.png_header(source)
+    if not source.startswith(SIGNATURE) or header is None:
         raise NotApplicable("not a PNG")
-    chunks, at = [], len(SIGNATURE)
-    while at + 12 <= len(source):
-        (length,) = struct.unpack(">I", source[at : at + 4])
-        kind = source[at + 4 : at + 8]
-        chunks.append((kind, at, at + 12 + length))
-        at += 12 + length
-        if kind == b"IEND":
-            break
-    if not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND" or at > len(source):
-        raise NotApplicable("PNG whose chunks do not read (no IHDR first, no IEND last)")
-    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", source[16:29])
-    return _Png(chunks, width, height, color, depth, interlace != 0)
+    chunks = metadata.png_chunks(source)
+    if chunks[-1][0] != b"IEND":
+        raise NotApplicable("PNG whose chunks do not read to IEND")
+    width, height, depth, color, interlaced = header
+    return _Png(chunks, width, height, color, depth, interlaced)
 
 
 def _rows(

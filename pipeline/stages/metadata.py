@@ -59,19 +59,38 @@ def _valid(orientation: int) -> int:
     return orientation if 1 <= orientation <= 8 else 1
 
 
+def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """A PNG's chunks up to IEND, read from their headers: (type, offset of its length field,
+    offset after its CRC); a chunk cut short by the end of the file ends the list."""
+    chunks, at = [], 8
+    while at + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, end = data[at + 4 : at + 8], at + 12 + length
+        if end > len(data):
+            break
+        chunks.append((kind, at, end))
+        if kind == b"IEND":
+            break
+        at = end
+    return chunks
+
+
+def png_header(data: bytes) -> tuple[int, int, int, int, bool] | None:
+    """A PNG's (width, height, bit depth, colour type, interlaced) from its IHDR chunk; None
+    when it does not start with one."""
+    if len(data) < 29 or data[12:16] != b"IHDR":
+        return None
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    return width, height, depth, color, interlace != 0
+
+
 def png_exif(data: bytes) -> bytes | None:
     """A PNG's EXIF (its eXIf chunk, before or after the pixels), as Pillow's `info["exif"]`
     holds it, read from the chunk headers alone: Pillow decodes every pixel to find a chunk
     that follows them."""
-    at = 8
-    while at + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[at : at + 4])
-        kind = data[at + 4 : at + 8]
+    for kind, start, end in png_chunks(data):
         if kind == b"eXIf":
-            return EXIF_HEADER + data[at + 8 : at + 8 + length]
-        if kind == b"IEND":
-            break
-        at += 12 + length
+            return EXIF_HEADER + data[start + 8 : end - 4]
     return None
 
 

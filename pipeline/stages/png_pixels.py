@@ -11,11 +11,11 @@ returns None, and the caller decodes with Pillow, which reads more and says what
 
 from __future__ import annotations
 
-import struct
-
 import deflate
 import numba
 import numpy as np
+
+from .metadata import png_chunks, png_header
 
 jit = numba.njit(cache=True, nogil=True)
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel (8-bit)
@@ -24,11 +24,12 @@ CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel (8-b
 def decode(data: bytes) -> np.ndarray | None:
     """The PNG's pixels in stored order: H×W (grey; 1-bit as 0/255), H×W×2 (grey, alpha),
     H×W×3 (RGB) or H×W×4 (RGBA) uint8; None for any other PNG or one that does not read."""
-    if len(data) < 33 or data[12:16] != b"IHDR":
+    header = png_header(data)
+    if header is None:
         return None
-    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    width, height, depth, color, interlaced = header
     channels = CHANNELS.get(color)
-    if channels is None or interlace or not width or not height:
+    if channels is None or interlaced or not width or not height:
         return None
     if depth != 8 and not (depth == 1 and color == 0):
         return None
@@ -47,16 +48,7 @@ def decode(data: bytes) -> np.ndarray | None:
 
 def _idat(data: bytes) -> bytes:
     """The concatenated IDAT chunks (the zlib stream)."""
-    parts, at = [], 8
-    while at + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[at : at + 4])
-        kind = data[at + 4 : at + 8]
-        if kind == b"IDAT":
-            parts.append(data[at + 8 : at + 8 + length])
-        elif kind == b"IEND":
-            break
-        at += 12 + length
-    return b"".join(parts)
+    return b"".join(data[s + 8 : e - 4] for kind, s, e in png_chunks(data) if kind == b"IDAT")
 
 
 @jit
