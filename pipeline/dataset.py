@@ -20,6 +20,8 @@ from typing import Any
 import pyarrow as pa
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
+from spl_model.compiled import usable_cwd
+
 from .config import ConfigError, RestoreConfig
 from .formats import SHARD_LAYOUTS
 from .interrupt import stop_check
@@ -59,6 +61,7 @@ def restore_units(
     `batch_size` items at a time; RESULT_SCHEMA rows out. `pool` is None for the classical
     engines (no model). Blocks finish in the order they were read. Once the run's stop switch
     (named `stop`) is on, no new block starts; the blocks at the actors are finished."""
+    usable_cwd()  # the stages' compiled code (JPEG, PNG, Telea) is loaded in this process
     in_flight: deque[Any] = deque()
     stop_requested = stop_check(stop)
 

@@ -14,12 +14,11 @@ the largest CPU cost of a photo with a text watermark (bench/stage_costs.py).
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import cv2
 import numba
 import numpy as np
+
+from .compiled import usable_cwd
 
 KNOWN, BAND, INSIDE, CHANGE = 0, 1, 2, 3  # OpenCV's pixel states; CHANGE: reached outside
 FAR = np.float32(1.0e6)  # the distance of a pixel not reached yet
@@ -42,7 +41,7 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
     band_ys, band_xs = np.nonzero(band)  # raster order, as OpenCV queues them
     if not band_ys.size:
         return out
-    _usable_cwd()
+    usable_cwd()
     t = np.full(inside.shape, FAR, np.float32)
     t[band] = 0.0
     capacity = band_ys.size + max(int(inside.sum()), int(ring.sum())) + 1
@@ -54,16 +53,6 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
     states = np.where(inside, INSIDE, KNOWN).astype(np.uint8)
     _march(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue, True)
     return out
-
-
-def _usable_cwd() -> None:
-    """numba's compiler resolves paths against the working directory, which a worker process
-    can outlive (a Ray worker on an autoscaled node has had it removed): compiling there fails
-    with FileNotFoundError, so such a process moves to the temporary directory first."""
-    try:
-        os.getcwd()
-    except FileNotFoundError:
-        os.chdir(tempfile.gettempdir())
 
 
 def _queue(capacity: int) -> tuple[np.ndarray, ...]:
