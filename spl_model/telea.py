@@ -22,7 +22,7 @@ from .compiled import usable_cwd
 
 KNOWN, BAND, INSIDE, CHANGE = 0, 1, 2, 3  # OpenCV's pixel states; CHANGE: reached outside
 FAR = np.float32(1.0e6)  # the distance of a pixel not reached yet
-jit = numba.njit(cache=True, nogil=True)
+jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
@@ -47,22 +47,19 @@ def telea_inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarra
     capacity = band_ys.size + max(int(inside.sum()), int(ring.sum())) + 1
     queue = _queue(capacity)
     dks, dls, dsts = _neighbours(radius)
-    states = np.where(ring, INSIDE, KNOWN).astype(np.uint8)
+    states = ring.view(np.uint8) * np.uint8(INSIDE)  # KNOWN is 0
     _march(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue, False)
     t[states == CHANGE] *= -1  # the ring's distances, negated outside the hole as OpenCV's
-    states = np.where(inside, INSIDE, KNOWN).astype(np.uint8)
+    states = inside.view(np.uint8) * np.uint8(INSIDE)
     _march(out, states, t, band_ys, band_xs, dks, dls, dsts, *queue, True)
     return out
 
 
 def _queue(capacity: int) -> tuple[np.ndarray, ...]:
-    """The arrays of a binary min-heap on (distance, arrival), for `capacity` entries."""
-    return (
-        np.empty(capacity, np.float32),  # distance
-        np.empty(capacity, np.int64),  # arrival
-        np.empty(capacity, np.int64),  # row
-        np.empty(capacity, np.int64),  # column
-    )
+    """A binary min-heap for `capacity` entries: each entry's order key (its distance's float32
+    bits above its arrival number: distances are never negative, so the integers order as the
+    pairs (distance, arrival) do, as OpenCV's list pops them) and its pixel (row above column)."""
+    return np.empty(capacity, np.uint64), np.empty(capacity, np.uint64)
 
 
 def _grow(inside: np.ndarray, shape: int, radius: int) -> np.ndarray:
@@ -92,39 +89,44 @@ def _neighbours(radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @jit
-def _push(keys, seqs, ys, xs, size, key, seq, y, x):
+def _order(distance, seq, bits):
+    """The heap key of (distance, arrival); `bits` is a float32 scratch array's uint32 view."""
+    bits.view(np.float32)[0] = distance
+    return (np.uint64(bits[0]) << np.uint64(32)) | np.uint64(seq)
+
+
+@jit
+def _push(keys, cells, size, key, cell):
     at = size
     while at > 0:
         parent = (at - 1) >> 1
-        if keys[parent] < key or (keys[parent] == key and seqs[parent] < seq):
+        if keys[parent] < key:
             break
-        keys[at], seqs[at], ys[at], xs[at] = keys[parent], seqs[parent], ys[parent], xs[parent]
+        keys[at], cells[at] = keys[parent], cells[parent]
         at = parent
-    keys[at], seqs[at], ys[at], xs[at] = key, seq, y, x
+    keys[at], cells[at] = key, cell
     return size + 1
 
 
 @jit
-def _pop(keys, seqs, ys, xs, size):
-    y, x = ys[0], xs[0]
+def _pop(keys, cells, size):
+    """The smallest entry's pixel (row, column) and the heap's new size."""
+    cell = cells[0]
     size -= 1
-    key, seq, last_y, last_x = keys[size], seqs[size], ys[size], xs[size]
+    key, last = keys[size], cells[size]
     at = 0
     while True:
         child = 2 * at + 1
         if child >= size:
             break
-        if child + 1 < size and (
-            keys[child + 1] < keys[child]
-            or (keys[child + 1] == keys[child] and seqs[child + 1] < seqs[child])
-        ):
+        if child + 1 < size and keys[child + 1] < keys[child]:
             child += 1
-        if key < keys[child] or (key == keys[child] and seq < seqs[child]):
+        if key < keys[child]:
             break
-        keys[at], seqs[at], ys[at], xs[at] = keys[child], seqs[child], ys[child], xs[child]
+        keys[at], cells[at] = keys[child], cells[child]
         at = child
-    keys[at], seqs[at], ys[at], xs[at] = key, seq, last_y, last_x
-    return y, x, size
+    keys[at], cells[at] = key, last
+    return np.int64(cell >> np.uint64(32)), np.int64(cell & np.uint64(0xFFFFFFFF)), size
 
 
 @jit
@@ -164,10 +166,12 @@ def _step(ii, jj, q):
 
 
 @jit
-def _seed(band_ys, band_xs, keys, seqs, ys, xs):
-    """Queue the band (the known pixels next to the hole) at distance 0, in raster order."""
+def _seed(band_ys, band_xs, keys, cells):
+    """Queue the band (the known pixels next to the hole) at distance 0, in raster order: keys
+    that rise with the arrival number already form a heap."""
     for n in range(band_ys.size):
-        _push(keys, seqs, ys, xs, n, np.float32(0.0), n, band_ys[n], band_xs[n])
+        keys[n] = np.uint64(n)  # distance 0.0 has all bits 0
+        cells[n] = (np.uint64(band_ys[n]) << np.uint64(32)) | np.uint64(band_xs[n])
     return band_ys.size
 
 
@@ -256,15 +260,16 @@ def _fill_pixel(out, states, t, i, j, dks, dls, dsts, acc):
 
 
 @jit
-def _march(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, seqs, ys, xs, fill):
+def _march(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, cells, fill):
     """From the band through the pixels `states` marks INSIDE, in order of arrival: each gets
     its distance, and with `fill` its value (the hole, from its edge inwards); without, the
     pixels reached are left CHANGE (the known ring around the hole, only measured)."""
     rows, cols = states.shape
     acc = np.zeros((3, 3), np.float32)
-    size = seq = _seed(band_ys, band_xs, keys, seqs, ys, xs)
+    bits = np.zeros(1, np.uint32)
+    size = seq = _seed(band_ys, band_xs, keys, cells)
     while size > 0:
-        ii, jj, size = _pop(keys, seqs, ys, xs, size)
+        ii, jj, size = _pop(keys, cells, size)
         states[ii, jj] = KNOWN if fill else CHANGE
         for q in range(4):
             i, j = _step(ii, jj, q)
@@ -275,5 +280,6 @@ def _march(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, seqs, ys, xs,
             if fill:
                 _fill_pixel(out, states, t, i, j, dks, dls, dsts, acc)
             states[i, j] = BAND
-            size = _push(keys, seqs, ys, xs, size, dist, seq, i, j)
+            cell = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
+            size = _push(keys, cells, size, _order(dist, seq, bits), cell)
             seq += 1
