@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 jit = numba.njit(cache=True, nogil=True)
-Z_OK, Z_STREAM_END, Z_NEED_DICT, Z_BLOCK = 0, 1, 2, 5
+Z_OK, Z_STREAM_END, Z_BLOCK = 0, 1, 5
 END_OF_BLOCK, LAST_BLOCK = 128, 64  # zlib's data_type flags after an inflate call
 STORED = 0  # BTYPE of a stored (uncompressed) block
 
@@ -71,9 +71,8 @@ class Blocks:
     """A raw deflate stream, walked: its output and where each of its blocks starts."""
 
     output: np.ndarray  # uint8, everything the stream decodes to
-    bits: (
-        np.ndarray
-    )  # int64: the bit (from the stream's first byte, LSB first) each block starts at
+    # int64: the bit (from the stream's first byte, LSB first) each block starts at
+    bits: np.ndarray
     offsets: np.ndarray  # int64: the output offset each block starts at
     types: np.ndarray  # uint8: each block's BTYPE (0 stored, 1 fixed, 2 dynamic Huffman codes)
     end_bit: int  # the bit just after the last block's end-of-block code
