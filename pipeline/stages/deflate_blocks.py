@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import zlib
 from dataclasses import dataclass
 from functools import cache
 
+import deflate
 import numba
 import numpy as np
 
@@ -60,9 +60,6 @@ def _zlib() -> ctypes.CDLL:
     ]  # fmt: skip
     lib.inflate.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int]
     lib.inflateEnd.argtypes = [ctypes.POINTER(_ZStream)]
-    lib.inflateSetDictionary.argtypes = [
-        ctypes.POINTER(_ZStream), ctypes.c_char_p, ctypes.c_uint
-    ]  # fmt: skip
     return lib
 
 
@@ -78,19 +75,16 @@ class Blocks:
     end_bit: int  # the bit just after the last block's end-of-block code
 
 
-def walk(stream: np.ndarray, size: int, window: bytes = b"") -> Blocks:
+def walk(stream: np.ndarray, size: int) -> Blocks:
     """Inflate the raw deflate `stream` (uint8, contiguous; it must decode to exactly `size`
     bytes and end with its last block; bytes after that are ignored) and note each block's
-    start. `window`: the output that precedes the stream, which its back-references may reach
-    (a preset dictionary)."""
+    start."""
     lib = _zlib()
     output = np.empty(max(size, 1), np.uint8)
     z = _ZStream()
     if lib.inflateInit2_(ctypes.byref(z), -15, lib.zlibVersion(), ctypes.sizeof(_ZStream)) != Z_OK:
         raise DeflateError("zlib's inflateInit2 failed")
     try:
-        if window and lib.inflateSetDictionary(ctypes.byref(z), window, len(window)) != Z_OK:
-            raise DeflateError("zlib refused the preset window")
         z.next_in, z.avail_in = stream.ctypes.data, stream.size
         z.next_out, z.avail_out = output.ctypes.data, size
         bits, offsets, end_bit = [0], [0], -1
@@ -123,12 +117,10 @@ def walk(stream: np.ndarray, size: int, window: bytes = b"") -> Blocks:
                   end_bit)  # fmt: skip
 
 
-def compress(data: np.ndarray, level: int, window: bytes = b"") -> bytes:
-    """`data` as a raw deflate stream ending with a last block; its back-references may reach
-    into `window`, the output that will precede it."""
-    packer = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY,
-                              *((window,) if window else ()))  # fmt: skip
-    return packer.compress(memoryview(data)) + packer.flush(zlib.Z_FINISH)
+def compress(data: np.ndarray, level: int) -> bytes:
+    """`data` as a raw deflate stream ending with a last block, whose back-references stay
+    inside `data`, by libdeflate (the `deflate` package) at its `level` (1-12)."""
+    return deflate.deflate_compress(memoryview(data), level)
 
 
 class BitWriter:
