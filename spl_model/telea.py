@@ -96,6 +96,12 @@ def _order(distance, seq, bits):
 
 
 @jit
+def _cell(y, x):
+    """A pixel as one heap word: its row above its column."""
+    return (np.uint64(y) << np.uint64(32)) | np.uint64(x)
+
+
+@jit
 def _push(keys, cells, size, key, cell):
     at = size
     while at > 0:
@@ -171,7 +177,7 @@ def _seed(band_ys, band_xs, keys, cells):
     that rise with the arrival number already form a heap."""
     for n in range(band_ys.size):
         keys[n] = np.uint64(n)  # distance 0.0 has all bits 0
-        cells[n] = (np.uint64(band_ys[n]) << np.uint64(32)) | np.uint64(band_xs[n])
+        cells[n] = _cell(band_ys[n], band_xs[n])
     return band_ys.size
 
 
@@ -280,6 +286,5 @@ def _march(out, states, t, band_ys, band_xs, dks, dls, dsts, keys, cells, fill):
             if fill:
                 _fill_pixel(out, states, t, i, j, dks, dls, dsts, acc)
             states[i, j] = BAND
-            cell = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
-            size = _push(keys, cells, size, _order(dist, seq, bits), cell)
+            size = _push(keys, cells, size, _order(dist, seq, bits), _cell(i, j))
             seq += 1
