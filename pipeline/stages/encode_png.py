@@ -45,7 +45,7 @@ LAYOUTS = {
     "RGBA": (6, 8, 4),
     "RGBA;16": (6, 16, 8),
 }
-# The zlib header's FLEVEL (how hard the source was compressed: zlib's levels 1, 2-5, 6, 7-9)
+# The zlib header's FLEVEL (how hard the source was compressed: zlib's levels 0-1, 2-5, 6, 7-9)
 # -> the libdeflate level that compresses a photo's rows as small as zlib's 1, 5, 6 and 9 or
 # smaller, in less time (200 rows of a 12 MP photo: 12 against 25 ms, 32 / 71, 95 / 158-175,
 # 835 / 2,050).
