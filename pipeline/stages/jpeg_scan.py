@@ -36,6 +36,7 @@ ZIGZAG = np.array(
 )  # fmt: skip
 SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential
 PROGRESSIVE_HUFFMAN = 0xC2
+FAST_SHIFT = 6  # the short-code table looks at the first 10 of the 16 lookahead bits
 PAD = 8  # zero bytes after unstuffed entropy-coded data: the decoders read 4 bytes at a time
 
 
@@ -265,8 +266,17 @@ def decode(data: bytes, scan: Scan) -> Decoded | None:
     padded = unstuff(data, scan.start, scan.end)
     blocks = np.zeros((rows * cols, len(owner), 64), np.int16)
     bits = np.zeros(rows * cols + 1, np.int64)
-    ok = _decode(padded, scan.lut, scan.dc_table[owner], scan.ac_table[owner], owner, blocks, bits)
+    ok = _decode(padded, scan.lut, short_codes(scan.lut), scan.dc_table[owner],
+                 scan.ac_table[owner], owner, blocks, bits)  # fmt: skip
     return Decoded(blocks, bits, padded[:-PAD]) if ok else None
+
+
+def short_codes(lut: np.ndarray) -> np.ndarray:
+    """The entries of `lut` (tables x 16-bit lookaheads) for codes of at most 16 - FAST_SHIFT
+    bits, by their first bits, 0 for longer codes: a table that stays in the L1 cache, where
+    most codes are found (a whole 16-bit table takes 128 KB)."""
+    short = lut[:, :: 1 << FAST_SHIFT]
+    return np.where(short >> 8 <= 16 - FAST_SHIFT, short, 0).astype(np.uint16)
 
 
 def unstuff(data: bytes, start: int, end: int) -> np.ndarray:
@@ -415,9 +425,10 @@ def _stuff(data: np.ndarray) -> np.ndarray:
 
 
 @jit
-def _decode(raw, lut, dc_of, ac_of, owner, blocks, bits) -> bool:
+def _decode(raw, lut, fast, dc_of, ac_of, owner, blocks, bits) -> bool:
     """Huffman-decode the unstuffed scan `raw` (with 8 zero bytes after it) into `blocks`;
-    `lut`: per table, (code length << 8 | symbol) of each 16-bit lookahead, 0 where none."""
+    `lut`: per table, (code length << 8 | symbol) of each 16-bit lookahead, 0 where none;
+    `fast`: the same for the short codes only, by their first bits (`short_codes`)."""
     acc, have, at = np.int64(0), 0, 0  # bits read ahead (only the low `have` count), next byte
     end = len(raw) - PAD
     pred = np.zeros(owner.max() + 1, np.int64)
@@ -437,9 +448,12 @@ def _decode(raw, lut, dc_of, ac_of, owner, blocks, bits) -> bool:
                         | np.int64(raw[at + 3])
                     )
                     at, have = at + 4, have + 32
-                entry = np.int64(lut[table, (acc >> (have - 16)) & 0xFFFF])
+                peek = (acc >> (have - 16)) & 0xFFFF
+                entry = np.int64(fast[table, peek >> FAST_SHIFT])
                 if entry == 0:
-                    return False
+                    entry = np.int64(lut[table, peek])
+                    if entry == 0:
+                        return False
                 have -= entry >> 8
                 symbol = entry & 0xFF
                 run, size = (0, symbol) if k == 0 else (symbol >> 4, symbol & 15)
