@@ -29,8 +29,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 
+from .compiled import usable_cwd
 from .masks import dilate, hole_box
 from .prefill import prefill_holes
 
@@ -42,6 +44,7 @@ MARGIN = 48  # context (model px) around a tile's core on each side
 OVERLAP = 32  # model px shared by neighbouring cores, cross-faded
 REFINE_STEP = 1.5  # a refining tile is at least this much finer than the coarse look
 THICK_QUANTILE = 0.95  # thickness from this quantile of the distances (junctions don't count)
+jit = numba.njit(cache=True, nogil=True)
 
 
 @dataclass(frozen=True)
@@ -213,13 +216,22 @@ def blend_weights(
     """float32 weights of a window's pixels in `box` (default: its whole box): 1 inside its
     core, ramping down to 1 / (feather + 1) at core edges that lie inside the image (where a
     neighbour takes over)."""
-    x0, y0, x1, y1 = box or window.box
-    if window.core is None or window.feather <= 0:
-        return np.ones((y1 - y0, x1 - x0), np.float32)
-    cx0, cy0, cx1, cy1 = window.core
-    ramp_x = _ramp(x0, x1, cx0, cx1, window.feather, shape[1])
-    ramp_y = _ramp(y0, y1, cy0, cy1, window.feather, shape[0])
+    ramp_y, ramp_x = _ramps(window, shape, box or window.box)
     return ramp_y[:, None] * ramp_x[None, :]
+
+
+def _ramps(
+    window: Window, shape: tuple[int, int], box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The row and column factors of `blend_weights` in `box`."""
+    x0, y0, x1, y1 = box
+    if window.core is None or window.feather <= 0:
+        return np.ones(y1 - y0, np.float32), np.ones(x1 - x0, np.float32)
+    cx0, cy0, cx1, cy1 = window.core
+    return (
+        _ramp(y0, y1, cy0, cy1, window.feather, shape[0]),
+        _ramp(x0, x1, cx0, cx1, window.feather, shape[1]),
+    )
 
 
 def _ramp(b0: int, b1: int, c0: int, c1: int, feather: int, limit: int) -> np.ndarray:
@@ -378,6 +390,7 @@ def paste_windows(
     (default: `output` is the whole image). Returns the `output`-sized map of changed pixels."""
     shape = shape or output.shape[:2]
     ox, oy = origin
+    usable_cwd()
     changed = np.zeros(output.shape[:2], bool)
     groups: dict[int, list[tuple[Window, np.ndarray, tuple[int, int, int, int]]]] = {}
     for window, prediction in zip(windows, predictions, strict=True):
@@ -391,18 +404,41 @@ def paste_windows(
         for window, prediction, (x0, y0, x1, y1) in members:
             bx0, by0 = window.box[:2]
             inside = (slice(y0 - by0, y1 - by0), slice(x0 - bx0, x1 - bx0))
-            w = blend_weights(window, shape, (x0, y0, x1, y1)) * window.paste[inside]
-            restored = restored_box(window, prediction)[inside]
-            total[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += restored * w[..., None]
-            weight[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] += w
-        own = weight > 0
+            _weigh(
+                total, weight, restored_box(window, prediction)[inside], window.paste[inside],
+                *_ramps(window, shape, (x0, y0, x1, y1)), y0 - gy0, x0 - gx0,
+            )  # fmt: skip
         place = (slice(gy0 - oy, gy1 - oy), slice(gx0 - ox, gx1 - ox))
-        target = output[place]
-        value = np.rint(total[own] / weight[own][:, None]).clip(0, 255).astype(np.uint8)
-        differs = (target[own] != value).any(axis=1)
-        target[own] = value
-        changed[place][own] |= differs
+        _settle(output[place], total, weight, changed[place])
     return changed
+
+
+@jit
+def _weigh(total, weight, restored, paste, ramp_y, ramp_x, top, left):
+    """Add a tile's restored pixels where it pastes, weighed by `ramp_y` × `ramp_x`, into the
+    group's sums from (top, left) on (float32, as NumPy would add them)."""
+    for y in range(paste.shape[0]):
+        for x in range(paste.shape[1]):
+            if paste[y, x]:
+                w = ramp_y[y] * ramp_x[x]
+                for c in range(3):
+                    total[top + y, left + x, c] += np.float32(restored[y, x, c]) * w
+                weight[top + y, left + x] += w
+
+
+@jit
+def _settle(target, total, weight, changed):
+    """Each pixel the group weighed gets its weighted mean, rounded; `changed` marks those
+    whose value moved."""
+    for y in range(weight.shape[0]):
+        for x in range(weight.shape[1]):
+            if weight[y, x] > 0:
+                for c in range(3):
+                    value = np.rint(total[y, x, c] / weight[y, x])
+                    value = np.uint8(min(max(value, np.float32(0.0)), np.float32(255.0)))
+                    if target[y, x, c] != value:
+                        changed[y, x] = True
+                        target[y, x, c] = value
 
 
 def paste_box(windows: Sequence[Window]) -> tuple[int, int, int, int] | None:
