@@ -37,6 +37,13 @@ ZIGZAG = np.array(
 SEQUENTIAL_HUFFMAN = (0xC0, 0xC1)  # SOF0 baseline, SOF1 extended sequential
 PROGRESSIVE_HUFFMAN = 0xC2
 FAST_SHIFT = 6  # the short-code table looks at the first 10 of the 16 lookahead bits
+CATEGORIES = np.array([v.bit_length() for v in range(2048)], np.uint8)  # |value| -> bits
+# A 64-bit word's lowest set bit times DE_BRUIJN, shifted right by 58, is a different 6-bit
+# number for each of the 64 bits: DE_BRUIJN_BIT gives the bit's position from it.
+DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
+DE_BRUIJN_BIT = np.zeros(64, np.int8)
+for _bit in range(64):
+    DE_BRUIJN_BIT[((1 << _bit) * int(DE_BRUIJN) % 2**64) >> 58] = _bit
 PAD = 8  # zero bytes after unstuffed entropy-coded data: the decoders read 4 bytes at a time
 
 
@@ -497,7 +504,10 @@ def _put(out, state, value, length) -> None:
 
 @jit
 def _category(value) -> int:
+    """The bits of |value| (JPEG's magnitude category)."""
     value = abs(value)
+    if value < CATEGORIES.size:
+        return np.int64(CATEGORIES[value])
     size = 0
     while value:
         size += 1
@@ -529,48 +539,66 @@ def _symbols(blocks, over, which, m, b, owner, symbols, values, sizes) -> int:
     diff = np.int64(block[0]) - prev
     size = _category(diff)
     symbols[0], values[0], sizes[0] = size, diff if diff > 0 else diff - 1, size
-    n, run = 1, 0
+    nonzero = np.uint64(0)  # bit k: coefficient k is not 0 (a branch-free scan)
     for k in range(1, 64):
-        value = np.int64(block[k])
-        if value == 0:
-            run += 1
-            continue
+        nonzero |= np.uint64(block[k] != 0) << np.uint64(k)
+    n, after = 1, 1  # symbols so far; the coefficient after the last one coded
+    while nonzero:
+        low = nonzero & (~nonzero + np.uint64(1))
+        k = np.int64(DE_BRUIJN_BIT[(low * DE_BRUIJN) >> np.uint64(58)])
+        nonzero ^= low
+        run = k - after
         while run > 15:
             symbols[n], sizes[n] = 0xF0, 0
             n, run = n + 1, run - 16
+        value = np.int64(block[k])
         size = _category(value)
         symbols[n], values[n], sizes[n] = (run << 4) | size, value if value > 0 else value - 1, size
-        n, run = n + 1, 0
-    if run:
-        symbols[n], sizes[n] = 0, 0
+        n, after = n + 1, k + 1
+    if after < 64:
+        symbols[n], sizes[n] = 0, 0  # end of block
         n += 1
     return n
 
 
 @jit
-def _encode_mcu(out, state, blocks, over, which, m, code, code_len, dc_of, ac_of, owner) -> bool:
-    symbols = np.empty(80, np.int64)
-    values = np.empty(80, np.int64)
-    sizes = np.empty(80, np.int64)
+def _emit(out, acc, have, n, bits, length):
+    """Append `length` (at most 32) bits; (acc, have, n): the bit buffer, the bits in it (fewer
+    than 8 between calls), the bytes written. Returns the new state."""
+    acc = (acc << length) | (bits & ((np.int64(1) << length) - 1))
+    have += length
+    while have >= 8:
+        have -= 8
+        out[n] = (acc >> have) & 0xFF
+        n += 1
+    return acc & ((np.int64(1) << have) - 1), have, n
+
+
+@jit
+def _encode_mcu(out, state, blocks, over, which, m, code, code_len, dc_of, ac_of, owner,
+                scratch) -> bool:  # fmt: skip
+    """Code MCU m's blocks; `scratch`: three int64 arrays of 80 for `_symbols`."""
+    symbols, values, sizes = scratch[0], scratch[1], scratch[2]
+    acc, have, n = state[0], state[1], state[2]
     for b in range(blocks.shape[1]):
-        n = _symbols(blocks, over, which, m, b, owner, symbols, values, sizes)
-        for i in range(n):
+        count = _symbols(blocks, over, which, m, b, owner, symbols, values, sizes)
+        for i in range(count):
             table = dc_of[b] if i == 0 else ac_of[b]
-            length = code_len[table, symbols[i]]
+            length = np.int64(code_len[table, symbols[i]])
             if length == 0:
                 return False
-            _put(out, state, code[table, symbols[i]], length)
-            if sizes[i]:
-                _put(out, state, values[i], sizes[i])
+            size = sizes[i]  # the code and its value bits at once (at most 16 + 11 bits)
+            bits = (code[table, symbols[i]] << size) | (values[i] & ((np.int64(1) << size) - 1))
+            acc, have, n = _emit(out, acc, have, n, bits, length + size)
+    state[0], state[1], state[2] = acc, have, n
     return True
 
 
 @jit
 def _count(blocks, over, which, dc_of, ac_of, owner, freq) -> None:
     """How often each table's symbols occur in the whole scan."""
-    symbols = np.empty(80, np.int64)
-    values = np.empty(80, np.int64)
-    sizes = np.empty(80, np.int64)
+    scratch = np.empty((3, 80), np.int64)
+    symbols, values, sizes = scratch[0], scratch[1], scratch[2]
     for m in range(blocks.shape[0]):
         for b in range(blocks.shape[1]):
             n = _symbols(blocks, over, which, m, b, owner, symbols, values, sizes)
@@ -631,12 +659,13 @@ def _copy_bits(out, state, raw, start, stop) -> None:
 def _splice(raw, bits, blocks, over, which, rewrite, code, code_len, dc_of, ac_of, owner, out):
     """The new scan's bytes in `out` (unstuffed, padded with ones); its size, or -1."""
     state = np.zeros(3, np.int64)
+    scratch = np.empty((3, 80), np.int64)
     m = 0
     count = len(rewrite)
     while m < count:
         if rewrite[m]:
             if not _encode_mcu(out, state, blocks, over, which, m, code, code_len, dc_of, ac_of,
-                               owner):  # fmt: skip
+                               owner, scratch):  # fmt: skip
                 return -1
             m += 1
             continue
