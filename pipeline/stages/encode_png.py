@@ -31,6 +31,7 @@ from . import metadata
 from .deflate_blocks import BitWriter, DeflateError, compress, walk
 from .encode import compose
 from .encode_jpeg import NotApplicable
+from .png_pixels import filter_rows
 from .restored import Restored
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -179,32 +180,11 @@ def _rows(
 
 
 def _filtered(rows: np.ndarray, types: np.ndarray, first: int, bpp: int) -> np.ndarray:
-    """Rows `first`.. of `rows` (unfiltered) filtered with each one's PNG filter type (None,
-    Sub, Up, Average, Paeth), each reading the row above it in `rows` (zeros above row 0 of the
-    image: `first` is 0 there)."""
-    current = rows[first:].astype(np.int16)
-    above = np.zeros_like(current)  # row 0 of the image has zeros above it
-    if first:
-        above[:] = rows[first - 1 : -1]
-    else:
-        above[1:] = rows[:-1]
-    out = np.empty_like(current)
-    for kind in np.unique(types).tolist():
-        pick = types == kind
-        x, b = current[pick], above[pick]
-        a, c = np.zeros_like(x), np.zeros_like(x)  # the pixel to the left, and above that
-        a[:, bpp:], c[:, bpp:] = x[:, :-bpp], b[:, :-bpp]
-        if kind not in range(5):
-            raise NotApplicable(f"PNG row with filter type {kind}")
-        prediction = (0, a, b, (a + b) >> 1, _paeth(a, b, c) if kind == 4 else 0)[kind]
-        out[pick] = x - prediction
-    return (out & 0xFF).astype(np.uint8)
-
-
-def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    """Rows `first`.. of `rows` filtered as the source filtered them (`png_pixels.filter_rows`)."""
+    out = filter_rows(rows, types, first, bpp)
+    if out is None:
+        raise NotApplicable(f"PNG row with filter type {int(types.max())}")
+    return out
 
 
 def _patched_adler(adler: int, before: np.ndarray, after: np.ndarray, start: int, size: int) -> int:

@@ -89,3 +89,43 @@ def _unfilter(raw, stride, bpp, rows):
         else:
             return y
     return -1
+
+
+def filter_rows(rows: np.ndarray, types: np.ndarray, first: int, bpp: int) -> np.ndarray | None:
+    """Rows `first`.. of `rows` (uint8, unfiltered, one row of bytes each) filtered with each
+    one's PNG filter type `types` (None, Sub, Up, Average, Paeth), each reading the row above
+    it in `rows` (zeros above row 0 of the image: `first` is 0 there); None for an unknown
+    type."""
+    out = np.empty((rows.shape[0] - first, rows.shape[1]), np.uint8)
+    return out if _filter(rows, types, first, bpp, out) < 0 else None
+
+
+@jit
+def _filter(rows, types, first, bpp, out):
+    """`filter_rows` into `out`; returns -1, or the first row whose filter type is unknown."""
+    stride = rows.shape[1]
+    zeros = np.zeros(stride, np.uint8)
+    for y in range(out.shape[0]):
+        row = rows[first + y]
+        above = rows[first + y - 1] if first + y > 0 else zeros
+        kind = types[y]
+        if kind > 4:
+            return y
+        for i in range(stride):
+            a = np.int32(row[i - bpp]) if i >= bpp else np.int32(0)
+            b = np.int32(above[i])
+            c = np.int32(above[i - bpp]) if i >= bpp else np.int32(0)
+            if kind == 0:
+                prediction = np.int32(0)
+            elif kind == 1:
+                prediction = a
+            elif kind == 2:
+                prediction = b
+            elif kind == 3:
+                prediction = (a + b) >> 1
+            else:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                prediction = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            out[y, i] = np.uint8((np.int32(row[i]) - prediction) & 0xFF)
+    return -1
