@@ -490,16 +490,22 @@ def _decode(raw, lut, fast, dc_of, ac_of, owner, blocks, bits) -> bool:
 
 
 @jit
-def _put(out, state, value, length) -> None:
-    """Append `length` bits of `value`; state: (bit buffer, bits in it, bytes written)."""
-    acc = (state[0] << length) | (value & ((1 << length) - 1))
-    have = state[1] + length
-    n = state[2]
+def _emit(out, acc, have, n, bits, length):
+    """Append `length` (at most 32) bits; (acc, have, n): the bit buffer, the bits in it (fewer
+    than 8 between calls), the bytes written. Returns the new state."""
+    acc = (acc << length) | (bits & ((np.int64(1) << length) - 1))
+    have += length
     while have >= 8:
         have -= 8
         out[n] = (acc >> have) & 0xFF
         n += 1
-    state[0], state[1], state[2] = acc & ((1 << have) - 1), have, n
+    return acc & ((np.int64(1) << have) - 1), have, n
+
+
+@jit
+def _put(out, state, value, length) -> None:
+    """`_emit` with its state in an array: (bit buffer, bits in it, bytes written)."""
+    state[0], state[1], state[2] = _emit(out, state[0], state[1], state[2], value, length)
 
 
 @jit
@@ -559,19 +565,6 @@ def _symbols(blocks, over, which, m, b, owner, symbols, values, sizes) -> int:
         symbols[n], sizes[n] = 0, 0  # end of block
         n += 1
     return n
-
-
-@jit
-def _emit(out, acc, have, n, bits, length):
-    """Append `length` (at most 32) bits; (acc, have, n): the bit buffer, the bits in it (fewer
-    than 8 between calls), the bytes written. Returns the new state."""
-    acc = (acc << length) | (bits & ((np.int64(1) << length) - 1))
-    have += length
-    while have >= 8:
-        have -= 8
-        out[n] = (acc >> have) & 0xFF
-        n += 1
-    return acc & ((np.int64(1) << have) - 1), have, n
 
 
 @jit
