@@ -52,6 +52,14 @@ def _idat(data: bytes) -> bytes:
 
 
 @jit
+def _paeth(a, b, c):
+    """Paeth's predictor from the bytes to the left (a), above (b) and above-left (c)."""
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+@jit
 def _unfilter(raw, stride, bpp, rows):
     """Undo each row's PNG filter (None, Sub, Up, Average, Paeth) from `raw` (a filter type
     byte, then `stride` bytes, per row) into `rows`. Returns -1, or the first row whose filter
@@ -83,9 +91,7 @@ def _unfilter(raw, stride, bpp, rows):
                 out[i] = row[i] + above[i]
             for i in range(bpp, stride):
                 a, b, c = np.int32(out[i - bpp]), np.int32(above[i]), np.int32(above[i - bpp])
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                out[i] = row[i] + (a if pa <= pb and pa <= pc else (b if pb <= pc else c))
+                out[i] = row[i] + _paeth(a, b, c)
         else:
             return y
     return -1
@@ -124,8 +130,6 @@ def _filter(rows, types, first, bpp, out):
             elif kind == 3:
                 prediction = (a + b) >> 1
             else:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                prediction = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                prediction = _paeth(a, b, c)
             out[y, i] = np.uint8((np.int32(row[i]) - prediction) & 0xFF)
     return -1
